@@ -1,0 +1,453 @@
+"""One optimizer step of a model, a method and a training setup, as a list of ops.
+
+The step is what PyTorch's autograd does in eager mode: each forward op records
+what it keeps for backward (deduplicated by tensor), each backward op runs only
+where a gradient is needed (a frozen projection whose input needs no gradient has
+no backward at all). Counts that can be exact are exact: parameters, trainable
+parameters, contraction FLOPs (as torch's FlopCounterMode counts them) and payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from profiles.memory import MemoryBreakdown, peak_memory
+from profiles.method import Method
+from profiles.models import ModelArch
+from profiles.modules import Linear, layer_prefix, linears, other_tensors, total_params
+from profiles.ops import CONTRACTION_KINDS, Op, OpKind, Phase, elementwise, matmul
+from profiles.payload import Payload, round_payload
+from profiles.setup import ENCODING_BITS, TrainingSetup
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one optimizer step costs, independent of the device that runs it."""
+
+    model: ModelArch
+    method: Method
+    setup: TrainingSetup
+    ops: tuple[Op, ...]
+    total_params: int
+    trainable_params: int
+    trainable_tensors: tuple[tuple[str, tuple[int, ...]], ...]
+    memory: MemoryBreakdown
+    payload: Payload
+    step_upload_bytes: int = 0  # SplitLoRA: activations sent every micro-batch
+    step_download_bytes: int = 0  # SplitLoRA: their gradients coming back
+
+    @property
+    def step_flops(self) -> float:
+        """Forward + backward (+ recompute) tensor-contraction FLOPs of one optimizer step."""
+        return sum(op.flops * op.count for op in self.ops
+                   if op.kind in CONTRACTION_KINDS and op.phase != "optimizer")
+
+    @property
+    def elementwise_flops(self) -> float:
+        """FLOPs of everything else (norms, activations, loss, optimizer update)."""
+        return sum(op.flops * op.count for op in self.ops if op.kind not in CONTRACTION_KINDS
+                   and op.kind not in ("storage", "communication"))
+
+
+def build_workload(model: ModelArch, method: Method, setup: TrainingSetup) -> Workload:
+    """Decompose one optimizer step; inputs are validated first."""
+    method.validate(model)
+    setup.validate()
+    return _StepBuilder(model, method, setup).build()
+
+
+@dataclass
+class _Acts:
+    """Saved-for-backward bookkeeping of one micro-batch."""
+
+    saved: dict[str, int] = field(default_factory=dict)
+    per_layer: dict[int, int] = field(default_factory=dict)
+    layer_inputs: int = 0
+
+
+class _StepBuilder:
+    def __init__(self, model: ModelArch, method: Method, setup: TrainingSetup) -> None:
+        self.m, self.method, self.s = model, method, setup
+        self.T = setup.tokens
+        self.b = setup.dtype_bytes
+        self.dt = setup.dtype
+        self.full = method.kind == "full"
+        self.n = setup.grad_accum
+        self.fwd: list[Op] = []
+        self.bwd: list[Op] = []  # in forward order; reversed at the end
+        self.acts = _Acts()
+        self.last_layer = method.split_layer if method.split_layer else model.layers
+        self.trainable: list[tuple[str, tuple[int, ...]]] = []
+
+    # --- recording -------------------------------------------------------------------
+    def _save(self, layer: int, tensors: dict[str, int]) -> int:
+        new = 0
+        for key, nbytes in tensors.items():
+            if key not in self.acts.saved:
+                self.acts.saved[key] = nbytes
+                new += nbytes
+        self.acts.per_layer[layer] = self.acts.per_layer.get(layer, 0) + new
+        return new
+
+    def _op(self, op: Op, backward: bool = False) -> None:
+        (self.bwd if backward else self.fwd).append(op)
+
+    def _ew(self, name: str, kind: OpKind, phase: Phase, elements: int, flops_per: float,
+            passes: float, layer: int, saved: int = 0, dtype_bytes: int | None = None) -> Op:
+        return elementwise(name, kind, phase, elements, self.dt,
+                           dtype_bytes or self.b, flops_per, passes, self.n, layer, saved)
+
+    def _mm(self, name: str, phase: Phase, m: int, k: int, n: int, layer: int,
+            saved: int = 0) -> Op:
+        return matmul(name, phase, m, k, n, self.dt, self.b, self.n, layer, saved)
+
+    # --- building blocks --------------------------------------------------------------
+    def linear(self, lin: Linear, x_key: str, x_rg: bool) -> bool:
+        """A projection with an optional LoRA adapter; returns whether its output needs grad."""
+        T, i, b = self.T, lin.layer, self.b
+        lora = self.method.is_lora_target(lin)
+        out_rg = x_rg or self.full or lora
+        saved = self._save(i, {x_key: T * lin.in_features * b}) if self.full else 0
+        self._op(self._mm(lin.name, "forward", T, lin.in_features, lin.out_features, i, saved))
+        if lora:
+            r = self.method.lora_rank
+            a, bb = f"{lin.name}.lora_A", f"{lin.name}.lora_B"
+            keep = {x_key: T * lin.in_features * b, f"{a}.out": T * r * b}
+            if self.method.lora_dropout > 0:
+                keep[f"{a}.dropout"] = 2 * T * lin.in_features * b
+            saved = self._save(i, keep)
+            self._op(self._mm(a, "forward", T, lin.in_features, r, i))
+            self._op(self._mm(bb, "forward", T, r, lin.out_features, i))
+            self._op(self._ew(f"{lin.name}.lora_add", "elementwise", "forward",
+                              T * lin.out_features, 2, 3, i, saved))
+            self.trainable += [(f"{a}.weight", (r, lin.in_features)),
+                               (f"{bb}.weight", (lin.out_features, r))]
+        if not out_rg:
+            return False
+        if x_rg:
+            self._op(self._mm(f"{lin.name}.grad_input", "backward", T, lin.out_features,
+                              lin.in_features, i), backward=True)
+        if self.full:
+            self._op(self._mm(f"{lin.name}.grad_weight", "backward", lin.out_features, T,
+                              lin.in_features, i), backward=True)
+        if lora:
+            r = self.method.lora_rank
+            a, bb = f"{lin.name}.lora_A", f"{lin.name}.lora_B"
+            self._op(self._mm(f"{bb}.grad_weight", "backward", lin.out_features, T, r, i),
+                     backward=True)
+            self._op(self._mm(f"{bb}.grad_input", "backward", T, lin.out_features, r, i),
+                     backward=True)
+            self._op(self._mm(f"{a}.grad_weight", "backward", r, T, lin.in_features, i),
+                     backward=True)
+            if x_rg:
+                self._op(self._mm(f"{a}.grad_input", "backward", T, r, lin.in_features, i),
+                         backward=True)
+        return True
+
+    def norm(self, name: str, layer: int, x_key: str, elements: int, rows: int,
+             x_rg: bool) -> bool:
+        """LayerNorm (gpt2) or RMSNorm computed in fp32 (llama, qwen2, gemma3)."""
+        out_rg = x_rg or self.full
+        saved = 0
+        if out_rg:
+            fp32 = self.m.family != "gpt2"
+            keep = {x_key: elements * (4 if fp32 else self.b), f"{x_key}.stats": 2 * rows * 4}
+            if self.full and fp32:
+                keep[f"{name}.normed"] = elements * 4
+            saved = self._save(layer, keep)
+        self._op(self._ew(name, "norm", "forward", elements, 7, 2, layer, saved))
+        if out_rg:
+            self._op(self._ew(f"{name}.backward", "norm", "backward", elements, 10, 3, layer),
+                     backward=True)
+        return out_rg
+
+    def dropout(self, name: str, layer: int, elements: int, x_rg: bool) -> None:
+        """Training-mode dropout on CPU keeps a scaled noise tensor of the input's dtype."""
+        if self.m.dropout <= 0:
+            return
+        saved = self._save(layer, {f"{name}.noise": elements * self.b}) if x_rg else 0
+        self._op(self._ew(name, "elementwise", "forward", elements, 3, 3, layer, saved))
+        if x_rg:
+            self._op(self._ew(f"{name}.backward", "elementwise", "backward", elements, 1, 3,
+                              layer), backward=True)
+
+    def attention(self, i: int, q_key: str, k_key: str, v_key: str, rg: bool) -> None:
+        m, s = self.m, self.s
+        B, S, h, d = s.batch, s.seq, m.heads, m.head_dim
+        T, b = self.T, self.b
+        probs = B * h * S * S
+        fwd_flops = 4.0 * B * h * S * S * d
+        expand = m.kv_heads != m.heads
+        keep: dict[str, int] = {q_key: T * m.q_dim * b}
+        keep[f"{k_key}.rep" if expand else k_key] = T * (m.q_dim if expand else m.kv_dim) * b
+        keep[f"{v_key}.rep" if expand else v_key] = T * (m.q_dim if expand else m.kv_dim) * b
+        if s.memory_efficient_attention:
+            keep[f"L{i}.attn_out"] = T * m.q_dim * b
+            keep[f"L{i}.lse"] = B * h * S * 4
+            moved, bwd_factor = 4.0 * T * m.q_dim * b, 2.5  # fused kernel recomputes scores
+        else:
+            softmax_bytes = 4 if m.family != "gpt2" else b  # llama-likes softmax in fp32
+            keep[f"L{i}.probs"] = probs * softmax_bytes
+            if m.dropout > 0:
+                keep[f"L{i}.probs.noise"] = probs * b
+                keep[f"L{i}.probs.dropped"] = probs * b
+            moved, bwd_factor = 4.0 * T * m.q_dim * b + 3.0 * probs * b, 2.0
+        saved = self._save(i, keep) if rg else 0
+        shape = (B, h, S, S, d)
+        self._op(Op(f"{layer_prefix(m, i)}.attention", "attention", "forward", shape, self.dt,
+                    fwd_flops, moved, self.n, i, saved))
+        if rg:
+            self._op(Op(f"{layer_prefix(m, i)}.attention.backward", "attention", "backward",
+                        shape, self.dt, bwd_factor * fwd_flops, 2.0 * moved, self.n, i),
+                     backward=True)
+
+    def activation(self, name: str, layer: int, x_key: str, elements: int, rg: bool) -> None:
+        """gelu_new is a Python formula in transformers (7 kernels, 4 saved tensors);
+        gelu_pytorch_tanh, gelu and silu are fused (one kernel, keeps its input)."""
+        composite = self.m.act == "gelu_new"
+        if rg:
+            keep = {x_key: elements * self.b}
+            if composite:
+                keep.update({f"{name}.tanh": elements * self.b, f"{name}.half_x": elements * self.b,
+                             f"{name}.one_plus": elements * self.b})
+            saved = self._save(layer, keep)
+        else:
+            saved = 0
+        passes = 14 if composite else 2
+        self._op(self._ew(name, "activation", "forward", elements, 8, passes, layer, saved))
+        if rg:
+            self._op(self._ew(f"{name}.backward", "activation", "backward", elements, 12,
+                              passes + 1, layer), backward=True)
+
+    # --- the model --------------------------------------------------------------------
+    def embedding(self) -> bool:
+        T, H = self.T, self.m.hidden
+        saved = self._save(-1, {"input_ids": T * 8}) if self.full else 0
+        self._op(self._ew("embedding", "embedding", "forward", T * H, 0, 2, -1, saved))
+        if self.m.family == "gpt2":
+            self._op(self._ew("embedding.positions", "elementwise", "forward", T * H, 1, 3, -1))
+        if self.full:  # a dense gradient of the whole table, rows added at the used ids
+            tables = self.m.vocab + self.m.max_positions
+            self._op(self._ew("embedding.backward", "embedding", "backward", tables * H, 1, 2,
+                              -1), backward=True)
+        if self.m.family == "gpt2":
+            self.dropout("embedding.dropout", -1, T * H, self.full)
+        return self.full
+
+    def decoder_layer(self, i: int, x_rg: bool) -> bool:
+        m, T, b = self.m, self.T, self.b
+        H, inter = m.hidden, m.intermediate
+        lins = {lin.role: lin for lin in linears(m) if lin.layer == i}
+        p = layer_prefix(m, i)
+        x = f"L{i}.x"
+        if self.s.activation_checkpointing:
+            self.acts.layer_inputs += T * H * b
+        if m.family == "gpt2":
+            n1 = self.norm(f"{p}.ln_1", i, x, T * H, T, x_rg)
+            qkv_rg = self.linear(lins["qkv"], f"L{i}.n1", n1)
+            self.attention(i, f"L{i}.qkv", f"L{i}.qkv", f"L{i}.qkv", qkv_rg)
+            # q, k and v are views of one c_attn output: keep it once, at its full width
+            if qkv_rg:
+                self.acts.saved[f"L{i}.qkv"] = T * 3 * H * b
+            attn_rg = self.linear(lins["attn_out"], f"L{i}.attn_out", qkv_rg)
+            self.dropout(f"{p}.attn.resid_dropout", i, T * H, attn_rg)
+            h_rg = x_rg or attn_rg
+            self._op(self._ew(f"{p}.residual_1", "elementwise", "forward", T * H, 1, 3, i))
+            n2 = self.norm(f"{p}.ln_2", i, f"L{i}.h", T * H, T, h_rg)
+            fc_rg = self.linear(lins["fc"], f"L{i}.n2", n2)
+            self.activation(f"{p}.mlp.act", i, f"L{i}.fc", T * inter, fc_rg)
+            out_rg = self.linear(lins["mlp_out"], f"L{i}.act", fc_rg)
+            self.dropout(f"{p}.mlp.dropout", i, T * H, out_rg)
+            self._op(self._ew(f"{p}.residual_2", "elementwise", "forward", T * H, 1, 3, i))
+            return h_rg or out_rg
+        n1 = self.norm(f"{p}.input_layernorm", i, x, T * H, T, x_rg)
+        q_rg = self.linear(lins["q"], f"L{i}.n1", n1)
+        k_rg = self.linear(lins["k"], f"L{i}.n1", n1)
+        v_rg = self.linear(lins["v"], f"L{i}.n1", n1)
+        if m.family == "gemma3":
+            q_rg = self.norm(f"{p}.self_attn.q_norm", i, f"L{i}.q", T * m.q_dim,
+                             T * m.heads, q_rg)
+            k_rg = self.norm(f"{p}.self_attn.k_norm", i, f"L{i}.k", T * m.kv_dim,
+                             T * m.kv_heads, k_rg)
+        self._op(self._ew(f"{p}.rope", "elementwise", "forward", T * (m.q_dim + m.kv_dim), 3,
+                          5, i))
+        if q_rg or k_rg:
+            self._op(self._ew(f"{p}.rope.backward", "elementwise", "backward",
+                              T * (m.q_dim + m.kv_dim), 3, 5, i), backward=True)
+        attn_rg = q_rg or k_rg or v_rg
+        self.attention(i, f"L{i}.q_rot", f"L{i}.k_rot", f"L{i}.v", attn_rg)
+        o_rg = self.linear(lins["o"], f"L{i}.attn_out", attn_rg)
+        if m.family == "gemma3":
+            o_rg = self.norm(f"{p}.post_attention_layernorm", i, f"L{i}.o", T * H, T, o_rg)
+        h_rg = x_rg or o_rg
+        self._op(self._ew(f"{p}.residual_1", "elementwise", "forward", T * H, 1, 3, i))
+        mlp_norm = "pre_feedforward_layernorm" if m.family == "gemma3" else \
+            "post_attention_layernorm"
+        n2 = self.norm(f"{p}.{mlp_norm}", i, f"L{i}.h", T * H, T, h_rg)
+        g_rg = self.linear(lins["gate"], f"L{i}.n2", n2)
+        u_rg = self.linear(lins["up"], f"L{i}.n2", n2)
+        self.activation(f"{p}.mlp.act", i, f"L{i}.gate", T * inter, g_rg)
+        prod_rg = g_rg or u_rg
+        saved = self._save(i, {f"L{i}.act": T * inter * b, f"L{i}.up": T * inter * b}) \
+            if prod_rg else 0
+        self._op(self._ew(f"{p}.mlp.gate_mul", "elementwise", "forward", T * inter, 1, 3, i,
+                          saved))
+        if prod_rg:
+            self._op(self._ew(f"{p}.mlp.gate_mul.backward", "elementwise", "backward",
+                              T * inter, 2, 4, i), backward=True)
+        d_rg = self.linear(lins["down"], f"L{i}.prod", prod_rg)
+        if m.family == "gemma3":
+            d_rg = self.norm(f"{p}.post_feedforward_layernorm", i, f"L{i}.d", T * H, T, d_rg)
+        self._op(self._ew(f"{p}.residual_2", "elementwise", "forward", T * H, 1, 3, i))
+        return h_rg or d_rg
+
+    def head_and_loss(self, x_rg: bool) -> tuple[int, int]:
+        """Final norm, output head and cross-entropy; returns (loss workspace, head grad)."""
+        m, T = self.m, self.T
+        final = "transformer.ln_f" if m.family == "gpt2" else "model.norm"
+        n_rg = self.norm(final, -1, "final.x", T * m.hidden, T, x_rg)
+        head = next(lin for lin in linears(m) if lin.role == "lm_head")
+        self.linear(head, "final.n", n_rg)
+        logits = T * m.vocab
+        saved = self._save(-1, {"log_probs": logits * 4})
+        self._op(self._ew("cross_entropy", "cross_entropy", "forward", logits, 5, 3, -1, saved,
+                          dtype_bytes=4))
+        self._op(self._ew("cross_entropy.backward", "cross_entropy", "backward", logits, 3, 3,
+                          -1, dtype_bytes=4), backward=True)
+        head_grad = m.vocab * m.hidden * self.b if self.full else 0
+        # backward of the loss holds d(log_probs) and d(logits) beside the saved log_probs
+        return 2 * logits * 4, head_grad
+
+    def split_boundary(self) -> tuple[int, int]:
+        """SplitLoRA: send the split layer's input up, get its gradient back."""
+        nbytes = self.T * self.m.hidden * self.b
+        self._op(Op("split.upload_activations", "communication", "io", (self.T, self.m.hidden),
+                    self.dt, 0.0, float(nbytes), self.n))
+        self._op(Op("split.download_gradients", "communication", "io",
+                    (self.T, self.m.hidden), self.dt, 0.0, float(nbytes), self.n),
+                 backward=True)
+        return nbytes * self.n, nbytes * self.n
+
+    def build(self) -> Workload:
+        m, s = self.m, self.s
+        x_rg = self.embedding()
+        for i in range(self.last_layer):
+            x_rg = self.decoder_layer(i, x_rg)
+        step_up = step_down = 0
+        if self.method.split_layer:
+            loss_ws, head_grad = 0, 0
+            step_up, step_down = self.split_boundary()
+        else:
+            loss_ws, head_grad = self.head_and_loss(x_rg)
+        if self.full:
+            self.trainable = _full_param_shapes(m)
+        if self.method.split_layer:  # the client holds the embedding and layers [0, split)
+            self.trainable = [t for t in self.trainable if _on_split_client(t[0], self.last_layer)]
+        recompute = self._recompute_ops() if s.activation_checkpointing else []
+        step_ops = self.fwd + recompute[::-1] + self.bwd[::-1]
+        trainable_params = sum(_numel(shape) for _, shape in self.trainable)
+        step_ops += self._update_ops(trainable_params)
+        evicted = self._sharding_ops(step_ops)
+        largest = max((_numel(shape) for _, shape in self.trainable), default=0) * self.b
+        memory = peak_memory(
+            model_params=total_params(m), trainable_params=trainable_params, setup=s,
+            activations_bytes=self._activation_bytes(), loss_workspace_bytes=loss_ws,
+            head_grad_bytes=head_grad, largest_trainable_bytes=largest,
+            fedprox=self.method.fedprox_mu > 0, evicted_weight_bytes=evicted,
+            largest_linear_bytes=max(lin.params for lin in linears(m)) * self.b)
+        return Workload(
+            model=m, method=self.method, setup=s, ops=tuple(step_ops),
+            total_params=total_params(m), trainable_params=trainable_params,
+            trainable_tensors=tuple(self.trainable), memory=memory,
+            payload=round_payload(self.trainable, s), step_upload_bytes=step_up,
+            step_download_bytes=step_down)
+
+    def _activation_bytes(self) -> int:
+        if not self.s.activation_checkpointing:
+            return sum(self.acts.saved.values())
+        outside = self.acts.per_layer.get(-1, 0)
+        biggest_layer = max((v for k, v in self.acts.per_layer.items() if k >= 0), default=0)
+        return outside + self.acts.layer_inputs + biggest_layer
+
+    def _recompute_ops(self) -> list[Op]:
+        """Activation checkpointing re-runs each layer's forward during backward."""
+        return [Op(op.name + ".recompute", op.kind, "recompute", op.shape, op.dtype, op.flops,
+                   op.bytes, op.count, op.layer) for op in self.fwd if op.layer >= 0]
+
+    def _update_ops(self, trainable_params: int) -> list[Op]:
+        ops: list[Op] = []
+        P, b, n = trainable_params, self.b, self.n
+        if self.method.fedprox_mu > 0:  # mu/2 ||w - w0||^2: forward, and its gradient
+            ops.append(elementwise("fedprox.proximal", "elementwise", "forward", P, self.dt, b,
+                                   3, 3, n))
+            ops.append(elementwise("fedprox.proximal.backward", "elementwise", "backward", P,
+                                   self.dt, b, 2, 3, n))
+        if n > 1:
+            ops.append(elementwise("grad_accumulate", "elementwise", "backward", P, self.dt, b,
+                                   1, 3, n - 1))
+        adamw = self.s.optimizer == "adamw"
+        ops.append(Op(f"optimizer.{self.s.optimizer}", "optimizer", "optimizer",
+                      (P, len(self.trainable)), self.dt, (12.0 if adamw else 2.0) * P,
+                      (7.0 if adamw else 3.0) * P * b, 1))
+        return ops
+
+    def _sharding_ops(self, ops: list[Op]) -> int:
+        """Evicted weights are read back (flash) and decoded for every forward and backward."""
+        sh = self.s.sharding
+        if sh is None:
+            return 0
+        weight_bytes = total_params(self.m) * self.b
+        evicted = max(0, weight_bytes - int(sh.budget_mb * 1e6))
+        if evicted == 0:
+            return 0
+        elements = evicted // self.b
+        encoded = elements * ENCODING_BITS[sh.encoding] // 8
+        passes = 2 * self.n  # each micro-batch touches every layer forward and backward
+        if sh.store == "flash":
+            ops.append(Op("sharding.read", "storage", "io", (encoded,), sh.encoding, 0.0,
+                          float(encoded), passes))
+            if self.full:
+                ops.append(Op("sharding.write_back", "storage", "io", (encoded,), sh.encoding,
+                              0.0, float(encoded), 1))
+        if sh.encoding != self.dt:
+            ops.append(elementwise("sharding.decode", "elementwise", "io", elements, self.dt,
+                                   self.b, 2, 1.5, passes))
+        return evicted
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _on_split_client(name: str, split_layer: int) -> bool:
+    for part in name.split("."):
+        if part.isdigit():
+            return int(part) < split_layer
+    return any(e in name for e in ("wte", "wpe", "embed_tokens"))
+
+
+def _linear_param_shapes(model: ModelArch, lin: Linear) -> list[tuple[str, tuple[int, ...]]]:
+    """Shapes as transformers stores them (gpt2's Conv1D keeps the weight as in x out)."""
+    weight = (lin.in_features, lin.out_features) if model.family == "gpt2" and \
+        lin.role != "lm_head" else (lin.out_features, lin.in_features)
+    out = [(f"{lin.name}.weight", weight)]
+    if lin.bias:
+        out.append((f"{lin.name}.bias", (lin.out_features,)))
+    return out
+
+
+def _full_param_shapes(model: ModelArch) -> list[tuple[str, tuple[int, ...]]]:
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for t in other_tensors(model):
+        if model.family == "gpt2" and t.name.split(".")[-1].startswith("ln"):
+            out += [(f"{t.name}.weight", (t.shape[1],)), (f"{t.name}.bias", (t.shape[1],))]
+        else:
+            out.append((f"{t.name}.weight", t.shape))
+    for lin in linears(model):
+        if lin.role == "lm_head" and model.tied_embeddings:
+            continue
+        out += _linear_param_shapes(model, lin)
+    return out
