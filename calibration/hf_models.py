@@ -19,6 +19,7 @@ def hf_config(arch: ModelArch, attn_implementation: str = "eager") -> Any:
     """A transformers config with exactly `arch`'s shapes."""
     import transformers as tf
 
+    cfg: Any
     if arch.family == "gpt2":
         cfg = tf.GPT2Config(
             n_embd=arch.hidden, n_layer=arch.layers, n_head=arch.heads,
@@ -51,15 +52,16 @@ def build_model(arch: ModelArch, method: Method, *, device: str = "cpu", dtype: 
 
     torch.manual_seed(seed)
     cfg = hf_config(arch, attn_implementation)
+    auto: Any = tf.AutoModelForCausalLM
     with torch.device(device):
-        model = tf.AutoModelForCausalLM.from_config(
-            cfg, dtype=getattr(torch, _TORCH_DTYPES[dtype]))
+        model = auto.from_config(cfg, dtype=getattr(torch, _TORCH_DTYPES[dtype]))
     if method.kind == "lora":
         import peft
 
         targets: str | list[str] = ALL_LINEAR if ALL_LINEAR in method.lora_targets \
             else list(method.lora_targets)
-        lora = peft.LoraConfig(r=method.lora_rank, lora_alpha=method.lora_alpha,
+        alpha: Any = method.lora_alpha
+        lora = peft.LoraConfig(r=method.lora_rank, lora_alpha=alpha,
                                target_modules=targets, lora_dropout=method.lora_dropout,
                                bias="none", task_type="CAUSAL_LM")
         model = peft.get_peft_model(model, lora)

@@ -39,12 +39,12 @@ class MemoryBreakdown:
 def peak_memory(*, model_params: int, trainable_params: int, setup: TrainingSetup,
                 activations_bytes: int, loss_workspace_bytes: int, head_grad_bytes: int,
                 largest_trainable_bytes: int, fedprox: bool, evicted_weight_bytes: int,
-                largest_linear_bytes: int) -> MemoryBreakdown:
+                shard_bytes: int) -> MemoryBreakdown:
     b = setup.dtype_bytes
     weights = model_params * b - evicted_weight_bytes
     sharding = 0
     if evicted_weight_bytes and setup.sharding is not None:
-        sharding = largest_linear_bytes  # one decoded weight in flight
+        sharding = shard_bytes  # one decoded layer in flight; the head streams in slices
         if setup.sharding.store == "ram":
             sharding += evicted_weight_bytes * ENCODING_BITS[setup.sharding.encoding] // (8 * b)
     grads = trainable_params * b

@@ -89,8 +89,8 @@ class TrainingSetup:
                 raise InputError(where, "sharding.budget_mb",
                                  f"must be > 0, got {self.sharding.budget_mb}")
             if self.sharding.encoding not in ENCODING_BITS:
-                raise InputError(where, "sharding.encoding",
-                                 f"expected fp32, fp16, int8 or int4, got {self.sharding.encoding!r}")
+                raise InputError(where, "sharding.encoding", "expected fp32, fp16, int8 or "
+                                 f"int4, got {self.sharding.encoding!r}")
             if self.sharding.store not in ("ram", "flash"):
                 raise InputError(where, "sharding.store",
                                  f"expected ram or flash, got {self.sharding.store!r}")

@@ -354,7 +354,7 @@ class _StepBuilder:
             activations_bytes=self._activation_bytes(), loss_workspace_bytes=loss_ws,
             head_grad_bytes=head_grad, largest_trainable_bytes=largest,
             fedprox=self.method.fedprox_mu > 0, evicted_weight_bytes=evicted,
-            largest_linear_bytes=max(lin.params for lin in linears(m)) * self.b)
+            shard_bytes=_layer_params(m) * self.b)
         return Workload(
             model=m, method=self.method, setup=s, ops=tuple(step_ops),
             total_params=total_params(m), trainable_params=trainable_params,
@@ -397,7 +397,7 @@ class _StepBuilder:
         if sh is None:
             return 0
         weight_bytes = total_params(self.m) * self.b
-        evicted = max(0, weight_bytes - int(sh.budget_mb * 1e6))
+        evicted = max(0, weight_bytes - int(sh.budget_mb * 1024 * 1024))
         if evicted == 0:
             return 0
         elements = evicted // self.b
@@ -422,6 +422,12 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
+def _layer_params(model: ModelArch) -> int:
+    """Parameters of one decoder layer: the unit sharding brings back at a time."""
+    return sum(lin.params for lin in linears(model) if lin.layer == 0) + sum(
+        t.params for t in other_tensors(model) if t.layer == 0)
+
+
 def _on_split_client(name: str, split_layer: int) -> bool:
     for part in name.split("."):
         if part.isdigit():
@@ -433,14 +439,14 @@ def _linear_param_shapes(model: ModelArch, lin: Linear) -> list[tuple[str, tuple
     """Shapes as transformers stores them (gpt2's Conv1D keeps the weight as in x out)."""
     weight = (lin.in_features, lin.out_features) if model.family == "gpt2" and \
         lin.role != "lm_head" else (lin.out_features, lin.in_features)
-    out = [(f"{lin.name}.weight", weight)]
+    out: list[tuple[str, tuple[int, ...]]] = [(f"{lin.name}.weight", weight)]
     if lin.bias:
         out.append((f"{lin.name}.bias", (lin.out_features,)))
     return out
 
 
 def _full_param_shapes(model: ModelArch) -> list[tuple[str, tuple[int, ...]]]:
-    out: list[tuple[str, tuple[int, ...]]] = []
+    out: list[tuple[str, tuple[int, ...]]] = []  # every parameter once, as transformers names it
     for t in other_tensors(model):
         if model.family == "gpt2" and t.name.split(".")[-1].startswith("ln"):
             out += [(f"{t.name}.weight", (t.shape[1],)), (f"{t.name}.bias", (t.shape[1],))]

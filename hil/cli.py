@@ -1,0 +1,54 @@
+"""The `edgetwin` command: one entry point over every package's subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from profiles.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags get one line and exit status 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from profiles import commands as profile_commands
+
+    parser = _Parser(prog="edgetwin", description="A calibrated digital twin of an edge "
+                     "fleet that fine-tunes LLMs by federated learning.")
+    parser.add_argument("--version", action="version", version=f"edgetwin {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    profile_commands.add_workload_parser(sub)
+    profile_commands.add_profiles_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as err:
+        print(f"edgetwin: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgetwin: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgetwin")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Profile x workload -> what one optimizer step costs on that device.
+
+Each op is priced by its kind's roofline on the device; storage ops by the
+device's storage bandwidth, communication ops (SplitLoRA's per-step activations)
+by its network. Device state enters as a speed factor (thermal throttling, a
+slower individual unit) and as MobileFineTuner's energy-aware sleep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from profiles.device import DeviceProfile
+from profiles.workload import Workload
+
+MB = 1_000_000
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StepCost:
+    device: str
+    step_time_s: float
+    compute_time_s: float
+    storage_time_s: float
+    communication_time_s: float
+    sleep_s: float
+    step_energy_j: float
+    peak_memory_bytes: int  # tensors at their peak plus the runtime's own footprint
+    rss_between_steps_bytes: int  # the process's resident set outside forward/backward
+    fits_in_memory: bool
+    time_by_kind_s: dict[str, float] = field(default_factory=dict)
+
+
+def op_times_s(profile: DeviceProfile, workload: Workload) -> list[float]:
+    """Latency of each op of `workload` once (not times its count), at full speed."""
+    out: list[float] = []
+    for op in workload.ops:
+        if op.kind == "storage":
+            rate = profile.storage.write_mb_per_s if "write" in op.name else \
+                profile.storage.read_mb_per_s
+            out.append(op.bytes / (rate * MB))
+        elif op.kind == "communication":
+            mbps = profile.network.uplink_mbps if "upload" in op.name else \
+                profile.network.downlink_mbps
+            out.append(op.bytes * 8 / (mbps * 1e6) + profile.network.rtt_ms / 2000)
+        else:
+            out.append(profile.op_cost(op.kind).latency_s(op.flops, op.bytes))
+    return out
+
+
+def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: float = 1.0,
+                 battery_pct: float = 100.0, temperature_c: float | None = None) -> StepCost:
+    """Step time, energy and memory of `workload` on `profile`.
+
+    `speed_factor` < 1 slows compute (throttling, a weaker unit of the same model).
+    """
+    if temperature_c is None:
+        temperature_c = profile.thermal.ambient_c
+    compute = storage = comm = energy = 0.0
+    by_kind: dict[str, float] = {}
+    for op, t in zip(workload.ops, op_times_s(profile, workload), strict=True):
+        total = t * op.count
+        if op.kind == "storage":
+            storage += total
+            energy += total * profile.power.io_w
+        elif op.kind == "communication":
+            comm += total
+            energy += total * profile.power.io_w
+        else:
+            total /= speed_factor
+            compute += total
+            energy += total * profile.op_cost(op.kind).busy_power_w
+        by_kind[op.kind] = by_kind.get(op.kind, 0.0) + total
+    sleep = 0.0
+    if workload.setup.energy_aware_sleep is not None:
+        sleep = workload.setup.energy_aware_sleep.sleep_s(battery_pct, temperature_c)
+        energy += sleep * profile.power.idle_w
+    runtime = int(profile.memory.runtime_overhead_mb * MIB)
+    peak = workload.memory.peak_bytes + runtime
+    rss = runtime + (workload.memory.persistent_bytes if profile.memory.tensors_in_rss else 0)
+    return StepCost(
+        device=profile.name, step_time_s=compute + storage + comm + sleep,
+        compute_time_s=compute, storage_time_s=storage, communication_time_s=comm,
+        sleep_s=sleep, step_energy_j=energy, peak_memory_bytes=peak,
+        rss_between_steps_bytes=rss,
+        fits_in_memory=peak <= profile.memory.usable_ram_mb * MIB,
+        time_by_kind_s=by_kind)

@@ -1,0 +1,198 @@
+"""Device profiles: what each op kind costs on a device, and the device facts around it.
+
+Every number carries provenance: an entry in `provenance` whose key is the number's
+dotted path or a prefix of it says where it came from (calibrated here, imported
+from a trainer's log, a published measurement, a spec sheet, or an assumption), when,
+and how well it fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from profiles.errors import InputError
+from profiles.ops import COMPUTE_KINDS
+from profiles.schema import from_mapping, load_yaml, to_mapping
+
+SCHEMA_VERSION = 1
+ProvenanceKind = Literal["calibrated", "imported", "published", "spec", "assumed"]
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """Roofline latency of one op: `overhead_s + max(flops / flops_per_s, bytes / bytes_per_s)`."""
+
+    flops_per_s: float
+    bytes_per_s: float
+    overhead_s: float = 0.0
+    busy_power_w: float = 0.0  # whole-device power while this kind of op runs
+
+    def latency_s(self, flops: float, nbytes: float) -> float:
+        return self.overhead_s + max(flops / self.flops_per_s, nbytes / self.bytes_per_s)
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    ram_mb: float
+    usable_ram_mb: float  # what one app may hold before the OS kills it
+    runtime_overhead_mb: float  # the trainer process before any tensor (interpreter, libraries)
+    tensors_in_rss: bool = True  # false where tensors live in accelerator memory outside RSS
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    read_mb_per_s: float
+    write_mb_per_s: float
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    downlink_mbps: float
+    uplink_mbps: float
+    rtt_ms: float
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    idle_w: float
+    io_w: float  # while waiting on storage or the network
+
+
+@dataclass(frozen=True)
+class BatterySpec:
+    capacity_wh: float
+    nominal_voltage_v: float
+
+
+@dataclass(frozen=True)
+class ThermalSpec:
+    """First-order model: dT/dt = (P * resistance - (T - ambient)) / time_constant.
+
+    Above `throttle_start_c` speed falls linearly to `min_speed_factor` at `throttle_full_c`.
+    """
+
+    ambient_c: float
+    resistance_c_per_w: float
+    time_constant_s: float
+    throttle_start_c: float
+    throttle_full_c: float
+    min_speed_factor: float
+
+    def speed_factor(self, temperature_c: float) -> float:
+        if temperature_c <= self.throttle_start_c:
+            return 1.0
+        span = self.throttle_full_c - self.throttle_start_c
+        frac = min(1.0, (temperature_c - self.throttle_start_c) / span)
+        return 1.0 - frac * (1.0 - self.min_speed_factor)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    kind: ProvenanceKind
+    source: str
+    date: str
+    note: str = ""
+    fit_error: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    schema_version: int
+    name: str
+    description: str
+    device_class: Literal["phone", "board", "laptop", "server"]
+    identity: dict[str, str]
+    compute: dict[str, OpCost]
+    memory: MemorySpec
+    storage: StorageSpec
+    network: NetworkSpec
+    power: PowerSpec
+    thermal: ThermalSpec
+    provenance: dict[str, Provenance]
+    battery: BatterySpec | None = None
+
+    def op_cost(self, kind: str) -> OpCost:
+        return self.compute[kind] if kind in self.compute else self.compute["default"]
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the profile's content, recorded beside every result it shaped."""
+        import yaml
+
+        text = yaml.safe_dump(to_mapping(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_profile(data: Any, where: str) -> DeviceProfile:
+    """Check and build a profile from parsed YAML; `where` names the file in errors."""
+    profile = from_mapping(DeviceProfile, data, where)
+    if profile.schema_version != SCHEMA_VERSION:
+        raise InputError(where, "schema_version",
+                         f"this edgetwin reads version {SCHEMA_VERSION}, "
+                         f"got {profile.schema_version}")
+    missing = [k for k in COMPUTE_KINDS if k not in profile.compute]
+    if missing and "default" not in profile.compute:
+        raise InputError(where, "compute",
+                         f"no cost for op kind {missing[0]!r} and no 'default' entry")
+    for kind in profile.compute:
+        if kind not in COMPUTE_KINDS and kind != "default":
+            raise InputError(where, f"compute.{kind}",
+                             f"unknown op kind (known: {', '.join(COMPUTE_KINDS)}, default)")
+    mapping = to_mapping(profile)
+    for path, value in _numbers(mapping):
+        if path.startswith("provenance.") or path == "schema_version":
+            continue
+        positive = path.split(".")[-1] not in ("overhead_s", "ambient_c", "rtt_ms")
+        if value < 0 or (positive and value == 0):
+            raise InputError(where, path, f"must be {'> 0' if positive else '>= 0'}, got {value}")
+        if not _covered(path, profile.provenance):
+            raise InputError(where, path,
+                             "has no provenance (add an entry under 'provenance' for this "
+                             "key or a parent)")
+    if profile.memory.usable_ram_mb > profile.memory.ram_mb:
+        raise InputError(where, "memory.usable_ram_mb", "is larger than memory.ram_mb")
+    t = profile.thermal
+    if t.throttle_full_c <= t.throttle_start_c:
+        raise InputError(where, "thermal.throttle_full_c", "must exceed thermal.throttle_start_c")
+    if not 0 < t.min_speed_factor <= 1:
+        raise InputError(where, "thermal.min_speed_factor", "must be in (0, 1]")
+    return profile
+
+
+def load_profile(name_or_path: str) -> DeviceProfile:
+    """A shipped profile by name, or a profile YAML by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return parse_profile(load_yaml(path), str(path))
+    shipped = shipped_profiles()
+    if name_or_path not in shipped:
+        raise InputError("--device", name_or_path,
+                         f"unknown device profile (shipped: {', '.join(sorted(shipped))}; "
+                         "or give a profile YAML path)")
+    return parse_profile(load_yaml(shipped[name_or_path]), str(shipped[name_or_path]))
+
+
+def shipped_profiles() -> dict[str, Path]:
+    """Shipped profile names and their files."""
+    folder = resources.files("profiles") / "devices"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir()
+            if str(p).endswith(".yaml")}
+
+
+def _numbers(node: Any, path: str = "") -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        out.append((path, float(node)))
+    return out
+
+
+def _covered(path: str, provenance: dict[str, Provenance]) -> bool:
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in provenance for i in range(1, len(parts) + 1))

@@ -1,0 +1,71 @@
+"""Exact counts against the real modules: PEFT's trainable parameters, torch's FLOPs."""
+
+from __future__ import annotations
+
+import pytest
+
+from profiles.method import Method
+from profiles.models import CATALOGUE
+from profiles.setup import TrainingSetup
+from profiles.workload import build_workload
+
+torch = pytest.importorskip("torch")
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from calibration.hf_models import build_model, count_params  # noqa: E402
+
+LLAMA_LIKE = ["gemma-3-270m", "gemma-3-1b", "qwen2.5-0.5b"]
+LORA_CASES = [
+    *[(n, Method("lora", 8, 32.0, ("q_proj", "k_proj", "v_proj", "o_proj"))) for n in LLAMA_LIKE],
+    *[(n, Method("lora", 16, 16.0, ("q_proj", "v_proj"))) for n in LLAMA_LIKE],
+    *[(n, Method("lora", 4, 8.0, ("all-linear",))) for n in LLAMA_LIKE],
+    *[(n, Method("lora", 2, 4.0, ("gate_proj", "up_proj", "down_proj"))) for n in LLAMA_LIKE],
+    ("gpt2", Method("lora", 8, 16.0, ("c_attn",))),
+    ("gpt2", Method("lora", 4, 8.0, ("c_attn", "c_proj"))),  # c_proj matches attn and mlp
+    ("gpt2-medium", Method("lora", 32, 64.0, ("c_fc",))),
+    ("gpt2-medium", Method("lora", 8, 16.0, ("all-linear",))),
+]
+
+
+@pytest.mark.parametrize(("name", "method"), LORA_CASES,
+                         ids=[f"{n}-r{m.lora_rank}-{'+'.join(m.lora_targets)}"
+                              for n, m in LORA_CASES])
+def test_trainable_params_equal_peft(name: str, method: Method) -> None:
+    arch = CATALOGUE[name]
+    w = build_workload(arch, method, TrainingSetup())
+    total, trainable = count_params(build_model(arch, method, device="meta"))
+    assert w.trainable_params == trainable
+    assert w.total_params + w.trainable_params == total
+
+
+def _counted_flops(name: str, method: Method, setup: TrainingSetup) -> int:
+    model = build_model(CATALOGUE[name], method, device="meta")
+    ids = torch.zeros(setup.batch, setup.seq, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(setup.grad_accum):
+            model(input_ids=ids, labels=ids).loss.backward()
+    return int(counter.get_total_flops())
+
+
+FLOP_CASES = [
+    (n, m, s)
+    for n in CATALOGUE
+    for m in (Method("full"),
+              Method("lora", 8, 16.0, ("c_attn",) if "gpt2" in n else ("q_proj", "v_proj")))
+    for s in (TrainingSetup(batch=2, seq=32),)
+] + [
+    ("gemma-3-270m", Method("lora", 8, 32.0, ("q_proj", "k_proj", "v_proj", "o_proj")),
+     TrainingSetup(batch=1, seq=64, grad_accum=3)),
+    ("qwen2.5-0.5b", Method("lora", 4, 8.0, ("all-linear",)), TrainingSetup(batch=3, seq=17)),
+    ("gpt2", Method("full"), TrainingSetup(batch=1, seq=200)),
+]
+
+
+@pytest.mark.parametrize(("name", "method", "setup"), FLOP_CASES,
+                         ids=[f"{n}-{m.kind}-{s.batch}x{s.seq}x{s.grad_accum}"
+                              for n, m, s in FLOP_CASES])
+def test_forward_backward_flops_within_2pct_of_torch(name: str, method: Method,
+                                                     setup: TrainingSetup) -> None:
+    w = build_workload(CATALOGUE[name], method, setup)
+    counted = _counted_flops(name, method, setup)
+    assert abs(w.step_flops / counted - 1) <= 0.02, (w.step_flops, counted)
