@@ -24,7 +24,7 @@ $(VENV)/.full: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.core
 	$(BIN)/edgetwin workload --model gemma-3-270m --method lora --lora-rank 8 --lora-alpha 32 \
 	  --lora-targets q_proj,k_proj,v_proj,o_proj --batch 1 --seq 64 --grad-accum 8 \
-	  --serialization npy --device all
+	  --serialization npy --device all --plot runs/workload.png
 
 lint: $(VENV)/.full
 	$(BIN)/ruff check .

@@ -52,6 +52,8 @@ def add_workload_parser(sub: Any) -> None:
     p.add_argument("--device", default=None,
                    help="profile name or YAML path; several comma-separated, or 'all'")
     p.add_argument("--ops", action="store_true", help="also list every op")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="write a chart of step time and memory per device")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run_workload)
 
@@ -106,8 +108,17 @@ def _devices(spec: str | None) -> list[DeviceProfile]:
 
 def run_workload(args: argparse.Namespace) -> int:
     w = workload_from_args(args)
+    profiles = _devices(args.device)
     costs = [predict_step(p, w, battery_pct=args.battery_pct, temperature_c=args.temperature_c)
-             for p in _devices(args.device)]
+             for p in profiles]
+    if args.plot:
+        if not costs:
+            raise InputError("--plot", "", "needs --device to have something to draw")
+        from pathlib import Path
+
+        from profiles.plot import plot_step_costs
+
+        plot_step_costs(w, profiles, costs, Path(args.plot))
     if args.json:
         print(json.dumps(workload_json(w, costs), indent=2))
     else:
