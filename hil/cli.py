@@ -18,6 +18,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emulator import commands as emulator_commands
     from profiles import commands as profile_commands
 
     parser = _Parser(prog="edgetwin", description="A calibrated digital twin of an edge "
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     profile_commands.add_workload_parser(sub)
     profile_commands.add_profiles_parser(sub)
+    emulator_commands.add_simulate_parser(sub)
     return parser
 
 

@@ -80,6 +80,9 @@ def _convert(tp: Any, value: Any, where: str, key: str) -> Any:
                              f"expected one of {', '.join(map(str, args))}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        scalar = getattr(tp, "from_scalar", None)
+        if scalar is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return scalar(value)
         return from_mapping(tp, value, where, key)
     if origin in (tuple, list):
         if isinstance(value, str) or not isinstance(value, (list, tuple)):

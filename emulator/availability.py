@@ -1,0 +1,172 @@
+"""When a client is online: daily windows in its own time zone, a charger schedule,
+churn in and out of spells, and recorded traces; all evaluated on demand.
+
+Nothing here runs as an event: availability is a pure function of (client, time)
+drawn from the availability stream, so an idle client costs nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator.streams import Streams
+from profiles.errors import InputError
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+HOUR = 3600.0
+
+
+def in_daily_window(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> B:
+    """Whether local time (t + tz) falls in [start, start + length) of its day."""
+    local = np.mod(t_s / HOUR + tz_h - start_h, 24.0)
+    return local < length_h
+
+
+def window_end_s(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> F64:
+    """For a time inside the window: when the window closes (inf for a 24 h window)."""
+    local = np.mod(t_s / HOUR + tz_h - start_h, 24.0)
+    return np.where(length_h >= 24.0, np.inf, t_s + (length_h - local) * HOUR)
+
+
+def window_seconds(t0_s: F64, t1_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> F64:
+    """Seconds of [t0, t1] spent inside the daily window."""
+    def cumulative(t: F64) -> F64:
+        y = t / HOUR + tz_h - start_h
+        return (np.floor(y / 24.0) * length_h + np.minimum(np.mod(y, 24.0), length_h)) * HOUR
+
+    return np.maximum(cumulative(t1_s) - cumulative(t0_s), 0.0)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Recorded online intervals, flattened and sorted; client i replays trace client i mod M."""
+
+    keys: F64  # trace_client * period + start
+    ends: F64
+    clients: I64
+    n_clients: int
+    period_s: float
+
+    @classmethod
+    def load(cls, path: Path) -> Trace:
+        rows: list[tuple[int, float, float]] = []
+        try:
+            with path.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                if reader.fieldnames is None or not {"client", "start_s", "end_s"} <= set(
+                        reader.fieldnames):
+                    raise InputError(str(path), "header", "expected columns client,start_s,end_s")
+                for line, row in enumerate(reader, start=2):
+                    try:
+                        c, a, b = int(row["client"]), float(row["start_s"]), float(row["end_s"])
+                    except (TypeError, ValueError):
+                        raise InputError(str(path), f"line {line}",
+                                         "client must be an integer, start_s/end_s numbers") \
+                            from None
+                    if b <= a or a < 0:
+                        raise InputError(str(path), f"line {line}", "needs 0 <= start_s < end_s")
+                    rows.append((c, a, b))
+        except OSError as err:
+            raise InputError(str(path), "", f"cannot read ({err.strerror})") from None
+        if not rows:
+            raise InputError(str(path), "", "no intervals")
+        ids = sorted({r[0] for r in rows})
+        dense = {c: i for i, c in enumerate(ids)}
+        period = max(r[2] for r in rows)
+        data = np.array(sorted((dense[c] * period * 2 + a, dense[c] * period * 2 + b, dense[c])
+                               for c, a, b in rows))
+        return cls(keys=data[:, 0], ends=data[:, 1], clients=data[:, 2].astype(np.int64),
+                   n_clients=len(ids), period_s=period * 2)
+
+    def _lookup(self, client: I64, t_s: F64) -> tuple[I64, B]:
+        tc = np.mod(client, self.n_clients)
+        local = np.mod(t_s, self.period_s / 2)
+        key = tc * self.period_s + local
+        idx = np.searchsorted(self.keys, key, side="right") - 1
+        ok = idx >= 0
+        idx = np.maximum(idx, 0)
+        inside = ok & (self.clients[idx] == tc) & (self.ends[idx] > key)
+        return idx, inside
+
+    def online(self, client: I64, t_s: F64) -> B:
+        return self._lookup(client, t_s)[1]
+
+    def end_s(self, client: I64, t_s: F64) -> F64:
+        idx, inside = self._lookup(client, t_s)
+        tc = np.mod(client, self.n_clients)
+        local = np.mod(t_s, self.period_s / 2)
+        return np.where(inside, t_s + (self.ends[idx] - (tc * self.period_s + local)), t_s)
+
+
+class Availability:
+    """Online and next-offline times for any clients at any time."""
+
+    def __init__(self, streams: Streams, *, tz_h: F64, window_start_h: F64,
+                 window_length_h: F64, plug_start_h: F64, plug_length_h: F64,
+                 charging_only: bool, mean_session_s: float | None, online_fraction: float,
+                 trace: Trace | None) -> None:
+        self.streams = streams
+        self.tz, self.ws, self.wl = tz_h, window_start_h, window_length_h
+        self.ps, self.pl = plug_start_h, plug_length_h
+        self.charging_only = charging_only
+        self.q = online_fraction
+        # churn: epochs of this length are each online with probability q, so online
+        # spells last epoch / (1 - q) on average
+        self.epoch_s = (mean_session_s or 0.0) * (1.0 - online_fraction) \
+            if mean_session_s and online_fraction < 1 else 0.0
+        self.trace = trace
+
+    def plugged(self, c: I64, t_s: F64) -> B:
+        return in_daily_window(t_s, self.tz[c], self.ps[c], self.pl[c])
+
+    def _churn_on(self, c: I64, epoch: I64) -> B:
+        return self.streams.uniform("availability", c, epoch) < self.q
+
+    def _epoch(self, c: I64, t_s: F64) -> I64:
+        """Churn epochs start at a phase of each client's own, so spells do not all
+        begin and end together."""
+        phase = self.streams.uniform("availability", c, np.full(c.shape, -1)) * self.epoch_s
+        return np.floor((t_s + phase) / self.epoch_s).astype(np.int64)
+
+    def online(self, c: I64, t_s: F64) -> B:
+        t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
+        if self.trace is not None:
+            on = self.trace.online(c, t_s)
+        else:
+            on = in_daily_window(t_s, self.tz[c], self.ws[c], self.wl[c])
+        if self.charging_only:
+            on &= self.plugged(c, t_s)
+        if self.epoch_s > 0:
+            on &= self._churn_on(c, self._epoch(c, t_s))
+        return on
+
+    def offline_at(self, c: I64, t_s: F64) -> F64:
+        """For clients online at `t_s`: when they next go offline."""
+        t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
+        if self.trace is not None:
+            end = self.trace.end_s(c, t_s)
+        else:
+            end = window_end_s(t_s, self.tz[c], self.ws[c], self.wl[c])
+        if self.charging_only:
+            end = np.minimum(end, window_end_s(t_s, self.tz[c], self.ps[c], self.pl[c]))
+        if self.epoch_s > 0:
+            phase = self.streams.uniform("availability", c, np.full(c.shape, -1)) * self.epoch_s
+            epoch = self._epoch(c, t_s) + 1
+            churn_end = np.full(c.shape, np.inf)
+            todo = np.ones(c.shape, dtype=bool)
+            for _ in range(400):  # spells are geometric: a few epochs on average
+                off = todo & ~self._churn_on(c, epoch)
+                churn_end[off] = epoch[off] * self.epoch_s - phase[off]
+                todo &= ~off
+                if not todo.any():
+                    break
+                epoch = epoch + 1
+            end = np.minimum(end, churn_end)
+        return end

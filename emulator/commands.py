@@ -1,0 +1,79 @@
+"""`edgetwin simulate`: a scenario in, a run folder out, a summary table on the screen."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from emulator.scenario import load_scenario
+
+
+def add_simulate_parser(sub: Any) -> None:
+    p = sub.add_parser("simulate", help="run a fleet scenario in virtual time",
+                       description="Emulate a federated fine-tuning fleet described by a "
+                       "scenario YAML; write metrics, plots and a report to a run folder.")
+    p.add_argument("scenario", type=Path)
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: runs/<scenario name>)")
+    p.add_argument("--seed", type=int, default=None, help="overrides the scenario's seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a scenario key, e.g. "
+                   "orchestration.deadline_s=900 (repeatable)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.set_defaults(func=run_simulate)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from emulator.run import simulate
+
+    scenario = load_scenario(args.scenario, args.overrides, args.seed)
+    out = args.out or Path("runs") / scenario.name
+    console = Console(stderr=True, highlight=False)
+    total = scenario.stop.rounds
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("round {task.completed:.0f}/{task.total}"),
+                  TextColumn("virtual {task.fields[hours]:.1f} h"), TimeElapsedColumn(),
+                  console=console, disable=args.quiet or not sys.stderr.isatty(),
+                  transient=True) as bar:
+        task = bar.add_task(scenario.name, total=total, hours=0.0)
+        last = [0.0]
+
+        def progress(rnd: int, now_s: float) -> None:
+            if time.perf_counter() - last[0] > 0.1:
+                bar.update(task, completed=rnd + 1, hours=now_s / 3600)
+                last[0] = time.perf_counter()
+
+        run = simulate(scenario, out, plots=not args.no_plots, progress=progress)
+    if not args.quiet:
+        _print_summary(run.summary, out, run.wall_s)
+    return 130 if run.results.stop_reason == "interrupted" else 0
+
+
+def _print_summary(s: dict[str, Any], out: Path, wall_s: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    t = Table(title=f"{s['scenario']}: {s['rounds_completed']} rounds in "
+              f"{s['virtual_time_s'] / 3600:.2f} h virtual ({s['stop_reason']}), seed {s['seed']}",
+              title_justify="left")
+    for col in ("group", "clients", "sessions", "completed", "energy kJ", "up MB", "down MB",
+                "early ends"):
+        t.add_column(col, justify="left" if col in ("group", "early ends") else "right")
+    rows = [*list(s["groups"].items()), ("all", {**s, "clients": s["fleet_clients"]})]
+    for name, g in rows:
+        fails = ", ".join(f"{k} {v}" for k, v in g["failures"].items() if v) or "-"
+        t.add_row(name, f"{g['clients']:,}", f"{g['client_sessions']:,}",
+                  f"{g['completed_sessions']:,}", f"{g['energy_j'] / 1e3:,.1f}",
+                  f"{g['upload_bytes'] / 1e6:,.1f}", f"{g['download_bytes'] / 1e6:,.1f}", fails)
+    con.print(t)
+    con.print(f"mean round {s['mean_round_s']:.1f} s; {s['client_sessions'] / wall_s:,.0f} "
+              f"sessions per wall second; wrote {out}/ (report.md, summary.json, "
+              "rounds.csv, client_sessions.csv, scenario.resolved.yaml, plots)")

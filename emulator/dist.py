@@ -1,0 +1,80 @@
+"""Distributions a scenario writes as mappings, drawn vectorised from a named stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from profiles.errors import InputError
+
+
+@dataclass(frozen=True)
+class Dist:
+    """`{dist: const, value: 5}`, `{dist: uniform, low: 1, high: 2}`,
+    `{dist: normal, mean: 1, std: 0.1}`, `{dist: lognormal, mean: 80, cv: 0.5}`
+    (mean and coefficient of variation of the values themselves), or
+    `{dist: choice, values: [4, 8], weights: [0.5, 0.5]}`. `low`/`high` also clip
+    normal and lognormal draws."""
+
+    dist: Literal["const", "uniform", "normal", "lognormal", "choice"] = "const"
+    value: float = 0.0
+    low: float | None = None
+    high: float | None = None
+    mean: float = 0.0
+    std: float = 0.0
+    cv: float = 0.0
+    values: tuple[float, ...] = ()
+    weights: tuple[float, ...] = ()
+
+    @classmethod
+    def from_scalar(cls, value: float) -> Dist:
+        """A bare number in a scenario means a constant."""
+        return cls("const", value=float(value))
+
+    def check(self, where: str, key: str) -> None:
+        if self.dist == "uniform" and (self.low is None or self.high is None
+                                       or self.high < self.low):
+            raise InputError(where, key, "uniform needs low <= high")
+        if self.dist == "lognormal" and (self.mean <= 0 or self.cv < 0):
+            raise InputError(where, key, "lognormal needs mean > 0 and cv >= 0")
+        if self.dist == "normal" and self.std < 0:
+            raise InputError(where, key, "normal needs std >= 0")
+        if self.dist == "choice":
+            if not self.values:
+                raise InputError(where, key, "choice needs values")
+            if self.weights and (len(self.weights) != len(self.values)
+                                 or abs(sum(self.weights) - 1) > 1e-6
+                                 or min(self.weights) < 0):
+                raise InputError(where, key, "choice weights must match values and sum to 1")
+
+    def lower_bound(self) -> float:
+        """The smallest value a draw can take (for range checks)."""
+        if self.dist == "const":
+            return self.value
+        if self.dist == "choice":
+            return min(self.values)
+        if self.low is not None:
+            return self.low
+        return 0.0 if self.dist == "lognormal" else float("-inf")
+
+    def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+        if self.dist == "const":
+            out = np.full(n, self.value, dtype=np.float64)
+        elif self.dist == "uniform":
+            assert self.low is not None and self.high is not None
+            out = rng.uniform(self.low, self.high, n)
+        elif self.dist == "normal":
+            out = rng.normal(self.mean, self.std, n)
+        elif self.dist == "lognormal":
+            sigma2 = np.log1p(self.cv ** 2)
+            out = rng.lognormal(np.log(self.mean) - sigma2 / 2, np.sqrt(sigma2), n)
+        else:
+            p = np.asarray(self.weights) if self.weights else None
+            out = rng.choice(np.asarray(self.values, dtype=np.float64), n, p=p)
+        if self.dist in ("normal", "lognormal") and (self.low is not None or
+                                                     self.high is not None):
+            out = np.clip(out, self.low, self.high)
+        return out

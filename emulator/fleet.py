@@ -1,0 +1,198 @@
+"""The fleet: per-client attributes drawn before the run, per-group costs computed once.
+
+Everything here is exogenous: drawn from named streams before the clock starts,
+as whole arrays, so a run's cost grows with the sessions it simulates rather
+than with how many clients sit idle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator.scenario import Group, Scenario, resolve_profile
+from emulator.streams import Streams
+from profiles.costmodel import MIB, predict_step
+from profiles.device import DeviceProfile
+from profiles.method import Method
+from profiles.models import load_model
+from profiles.setup import Sharding, TrainingSetup
+from profiles.workload import Workload, build_workload
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """What one optimizer step and one round's transfers cost a nominal unit of a group."""
+
+    group: int
+    rank: int
+    profile: DeviceProfile
+    workload: Workload
+    step_s: float  # at speed 1, excluding the energy-aware sleep
+    step_energy_j: float
+    peak_memory_mb: float
+    upload_bytes: int
+    download_bytes: int
+    split_step_bytes: int  # SplitLoRA: up + down per optimizer step
+    split_server_s: float  # SplitLoRA: server-side layers per optimizer step
+
+    @property
+    def busy_w(self) -> float:
+        return self.step_energy_j / self.step_s
+
+
+@dataclass
+class Fleet:
+    """Column arrays over all clients; `cost_index[i]` points into `costs`."""
+
+    n: int
+    groups: list[Group]
+    profiles: list[DeviceProfile]
+    group: I64
+    speed: F64
+    usable_ram_mb: F64
+    examples: F64
+    local_steps: I64
+    rank: I64
+    cost_index: I64
+    costs: list[GroupCost]
+    downlink_mbps: F64
+    uplink_mbps: F64
+    latency_s: F64
+    battery_capacity_j: F64  # inf for mains-powered boards
+    battery_j: F64  # mutable: charge now
+    temperature_c: F64  # mutable: temperature now
+    last_touch_s: F64  # mutable: when battery/temperature were last brought up to date
+    tz_h: F64
+    window_start_h: F64
+    window_length_h: F64
+    plug_start_h: F64
+    plug_length_h: F64
+
+
+def method_for(s: Scenario, rank: int) -> Method:
+    w = s.workload
+    return Method(
+        kind=w.method, lora_rank=rank, lora_alpha=w.lora_alpha * rank / w.lora_rank,
+        lora_targets=w.lora_targets,
+        fedprox_mu=w.fedprox_mu if w.algorithm == "fedprox" else 0.0,
+        split_layer=w.split_layer if w.algorithm == "splitlora" else None)
+
+
+def setup_for(s: Scenario, g: Group) -> TrainingSetup:
+    st = g.setup
+    sharding = Sharding(st.shard_budget_mb, st.shard_encoding, st.shard_store) \
+        if st.shard_budget_mb else None
+    return TrainingSetup(
+        batch=st.batch, seq=st.seq, grad_accum=st.grad_accum, dtype=st.dtype,
+        optimizer=s.workload.optimizer, activation_checkpointing=st.activation_checkpointing,
+        memory_efficient_attention=st.memory_efficient_attention, sharding=sharding,
+        serialization=st.serialization or s.network.serialization)
+
+
+def build_fleet(s: Scenario, streams: Streams, base: Path) -> Fleet:
+    counts = s.group_counts
+    n = sum(counts)
+    group = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
+    profiles = [resolve_profile(g.profile, base) for g in s.fleet.groups]
+    rng = streams.generator("fleet")
+    speed = np.empty(n)
+    ram = np.empty(n)
+    down, up, lat = np.empty(n), np.empty(n), np.empty(n)
+    plug_len = np.empty(n)
+    cap = np.empty(n)
+    rank = np.full(n, s.workload.lora_rank, dtype=np.int64)
+    flex = streams.generator("flexlora")
+    for gi, g in enumerate(s.fleet.groups):
+        sl = slice(int(np.sum(counts[:gi])), int(np.sum(counts[: gi + 1])))
+        k = counts[gi]
+        p = profiles[gi]
+        load = np.clip(g.spread.background_load.sample(rng, k), 0.0, 0.95)
+        speed[sl] = np.maximum(g.spread.speed.sample(rng, k), 1e-3) * (1.0 - load)
+        ram[sl] = p.memory.usable_ram_mb * np.maximum(g.spread.usable_ram.sample(rng, k), 1e-3)
+        down[sl] = g.network.downlink_mbps.sample(rng, k)
+        up[sl] = g.network.uplink_mbps.sample(rng, k)
+        lat[sl] = g.network.latency_ms.sample(rng, k) / 1000.0
+        plug_len[sl] = 24.0 * g.plugged_share
+        cap[sl] = p.battery.capacity_wh * 3600.0 if p.battery else math.inf
+        if s.workload.algorithm == "flexlora" and g.lora_rank is not None:
+            rank[sl] = np.maximum(1, np.round(g.lora_rank.sample(flex, k))).astype(np.int64)
+    examples = _examples(s, streams, n)
+    local_steps = _local_steps(s, examples, group)
+    bat_rng = streams.generator("battery")
+    init_pct = np.clip(s.battery.initial_pct.sample(bat_rng, n), 0.0, 100.0)
+    battery = np.where(np.isfinite(cap), cap * init_pct / 100.0, math.inf)
+    av = streams.generator("availability")
+    d = s.availability.diurnal
+    if d is not None:
+        tz = d.timezones_h.sample(av, n)
+        wstart = np.mod(d.window_start_h.sample(av, n), 24.0)
+        wlen = np.clip(d.window_length_h.sample(av, n), 0.0, 24.0)
+    else:
+        tz, wstart, wlen = np.zeros(n), np.zeros(n), np.full(n, 24.0)
+    plug_start = np.mod(s.availability.plug_start_h.sample(av, n), 24.0)
+    costs, cost_index = _group_costs(s, profiles, group, rank)
+    temp0 = np.array([s.thermal.initial_c if s.thermal.initial_c is not None
+                      else p.thermal.ambient_c for p in profiles])[group]
+    return Fleet(n=n, groups=list(s.fleet.groups), profiles=profiles, group=group, speed=speed,
+                 usable_ram_mb=ram, examples=examples, local_steps=local_steps, rank=rank,
+                 cost_index=cost_index, costs=costs, downlink_mbps=down, uplink_mbps=up,
+                 latency_s=lat, battery_capacity_j=cap, battery_j=battery,
+                 temperature_c=temp0.astype(np.float64), last_touch_s=np.zeros(n), tz_h=tz,
+                 window_start_h=wstart, window_length_h=wlen, plug_start_h=plug_start,
+                 plug_length_h=plug_len)
+
+
+def _examples(s: Scenario, streams: Streams, n: int) -> F64:
+    rng = streams.generator("data")
+    if s.data.dirichlet_alpha is not None and s.data.total_examples:
+        shares = rng.dirichlet(np.full(n, s.data.dirichlet_alpha))
+        return np.maximum(1.0, np.round(shares * s.data.total_examples))
+    return np.maximum(1.0, np.round(s.data.examples_per_client.sample(rng, n)))
+
+
+def _local_steps(s: Scenario, examples: F64, group: I64) -> I64:
+    if s.data.local_steps is not None:
+        steps = np.full(examples.shape, s.data.local_steps, dtype=np.int64)
+    else:
+        per_step = np.array([g.setup.batch * g.setup.grad_accum for g in s.fleet.groups])[group]
+        epochs = s.data.local_epochs or 1.0
+        steps = np.ceil(examples * epochs / per_step).astype(np.int64)
+    return np.clip(steps, 1, s.data.max_local_steps)
+
+
+def _group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,
+                 rank: I64) -> tuple[list[GroupCost], I64]:
+    """One cost table entry per (group, rank) pair in use: computed once, looked up after."""
+    model = load_model(s.workload.model)
+    width = int(rank.max()) + 1
+    keys, cost_index = np.unique(group * width + rank, return_inverse=True)
+    costs: list[GroupCost] = []
+    for key in keys.tolist():
+        gi, r = divmod(int(key), width)
+        g = s.fleet.groups[gi]
+        w = build_workload(model, method_for(s, r), setup_for(s, g))
+        c = predict_step(profiles[gi], w)
+        split_bytes = w.step_upload_bytes + w.step_download_bytes
+        server_s = 0.0
+        if w.method.split_layer:
+            whole = build_workload(model, dataclasses.replace(w.method, split_layer=None),
+                                   setup_for(s, g))
+            server_s = max(0.0, whole.step_flops - w.step_flops) / s.server.flops_per_s
+        local_only = s.workload.algorithm == "local_only"
+        step_s = c.compute_time_s + c.storage_time_s
+        costs.append(GroupCost(
+            group=gi, rank=r, profile=profiles[gi], workload=w, step_s=step_s,
+            step_energy_j=c.step_energy_j, peak_memory_mb=c.peak_memory_bytes / MIB,
+            upload_bytes=0 if local_only else w.payload.upload_bytes,
+            download_bytes=0 if local_only else w.payload.download_bytes,
+            split_step_bytes=split_bytes, split_server_s=server_s))
+    return costs, cost_index.astype(np.int64)

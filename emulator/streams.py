@@ -1,0 +1,52 @@
+"""One root seed, split into named random streams.
+
+Two kinds of randomness: `generator(name)` gives a numpy Generator for draws made
+before the run (per-client attributes, traces); `uniform(name, a, b)` gives
+counter-based uniforms keyed by integers (client, round, step), so an event's
+randomness depends on who and when, never on how many draws came before it: a
+different selection policy cannot shift another stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "selection",
+           "checkin", "flexlora")
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+class Streams:
+    """Named streams of one root seed."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        root = np.random.SeedSequence(self.seed)
+        children = root.spawn(len(STREAMS))
+        self._seqs = dict(zip(STREAMS, children, strict=True))
+        self._keys = {name: np.uint64(seq.generate_state(1, np.uint64)[0])
+                      for name, seq in self._seqs.items()}
+
+    def generator(self, name: str) -> np.random.Generator:
+        """A fresh generator for stream `name` (same seed, same draws, every time)."""
+        return np.random.default_rng(self._seqs[name])
+
+    def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
+        h = np.full(np.broadcast(*[np.asarray(k) for k in keys]).shape, self._keys[name],
+                    dtype=np.uint64)
+        for k in keys:
+            h = _splitmix(h ^ (np.asarray(k, dtype=np.int64).astype(np.uint64) * _GOLDEN))
+        return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+
+
+def _splitmix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+        return x ^ (x >> np.uint64(31))
