@@ -1,11 +1,12 @@
 """The fleet in virtual time: a SimPy server process runs rounds, each selected client
 runs a session process, and orchestration decides who is asked and what is aggregated.
 
-Synchronous rounds select `clients_per_round x (1 + overcommit)` clients, close when
-`clients_per_round` have reported (or when every session has ended, if
-`close_at_target` is off) or at the deadline, whichever comes first, and cut the
-sessions still running. Buffered asynchronous aggregation keeps `concurrency`
-sessions in flight and aggregates every `buffer_size` fresh-enough updates.
+Synchronous rounds select `clients_per_round x (1 + overcommit)` clients and close at
+the first of: `clients_per_round` reports in (unless `close_at_target` is off), every
+session ended, the deadline. Sessions still running then are cut: `deadline` if the
+deadline closed the round, `cancelled` if the target did. Buffered asynchronous
+aggregation keeps `concurrency` sessions in flight and aggregates every `buffer_size`
+fresh-enough updates.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ I64 = npt.NDArray[np.int64]
 ProgressFn = Callable[[int, float], None]
 IDLE_RETRY_S = 600.0  # with nobody eligible, look again after this long
 MAX_IDLE_S = 7 * 86400.0  # and give up after a week of nobody
+NO_PROGRESS_BUFFERS = 50  # async: give up after this many buffers' worth of failures
 
 
 @dataclass
 class RoundRow:
     round: int
     start_s: float
-    end_s: float
+    closed_s: float  # when the server stopped waiting for reports
+    end_s: float  # after aggregation
     selected: int
     reported: int
     aggregated: bool
@@ -146,8 +149,10 @@ class Engine:
                                           part["download_bytes"].sum())
 
     def _should_stop(self) -> bool:
+        """Synchronous `stop.rounds` counts rounds run, failed ones included; asynchronous
+        ones count aggregations."""
         st = self.s.stop
-        done = sum(r.aggregated for r in self.rounds)
+        done = len(self.rounds)
         checks = [(st.rounds is not None and done >= st.rounds, "rounds"),
                   (st.virtual_time_s is not None and self.env.now >= st.virtual_time_s,
                    "virtual_time"),
@@ -188,8 +193,9 @@ class Engine:
             procs = [self.env.process(self._session(planned, i, state))
                      for i in range(len(chosen))]
             deadline = self.env.timeout(o.deadline_s)
-            ending = state.event if o.close_at_target else self.env.all_of(procs)
-            yield self.env.any_of([ending, deadline])
+            everyone = self.env.all_of(procs)
+            yield self.env.any_of([state.event, everyone, deadline] if o.close_at_target
+                                  else [everyone, deadline])
             state.closed = True
             close = float(self.env.now)
             cut = DEADLINE if close - start >= o.deadline_s else CANCELLED
@@ -206,7 +212,8 @@ class Engine:
             if aggregated:
                 yield self.env.timeout(self._aggregate_s(up))
             self.rounds.append(RoundRow(
-                round=rnd, start_s=start, end_s=float(self.env.now), selected=len(chosen),
+                round=rnd, start_s=start, closed_s=close, end_s=float(self.env.now),
+                selected=len(chosen),
                 reported=reported, aggregated=aggregated, energy_j=float(outcome.energy_j.sum()),
                 upload_bytes=up, download_bytes=float(np.round(outcome.download_bytes).sum())))
             if self.progress:
@@ -244,7 +251,11 @@ class Engine:
 
         in_flight += launch(a.concurrency)
         idle_since: float | None = None
+        since_aggregation = 0
         while not self._should_stop():
+            if since_aggregation > NO_PROGRESS_BUFFERS * a.buffer_size + a.concurrency:
+                self.stop_reason = "no progress: sessions keep failing, nothing to aggregate"
+                return
             if in_flight == 0:
                 idle_since = float(self.env.now) if idle_since is None else idle_since
                 if self.env.now - idle_since >= MAX_IDLE_S:
@@ -256,6 +267,7 @@ class Engine:
             idle_since = None
             ok, started_version, energy, up, down = yield reports.get()
             in_flight -= 1
+            since_aggregation += 1
             window_energy += energy
             window_up += up
             window_down += down
@@ -265,15 +277,17 @@ class Engine:
                 else:
                     buffer.append(version - started_version)
             if len(buffer) >= a.buffer_size:
+                closed = float(self.env.now)
                 yield self.env.timeout(self._aggregate_s(window_up))
                 self.rounds.append(RoundRow(
-                    round=version, start_s=window_start, end_s=float(self.env.now),
+                    round=version, start_s=window_start, closed_s=closed, end_s=float(self.env.now),
                     selected=window_selected, reported=len(buffer), aggregated=True,
                     energy_j=window_energy, upload_bytes=window_up, download_bytes=window_down,
                     mean_staleness=float(np.mean(buffer)), discarded_stale=discarded))
                 if self.progress:
                     self.progress(version, float(self.env.now))
                 version += 1
+                since_aggregation = 0
                 buffer, discarded = [], 0
                 window_start = float(self.env.now)
                 window_energy = window_up = window_down = 0.0

@@ -369,7 +369,7 @@ def _check_profile(where: str, key: str, name: str, base: Path) -> DeviceProfile
     try:
         return resolve_profile(name, base)
     except InputError as err:
-        raise InputError(where, key, err.problem if err.where == "--device"
+        raise InputError(where, key, f"{name!r}: {err.problem}" if err.where == "--device"
                          else str(err)) from None
 
 

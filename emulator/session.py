@@ -170,7 +170,9 @@ class SessionModel:
         battery_fail = np.full(n, np.inf)
         cap = f.battery_capacity_j[c]
         charging_w = np.where(self.availability.plugged(c, t0), s.battery.charge_w, 0.0)
-        abort_j = cap * s.battery.abort_below_pct / 100.0
+        abort_j = np.full(n, -np.inf)  # mains power never aborts
+        finite = np.isfinite(cap)
+        abort_j[finite] = cap[finite] * s.battery.abort_below_pct / 100.0
         sleep = EnergyAwareSleep() if s.battery.energy_aware_sleep else None
         use_thermal = s.thermal.enabled
         for step in range(int(steps_planned.max(initial=0))):

@@ -1,0 +1,50 @@
+"""Small scenarios built in code, for tests that run the engine many times."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from emulator.engine import Engine, Results
+from emulator.scenario import Scenario, check_scenario
+from profiles.schema import from_mapping
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def small_scenario(**over: Any) -> dict[str, Any]:
+    """A fast scenario as a mapping: 40 clients of two groups, GPT-2 LoRA."""
+    data: dict[str, Any] = {
+        "name": "test",
+        "seed": 3,
+        "fleet": {"clients": 40, "groups": [
+            {"name": "phones", "profile": "flagship-phone-sd8gen3", "share": 0.6,
+             "setup": {"batch": 2, "seq": 64}},
+            {"name": "nanos", "profile": "jetson-nano-4gb", "share": 0.4,
+             "setup": {"batch": 1, "seq": 64, "grad_accum": 2}}]},
+        "workload": {"model": "gpt2", "lora_targets": ["c_attn"]},
+        "data": {"local_steps": 3},
+        "orchestration": {"clients_per_round": 5, "deadline_s": 120},
+        "stop": {"rounds": 4},
+    }
+    for key, value in over.items():
+        node = data
+        parts = key.split("__")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return data
+
+
+def build(data: dict[str, Any]) -> Scenario:
+    if "orchestration" in data and "async" in data["orchestration"]:
+        data = {**data, "orchestration": {**data["orchestration"]}}
+        data["orchestration"]["async_"] = data["orchestration"].pop("async")
+    s = from_mapping(Scenario, data, "test.yaml")
+    check_scenario(s, SCENARIOS)
+    return s
+
+
+def run(data: dict[str, Any]) -> Results:
+    s = build(data)
+    return Engine(s, SCENARIOS, s.seed or 0).run()

@@ -1,0 +1,183 @@
+"""Each part of the device model alone: network, availability, battery, thermal, memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emulator import battery, thermal
+from emulator.availability import Availability, Trace, in_daily_window, window_end_s, window_seconds
+from emulator.network import BandwidthTrace, jitter, transfer_s
+from emulator.session import OOM, SessionModel
+from emulator.streams import Streams
+from profiles.errors import InputError
+
+from .emulator_helpers import SCENARIOS, build, run, small_scenario
+
+H = 3600.0
+
+
+def test_transfer_time_is_latency_plus_bits_over_rate() -> None:
+    t = transfer_s(np.array([1e6, 0.0]), np.array([8.0, 8.0]), np.array([0.05, 0.05]))
+    assert t[0] == pytest.approx(1.05) and t[1] == 0.0
+
+
+def test_jitter_has_mean_one_and_the_given_spread() -> None:
+    u = Streams(0).uniform("network", np.arange(200_000))
+    f = jitter(u, 0.3)
+    assert f.mean() == pytest.approx(1.0, abs=0.01)
+    assert f.std() / f.mean() == pytest.approx(0.3, rel=0.05)
+    assert np.all(jitter(u[:10], 0.0) == 1.0)
+
+
+def test_bandwidth_trace_scales_by_its_mean(tmp_path: Path) -> None:
+    path = tmp_path / "bw.csv"
+    path.write_text("time_s,downlink_mbps,uplink_mbps\n0,10,1\n100,30,3\n")
+    tr = BandwidthTrace.load(path)
+    down, up = tr.factors(np.array([50.0, 150.0, 250.0]))
+    assert list(down) == [0.5, 1.5, 0.5] and list(up) == [0.5, 1.5, 0.5]
+
+
+def test_bandwidth_trace_bad_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bw.csv"
+    path.write_text("time_s,downlink_mbps,uplink_mbps\n0,10,1\n5,fast,1\n")
+    with pytest.raises(InputError, match="line 3"):
+        BandwidthTrace.load(path)
+
+
+def test_daily_window_with_time_zones() -> None:
+    t = np.array([0.0, 10 * H, 20 * H])
+    on = in_daily_window(t, np.full(3, 2.0), np.full(3, 8.0), np.full(3, 6.0))
+    assert list(on) == [False, True, False]  # local 02:00, 12:00, 22:00 vs 08:00-14:00
+    end = window_end_s(np.array([10 * H]), np.array([2.0]), np.array([8.0]), np.array([6.0]))
+    assert end[0] == pytest.approx(12 * H)  # closes at local 14:00 = 12:00 UTC
+
+
+def test_window_seconds_over_several_days() -> None:
+    got = window_seconds(np.array([0.0]), np.array([3 * 24 * H]), np.zeros(1), np.array([22.0]),
+                         np.array([8.0]))
+    assert got[0] == pytest.approx(3 * 8 * H)
+
+
+def _availability(n: int, frac: float, session_s: float | None) -> Availability:
+    return Availability(Streams(5), tz_h=np.zeros(n), window_start_h=np.zeros(n),
+                        window_length_h=np.full(n, 24.0), plug_start_h=np.zeros(n),
+                        plug_length_h=np.zeros(n), charging_only=False,
+                        mean_session_s=session_s, online_fraction=frac, trace=None)
+
+
+def test_churn_online_share_and_spell_length_over_many_clients() -> None:
+    n = 20_000
+    av = _availability(n, 0.6, 3600.0)
+    c = np.arange(n)
+    on = av.online(c, np.full(n, 50_000.0))
+    assert on.mean() == pytest.approx(0.6, abs=0.015)
+    # spells are whole epochs, each online with probability q: from a random instant
+    # the rest of a spell lasts L (1 + q) / 2 on average
+    remaining = av.offline_at(c[on], np.full(int(on.sum()), 50_000.0)) - 50_000.0
+    assert remaining.min() > 0
+    assert remaining.mean() == pytest.approx(3600.0 * 1.6 / 2, rel=0.05)
+
+
+def test_availability_is_a_pure_function_of_client_and_time() -> None:
+    av = _availability(100, 0.5, 600.0)
+    c = np.arange(100)
+    first = av.online(c, np.full(100, 1234.0))
+    av.online(c[::-1], np.full(100, 99.0))  # other queries in between change nothing
+    assert np.array_equal(first, av.online(c, np.full(100, 1234.0)))
+
+
+def test_trace_online_and_end(tmp_path: Path) -> None:
+    path = tmp_path / "av.csv"
+    path.write_text("client,start_s,end_s\n7,100,200\n7,500,900\n9,0,50\n")
+    tr = Trace.load(path)
+    c = np.array([0, 0, 0, 1])  # 0 -> trace client 7, 1 -> trace client 9
+    t = np.array([150.0, 300.0, 600.0, 10.0])
+    assert list(tr.online(c, t)) == [True, False, True, True]
+    assert list(tr.end_s(c[[0, 2, 3]], t[[0, 2, 3]])) == [200.0, 900.0, 50.0]
+
+
+def test_trace_with_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "av.csv"
+    path.write_text("client,start_s,end_s\n1,10,5\n")
+    with pytest.raises(InputError, match="line 2: needs 0 <= start_s < end_s"):
+        Trace.load(path)
+
+
+def test_battery_charges_on_the_charger_and_clamps() -> None:
+    cap = np.array([1000.0, 1000.0, np.inf])
+    got = battery.idle_update_j(np.array([900.0, 10.0, np.inf]), cap, np.zeros(3),
+                                np.full(3, 2 * H), np.zeros(3), np.zeros(3),
+                                np.array([24.0, 0.0, 24.0]), charge_w=15.0, standby_w=0.05)
+    assert got[0] == 1000.0  # full
+    assert got[1] == 0.0  # drained to empty, not below
+    assert got[2] == np.inf  # mains power
+    assert list(battery.percent(got, cap)) == [100.0, 0.0, 100.0]
+
+
+def test_thermal_heats_to_equilibrium_cools_to_ambient_and_throttles() -> None:
+    one = np.ones(1)
+    hot = thermal.relax_c(25 * one, 5 * one, 1e6 * one, 25 * one, 4 * one, 300 * one)
+    assert hot[0] == pytest.approx(45.0)
+    cool = thermal.relax_c(hot, 0 * one, 1e6 * one, 25 * one, 4 * one, 300 * one)
+    assert cool[0] == pytest.approx(25.0)
+    half = thermal.relax_c(25 * one, 5 * one, 300 * one, 25 * one, 4 * one, 300 * one)
+    assert half[0] == pytest.approx(45 - 20 * np.exp(-1))
+    f = thermal.speed_factor(np.array([30.0, 47.5, 80.0]), 45 * np.ones(3), 50 * np.ones(3),
+                             0.6 * np.ones(3))
+    assert list(f) == pytest.approx([1.0, 0.8, 0.6])
+
+
+def test_sustained_training_throttles_a_phone() -> None:
+    """Six cores at 6.5 W settle far above the throttle point: later steps are slower."""
+    r = run(small_scenario(fleet__groups=[
+        {"name": "phones", "profile": "flagship-phone-sd8gen3", "count": 40,
+         "setup": {"batch": 8, "seq": 256}, "spread": {"speed": 1.0, "background_load": 0.0}}],
+        fleet__clients=40, data={"local_steps": 60}, orchestration={
+            "clients_per_round": 1, "deadline_s": 100_000}, stop={"rounds": 1}))
+    cool = run(small_scenario(fleet__groups=[
+        {"name": "phones", "profile": "flagship-phone-sd8gen3", "count": 40,
+         "setup": {"batch": 8, "seq": 256}, "spread": {"speed": 1.0, "background_load": 0.0}}],
+        fleet__clients=40, data={"local_steps": 60}, thermal={"enabled": False},
+        orchestration={"clients_per_round": 1, "deadline_s": 100_000}, stop={"rounds": 1}))
+    assert r.sessions["compute_s"][0] > 1.2 * cool.sessions["compute_s"][0]
+
+
+def test_a_session_that_does_not_fit_fails_as_out_of_memory_unless_sharded() -> None:
+    group = {"name": "nanos", "profile": "jetson-nano-4gb", "count": 40,
+             "setup": {"batch": 4, "seq": 128}, "spread": {"usable_ram": 1.0}}
+    data = small_scenario(fleet__groups=[group], workload={"model": "gemma-3-270m"},
+                          stop={"rounds": 1})
+    r = run(data)
+    assert np.all(r.sessions["status"] == OOM) and np.all(r.sessions["steps"] == 0)
+    sharded = {**group, "setup": {**group["setup"], "shard_budget_mb": 256}}
+    r2 = run(small_scenario(fleet__groups=[sharded], workload={"model": "gemma-3-270m"},
+                            stop={"rounds": 1}, orchestration={"clients_per_round": 5,
+                                                               "deadline_s": 100_000}))
+    assert not np.any(r2.sessions["status"] == OOM)
+    assert np.all(r2.sessions["steps"] == 3)
+
+
+def test_energy_aware_sleep_lengthens_steps_by_the_published_rule() -> None:
+    base = small_scenario(orchestration={"clients_per_round": 5, "deadline_s": 10_000},
+                          stop={"rounds": 1}, battery={"initial_pct": 100})
+    plain = run(base)
+    slept = run({**base, "battery": {"initial_pct": 100, "energy_aware_sleep": True}})
+    extra = slept.sessions["compute_s"] - plain.sessions["compute_s"]
+    # three steps, two sleeps of 0.5 s at 2 Hz (battery high, device cool)
+    assert extra == pytest.approx(np.full(len(extra), 1.0), abs=1e-6)
+
+
+def test_session_model_is_the_seam_for_other_orchestrators() -> None:
+    """A caller other than the engine (a Flower Grid) plans and accounts sessions itself."""
+    from emulator.fleet import build_fleet
+
+    s = build(small_scenario())
+    streams = Streams(11)
+    model = SessionModel(s, build_fleet(s, streams, SCENARIOS), streams, SCENARIOS)
+    c = np.array([0, 1, 30])
+    p = model.plan(c, np.zeros(3), 0)
+    o = model.account(p, np.full(3, np.inf), 0)
+    assert np.all(o.end_s == p.stop_s) and np.all(o.energy_j > 0)

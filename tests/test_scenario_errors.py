@@ -1,0 +1,83 @@
+"""A malformed scenario gets one line naming file, key path and problem; exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .emulator_helpers import SCENARIOS
+
+
+def _base() -> dict[str, Any]:
+    return yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())  # type: ignore[no-any-return]
+
+
+def _break(how: str) -> dict[str, Any]:
+    d = _base()
+    g = d["fleet"]["groups"]
+    if how == "wrong type":
+        d["orchestration"]["clients_per_round"] = "ten"
+    elif how == "unknown key":
+        d["orchestration"]["deadline"] = 30
+    elif how == "missing profile":
+        g[1]["profile"] = "jetson-thor-128gb"
+    elif how == "negative bandwidth":
+        g[1]["network"]["uplink_mbps"] = -5
+    elif how == "shares":
+        g[0]["share"] = 0.6
+    elif how == "trace":
+        d["availability"]["trace"] = "traces/nowhere.csv"
+    elif how == "unknown policy":
+        d["selection"]["policy"] = "fastest"
+    elif how == "missing key":
+        del d["fleet"]["groups"][0]["profile"]
+    return d
+
+
+CASES = [
+    ("wrong type", "orchestration.clients_per_round: expected an integer, got 'ten'"),
+    ("unknown key", "orchestration.deadline: unknown key"),
+    ("missing profile", "fleet.groups[1].profile: 'jetson-thor-128gb': unknown device profile"),
+    ("negative bandwidth", "fleet.groups[1].network.uplink_mbps: must be > 0"),
+    ("shares", "fleet.groups: shares sum to 0.9, not 1"),
+    ("trace", "availability.trace: file 'traces/nowhere.csv' does not exist"),
+    ("unknown policy", "selection.policy: unknown policy 'fastest'"),
+    ("missing key", "fleet.groups[0].profile: missing required key"),
+]
+
+
+@pytest.mark.parametrize(("how", "message"), CASES, ids=[c[0] for c in CASES])
+def test_malformed_scenario(tmp_path: Path, how: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_break(how)))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate", str(path), "--out",
+                           str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"edgetwin: error: {path}: ")
+    assert message in lines[0], lines[0]
+    assert not out.exists()  # nothing half-written
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nfleet: [1, 2\n")
+    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "malformed YAML" in done.stderr
+
+
+def test_bad_override(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate",
+                           str(SCENARIOS / "quickstart.yaml"), "--set", "stop.rounds=-",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "stop.rounds: expected an integer" in done.stderr
