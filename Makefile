@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo workload-demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(VENV)/.full: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core
+	$(BIN)/edgetwin simulate scenarios/thousand_clients.yaml --out runs/thousand-clients
+
+workload-demo: $(VENV)/.core
 	$(BIN)/edgetwin workload --model gemma-3-270m --method lora --lora-rank 8 --lora-alpha 32 \
 	  --lora-targets q_proj,k_proj,v_proj,o_proj --batch 1 --seq 64 --grad-accum 8 \
 	  --serialization npy --device all --plot runs/workload.png
@@ -34,6 +37,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.full
+	$(BIN)/python benchmarks/fleet_speed.py
 	$(BIN)/python benchmarks/memory_vs_measured.py
 
 clean:

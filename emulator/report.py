@@ -22,6 +22,7 @@ def write_plots(r: Results, out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     s = r.sessions
     names = [g.name for g in r.fleet.groups]
@@ -56,6 +57,8 @@ def write_plots(r: Results, out: Path) -> list[str]:
                 d = np.sort(s["end_s"][m] - s["start_s"][m])
                 ax.step(d, np.arange(1, len(d) + 1) / len(d), where="post", label=name)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=8)
     ax.set_xlabel("completed session time, s (log)")
     ax.set_ylabel("share of sessions")
