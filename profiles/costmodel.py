@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from profiles.device import DeviceProfile
+from profiles.ops import Op
 from profiles.workload import Workload
 
 MB = 1_000_000
@@ -45,8 +46,20 @@ def op_times_s(profile: DeviceProfile, workload: Workload) -> list[float]:
                 profile.network.downlink_mbps
             out.append(op.bytes * 8 / (mbps * 1e6) + profile.network.rtt_ms / 2000)
         else:
-            out.append(profile.op_cost(op.kind).latency_s(op.flops, op.bytes))
+            cost = profile.op_cost(op.kind, op.phase)
+            out.append(cost.latency_s(op.flops, op.bytes, _mkn(op), op.kernels))
     return out
+
+
+def _mkn(op: Op) -> tuple[int, int, int] | None:
+    """The product dimensions that set a contraction's efficiency."""
+    if op.kind == "matmul":
+        m, k, n = op.shape
+        return m, k, n
+    if op.kind == "attention":
+        _, _, s_q, s_k, d = op.shape
+        return s_q, d, s_k
+    return None
 
 
 def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: float = 1.0,
@@ -70,7 +83,7 @@ def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: fl
         else:
             total /= speed_factor
             compute += total
-            energy += total * profile.op_cost(op.kind).busy_power_w
+            energy += total * profile.op_cost(op.kind, op.phase).busy_power_w
         by_kind[op.kind] = by_kind.get(op.kind, 0.0) + total
     sleep = 0.0
     if workload.setup.energy_aware_sleep is not None:

@@ -24,15 +24,25 @@ ProvenanceKind = Literal["calibrated", "imported", "published", "spec", "assumed
 
 @dataclass(frozen=True)
 class OpCost:
-    """Roofline latency of one op: `overhead_s + max(flops / flops_per_s, bytes / bytes_per_s)`."""
+    """Roofline latency of one op: `overhead_s x kernels + max(flops / (flops_per_s * eff),
+    bytes / bytes_per_s)`, where a product's efficiency falls for small dimensions:
+    eff = 1 / (1 + m_half / m + k_half / k + n_half / n) (1 for other kinds)."""
 
     flops_per_s: float
     bytes_per_s: float
-    overhead_s: float = 0.0
+    overhead_s: float = 0.0  # per kernel launch
     busy_power_w: float = 0.0  # whole-device power while this kind of op runs
+    m_half: float = 0.0
+    k_half: float = 0.0
+    n_half: float = 0.0
 
-    def latency_s(self, flops: float, nbytes: float) -> float:
-        return self.overhead_s + max(flops / self.flops_per_s, nbytes / self.bytes_per_s)
+    def latency_s(self, flops: float, nbytes: float,
+                  mkn: tuple[int, int, int] | None = None, kernels: int = 1) -> float:
+        rate = self.flops_per_s
+        if mkn is not None:
+            m, k, n = mkn
+            rate /= 1.0 + self.m_half / m + self.k_half / k + self.n_half / n
+        return self.overhead_s * kernels + max(flops / rate, nbytes / self.bytes_per_s)
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,14 @@ class DeviceProfile:
     provenance: dict[str, Provenance]
     battery: BatterySpec | None = None
 
-    def op_cost(self, kind: str) -> OpCost:
+    def op_cost(self, kind: str, phase: str | None = None) -> OpCost:
+        """The most specific entry: `kind.phase`, then `kind`, then `default`."""
+        if phase is not None:
+            if phase == "recompute":
+                phase = "forward"
+            specific = f"{kind}.{phase}"
+            if specific in self.compute:
+                return self.compute[specific]
         return self.compute[kind] if kind in self.compute else self.compute["default"]
 
     @property
@@ -138,15 +155,19 @@ def parse_profile(data: Any, where: str) -> DeviceProfile:
     if missing and "default" not in profile.compute:
         raise InputError(where, "compute",
                          f"no cost for op kind {missing[0]!r} and no 'default' entry")
-    for kind in profile.compute:
-        if kind not in COMPUTE_KINDS and kind != "default":
-            raise InputError(where, f"compute.{kind}",
-                             f"unknown op kind (known: {', '.join(COMPUTE_KINDS)}, default)")
+    for key in profile.compute:
+        kind, _, phase = key.partition(".")
+        if (kind not in COMPUTE_KINDS and key != "default") or (
+                phase and phase not in ("forward", "backward", "optimizer")):
+            raise InputError(where, f"compute.{key}",
+                             f"unknown op kind (known: {', '.join(COMPUTE_KINDS)}, default; "
+                             "optionally .forward/.backward/.optimizer)")
     mapping = to_mapping(profile)
     for path, value in _numbers(mapping):
         if path.startswith("provenance.") or path == "schema_version":
             continue
-        positive = path.split(".")[-1] not in ("overhead_s", "ambient_c", "rtt_ms")
+        positive = path.split(".")[-1] not in ("overhead_s", "ambient_c", "rtt_ms", "m_half",
+                                               "k_half", "n_half")
         if value < 0 or (positive and value == 0):
             raise InputError(where, path, f"must be {'> 0' if positive else '>= 0'}, got {value}")
         if not _covered(path, profile.provenance):
@@ -184,6 +205,7 @@ def shipped_profiles() -> dict[str, Path]:
 
 
 def _numbers(node: Any, path: str = "") -> list[tuple[str, float]]:
+    """Every numeric leaf with its dotted path (compute keys may hold a dot themselves)."""
     out: list[tuple[str, float]] = []
     if isinstance(node, dict):
         for k, v in node.items():

@@ -17,6 +17,34 @@ COMPUTE_KINDS: tuple[OpKind, ...] = OP_KINDS[:8]
 
 Phase = Literal["forward", "backward", "recompute", "optimizer", "io"]
 
+# FLOPs per element and tensors' worth of bytes moved, per bandwidth-bound op variant.
+# The workload model prices its ops from this table and the calibration op suite
+# measures the same variants, so a fitted profile and a workload speak of the same bytes.
+VARIANTS: dict[str, tuple[float, float]] = {
+    "norm.forward": (7.0, 2.0), "norm.backward": (10.0, 3.0),
+    "activation.forward": (8.0, 2.0), "activation.backward": (12.0, 3.0),
+    # gelu_new is a Python formula in transformers: seven kernels forward
+    "activation_composite.forward": (8.0, 14.0), "activation_composite.backward": (12.0, 15.0),
+    "add.forward": (1.0, 3.0), "mul.forward": (1.0, 3.0), "mul.backward": (2.0, 4.0),
+    "embedding.forward": (0.0, 2.0), "embedding.backward": (1.0, 2.0),
+    "cross_entropy.forward": (5.0, 3.0), "cross_entropy.backward": (3.0, 3.0),
+}
+# Kernel launches each op takes in PyTorch eager: a device's per-launch overhead is
+# paid this many times (a Python RMSNorm is six kernels, a fused LayerNorm one).
+KERNELS: dict[str, int] = {
+    "layernorm.forward": 1, "layernorm.backward": 1,
+    "rmsnorm.forward": 6, "rmsnorm.backward": 12,
+    "activation.forward": 1, "activation.backward": 1,
+    "activation_composite.forward": 7, "activation_composite.backward": 12,
+    "attention_eager.forward": 5, "attention_eager.backward": 8,
+    "attention_fused.forward": 1, "attention_fused.backward": 1,
+    "rope.forward": 10, "rope.backward": 10,
+    "cross_entropy.forward": 4, "cross_entropy.backward": 3,
+    "adamw.tensor": 10, "sgd.tensor": 2,
+}
+ADAMW_FLOPS_PER_PARAM, ADAMW_PASSES = 12.0, 7.0  # read p, g, m, v; write p, m, v
+SGD_FLOPS_PER_PARAM, SGD_PASSES = 2.0, 3.0
+
 
 @dataclass(frozen=True, slots=True)
 class Op:
@@ -37,6 +65,7 @@ class Op:
     count: int = 1
     layer: int = -1
     saved_bytes: int = 0
+    kernels: int = 1  # launches in PyTorch eager; per-launch overhead is paid per kernel
 
 
 def matmul(name: str, phase: Phase, m: int, k: int, n: int, dtype: str, dtype_bytes: int,
@@ -48,7 +77,7 @@ def matmul(name: str, phase: Phase, m: int, k: int, n: int, dtype: str, dtype_by
 
 def elementwise(name: str, kind: OpKind, phase: Phase, elements: int, dtype: str,
                 dtype_bytes: int, flops_per_element: float, passes: float, count: int = 1,
-                layer: int = -1, saved_bytes: int = 0) -> Op:
+                layer: int = -1, saved_bytes: int = 0, kernels: int = 1) -> Op:
     """A bandwidth-bound op over `elements` values that moves `passes` tensors' worth."""
     return Op(name, kind, phase, (elements,), dtype, flops_per_element * elements,
-              passes * elements * dtype_bytes, count, layer, saved_bytes)
+              passes * elements * dtype_bytes, count, layer, saved_bytes, kernels)

@@ -15,7 +15,20 @@ from profiles.memory import MemoryBreakdown, peak_memory
 from profiles.method import Method
 from profiles.models import ModelArch
 from profiles.modules import Linear, layer_prefix, linears, other_tensors, total_params
-from profiles.ops import CONTRACTION_KINDS, Op, OpKind, Phase, elementwise, matmul
+from profiles.ops import (
+    ADAMW_FLOPS_PER_PARAM,
+    ADAMW_PASSES,
+    CONTRACTION_KINDS,
+    KERNELS,
+    SGD_FLOPS_PER_PARAM,
+    SGD_PASSES,
+    VARIANTS,
+    Op,
+    OpKind,
+    Phase,
+    elementwise,
+    matmul,
+)
 from profiles.payload import Payload, round_payload
 from profiles.setup import ENCODING_BITS, TrainingSetup
 
@@ -93,9 +106,11 @@ class _StepBuilder:
         (self.bwd if backward else self.fwd).append(op)
 
     def _ew(self, name: str, kind: OpKind, phase: Phase, elements: int, flops_per: float,
-            passes: float, layer: int, saved: int = 0, dtype_bytes: int | None = None) -> Op:
+            passes: float, layer: int, saved: int = 0, dtype_bytes: int | None = None,
+            kernels: int = 1) -> Op:
         return elementwise(name, kind, phase, elements, self.dt,
-                           dtype_bytes or self.b, flops_per, passes, self.n, layer, saved)
+                           dtype_bytes or self.b, flops_per, passes, self.n, layer, saved,
+                           kernels)
 
     def _mm(self, name: str, phase: Phase, m: int, k: int, n: int, layer: int,
             saved: int = 0) -> Op:
@@ -155,10 +170,13 @@ class _StepBuilder:
             if self.full and fp32:
                 keep[f"{name}.normed"] = elements * 4
             saved = self._save(layer, keep)
-        self._op(self._ew(name, "norm", "forward", elements, 7, 2, layer, saved))
+        impl = "layernorm" if self.m.family == "gpt2" else "rmsnorm"
+        self._op(self._ew(name, "norm", "forward", elements, *VARIANTS["norm.forward"], layer,
+                          saved, kernels=KERNELS[f"{impl}.forward"]))
         if out_rg:
-            self._op(self._ew(f"{name}.backward", "norm", "backward", elements, 10, 3, layer),
-                     backward=True)
+            self._op(self._ew(f"{name}.backward", "norm", "backward", elements,
+                              *VARIANTS["norm.backward"], layer,
+                              kernels=KERNELS[f"{impl}.backward"]), backward=True)
         return out_rg
 
     def dropout(self, name: str, layer: int, elements: int, x_rg: bool) -> None:
@@ -194,12 +212,13 @@ class _StepBuilder:
             moved, bwd_factor = 4.0 * T * m.q_dim * b + 3.0 * probs * b, 2.0
         saved = self._save(i, keep) if rg else 0
         shape = (B, h, S, S, d)
+        impl = "attention_fused" if s.memory_efficient_attention else "attention_eager"
         self._op(Op(f"{layer_prefix(m, i)}.attention", "attention", "forward", shape, self.dt,
-                    fwd_flops, moved, self.n, i, saved))
+                    fwd_flops, moved, self.n, i, saved, KERNELS[f"{impl}.forward"]))
         if rg:
             self._op(Op(f"{layer_prefix(m, i)}.attention.backward", "attention", "backward",
-                        shape, self.dt, bwd_factor * fwd_flops, 2.0 * moved, self.n, i),
-                     backward=True)
+                        shape, self.dt, bwd_factor * fwd_flops, 2.0 * moved, self.n, i,
+                        kernels=KERNELS[f"{impl}.backward"]), backward=True)
 
     def activation(self, name: str, layer: int, x_key: str, elements: int, rg: bool) -> None:
         """gelu_new is a Python formula in transformers (7 kernels, 4 saved tensors);
@@ -213,23 +232,27 @@ class _StepBuilder:
             saved = self._save(layer, keep)
         else:
             saved = 0
-        passes = 14 if composite else 2
-        self._op(self._ew(name, "activation", "forward", elements, 8, passes, layer, saved))
+        variant = "activation_composite" if composite else "activation"
+        self._op(self._ew(name, "activation", "forward", elements,
+                          *VARIANTS[f"{variant}.forward"], layer, saved,
+                          kernels=KERNELS[f"{variant}.forward"]))
         if rg:
-            self._op(self._ew(f"{name}.backward", "activation", "backward", elements, 12,
-                              passes + 1, layer), backward=True)
+            self._op(self._ew(f"{name}.backward", "activation", "backward", elements,
+                              *VARIANTS[f"{variant}.backward"], layer,
+                              kernels=KERNELS[f"{variant}.backward"]), backward=True)
 
     # --- the model --------------------------------------------------------------------
     def embedding(self) -> bool:
         T, H = self.T, self.m.hidden
         saved = self._save(-1, {"input_ids": T * 8}) if self.full else 0
-        self._op(self._ew("embedding", "embedding", "forward", T * H, 0, 2, -1, saved))
+        self._op(self._ew("embedding", "embedding", "forward", T * H,
+                          *VARIANTS["embedding.forward"], -1, saved))
         if self.m.family == "gpt2":
             self._op(self._ew("embedding.positions", "elementwise", "forward", T * H, 1, 3, -1))
         if self.full:  # a dense gradient of the whole table, rows added at the used ids
             tables = self.m.vocab + self.m.max_positions
-            self._op(self._ew("embedding.backward", "embedding", "backward", tables * H, 1, 2,
-                              -1), backward=True)
+            self._op(self._ew("embedding.backward", "embedding", "backward", tables * H,
+                              *VARIANTS["embedding.backward"], -1), backward=True)
         if self.m.family == "gpt2":
             self.dropout("embedding.dropout", -1, T * H, self.full)
         return self.full
@@ -270,10 +293,11 @@ class _StepBuilder:
             k_rg = self.norm(f"{p}.self_attn.k_norm", i, f"L{i}.k", T * m.kv_dim,
                              T * m.kv_heads, k_rg)
         self._op(self._ew(f"{p}.rope", "elementwise", "forward", T * (m.q_dim + m.kv_dim), 3,
-                          5, i))
+                          5, i, kernels=KERNELS["rope.forward"]))
         if q_rg or k_rg:
             self._op(self._ew(f"{p}.rope.backward", "elementwise", "backward",
-                              T * (m.q_dim + m.kv_dim), 3, 5, i), backward=True)
+                              T * (m.q_dim + m.kv_dim), 3, 5, i,
+                              kernels=KERNELS["rope.backward"]), backward=True)
         attn_rg = q_rg or k_rg or v_rg
         self.attention(i, f"L{i}.q_rot", f"L{i}.k_rot", f"L{i}.v", attn_rg)
         o_rg = self.linear(lins["o"], f"L{i}.attn_out", attn_rg)
@@ -310,10 +334,12 @@ class _StepBuilder:
         self.linear(head, "final.n", n_rg)
         logits = T * m.vocab
         saved = self._save(-1, {"log_probs": logits * 4})
-        self._op(self._ew("cross_entropy", "cross_entropy", "forward", logits, 5, 3, -1, saved,
-                          dtype_bytes=4))
-        self._op(self._ew("cross_entropy.backward", "cross_entropy", "backward", logits, 3, 3,
-                          -1, dtype_bytes=4), backward=True)
+        self._op(self._ew("cross_entropy", "cross_entropy", "forward", logits,
+                          *VARIANTS["cross_entropy.forward"], -1, saved, dtype_bytes=4,
+                          kernels=KERNELS["cross_entropy.forward"]))
+        self._op(self._ew("cross_entropy.backward", "cross_entropy", "backward", logits,
+                          *VARIANTS["cross_entropy.backward"], -1, dtype_bytes=4,
+                          kernels=KERNELS["cross_entropy.backward"]), backward=True)
         head_grad = m.vocab * m.hidden * self.b if self.full else 0
         # backward of the loss holds d(log_probs) and d(logits) beside the saved log_probs
         return 2 * logits * 4, head_grad
@@ -372,7 +398,8 @@ class _StepBuilder:
     def _recompute_ops(self) -> list[Op]:
         """Activation checkpointing re-runs each layer's forward during backward."""
         return [Op(op.name + ".recompute", op.kind, "recompute", op.shape, op.dtype, op.flops,
-                   op.bytes, op.count, op.layer) for op in self.fwd if op.layer >= 0]
+                   op.bytes, op.count, op.layer, 0, op.kernels)
+                for op in self.fwd if op.layer >= 0]
 
     def _update_ops(self, trainable_params: int) -> list[Op]:
         ops: list[Op] = []
@@ -387,8 +414,11 @@ class _StepBuilder:
                                    1, 3, n - 1))
         adamw = self.s.optimizer == "adamw"
         ops.append(Op(f"optimizer.{self.s.optimizer}", "optimizer", "optimizer",
-                      (P, len(self.trainable)), self.dt, (12.0 if adamw else 2.0) * P,
-                      (7.0 if adamw else 3.0) * P * b, 1))
+                      (P, len(self.trainable)), self.dt,
+                      (ADAMW_FLOPS_PER_PARAM if adamw else SGD_FLOPS_PER_PARAM) * P,
+                      (ADAMW_PASSES if adamw else SGD_PASSES) * P * b, 1,
+                      kernels=KERNELS["adamw.tensor" if adamw else "sgd.tensor"]
+                      * max(1, len(self.trainable))))
         return ops
 
     def _sharding_ops(self, ops: list[Op]) -> int:
