@@ -5,7 +5,7 @@ own) can feed calibration by writing this format. A line is one JSON object:
 
     {"format": "edgetwin-trace", "version": 1, "case": "matmul/forward/256x768x768",
      "op": "matmul", "phase": "forward", "shape": [256, 768, 768], "dtype": "fp32",
-     "flops": 301989888.0, "bytes": 3932160.0,
+     "flops": 301989888.0, "bytes": 3932160.0, "kernels": 1,
      "latency_s": {"median": 0.0021, "min": 0.0020, "max": 0.0025, "mean": 0.0021,
                    "std": 0.0001, "reps": 20},
      "peak_memory_bytes": 12582912, "energy_j": null,
@@ -53,6 +53,7 @@ class Measurement:
     flops: float
     bytes: float
     latency_s: Latency
+    kernels: int = 1  # kernel launches the op takes (profiles.ops.KERNELS)
     device: dict[str, Any] = field(default_factory=dict)
     source: str = "torch"
     peak_memory_bytes: int | None = None
@@ -99,6 +100,7 @@ def parse_line(line: str, where: str, number: int) -> Measurement:
             flops=float(d["flops"]), bytes=float(d["bytes"]),
             latency_s=Latency(float(lat["median"]), float(lat["min"]), float(lat["max"]),
                               float(lat["mean"]), float(lat["std"]), int(lat["reps"])),
+            kernels=int(d.get("kernels", 1)),
             device=dict(d.get("device") or {}), source=str(d.get("source", "")),
             peak_memory_bytes=None if d.get("peak_memory_bytes") is None
             else int(d["peak_memory_bytes"]),

@@ -18,6 +18,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from calibration import commands as calibration_commands
     from emulator import commands as emulator_commands
     from profiles import commands as profile_commands
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_commands.add_workload_parser(sub)
     profile_commands.add_profiles_parser(sub)
     emulator_commands.add_simulate_parser(sub)
+    calibration_commands.add_calibrate_parser(sub)
     return parser
 
 

@@ -1,0 +1,113 @@
+"""Predicted vs measured training steps of real models this machine never calibrated on.
+
+Builds models from configs with transformers + peft (random weights, eager attention):
+GPT-2-small-shaped, Qwen-shaped and Gemma-shaped small configs, LoRA and full
+fine-tuning, several batch and sequence sizes. None of these shapes is in the
+calibration op suite. Each step (forward, backward, AdamW update) is timed after
+warm-up; the prediction is `predict_step` on the given profile.
+
+Usage: python benchmarks/calibration_accuracy.py PROFILE.yaml [--steps N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from profiles.costmodel import predict_step
+from profiles.device import load_profile
+from profiles.method import Method
+from profiles.models import CATALOGUE, ModelArch
+from profiles.setup import TrainingSetup
+from profiles.workload import build_workload
+
+GPT2_SMALL = CATALOGUE["gpt2"]
+QWEN_SMALL = ModelArch("qwen-small", "qwen2", 512, 8, 8, 2, 64, 1408, 32000, True, "silu",
+                       qkv_bias=True)
+GEMMA_SMALL = ModelArch("gemma-small", "gemma3", 384, 6, 4, 1, 128, 1536, 32000, True,
+                        "gelu_pytorch_tanh", sliding_window=512)
+
+
+@dataclass(frozen=True)
+class Case:
+    arch: ModelArch
+    method: Method
+    batch: int
+    seq: int
+
+    @property
+    def label(self) -> str:
+        how = "full" if self.method.kind == "full" else f"lora r{self.method.lora_rank}"
+        return f"{self.arch.name} {how} {self.batch}x{self.seq}"
+
+
+def cases(quick: bool) -> list[Case]:
+    gpt_lora = Method("lora", 8, 16.0, ("c_attn", "c_proj"))
+    llama_lora = Method("lora", 16, 32.0, ("q_proj", "k_proj", "v_proj", "o_proj"))
+    out = []
+    for arch, lora in ((GPT2_SMALL, gpt_lora), (QWEN_SMALL, llama_lora),
+                       (GEMMA_SMALL, llama_lora)):
+        for method in (lora, Method("full")):
+            for batch, seq in ((1, 128), (2, 64), (4, 96), (2, 256)):
+                out.append(Case(arch, method, batch, seq))
+    return out[::3] if quick else out
+
+
+def measure_step_s(case: Case, steps: int) -> float:
+    import torch
+
+    from calibration.hf_models import build_model
+
+    model = build_model(case.arch, case.method, attn_implementation="eager")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, case.arch.vocab, (case.batch, case.seq), generator=gen)
+    times = []
+    for i in range(steps + 2):
+        t0 = time.perf_counter()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("profile")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="a third of the cases")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = load_profile(args.profile)
+    print(f"profile {profile.name}; torch threads {torch.get_num_threads()}; "
+          f"median of {args.steps} steps after 2 warm-up steps")
+    print(f"{'case':34} {'predicted s':>11} {'measured s':>11} {'error':>8}")
+    errors = []
+    for case in cases(args.quick):
+        w = build_workload(case.arch, case.method, TrainingSetup(batch=case.batch, seq=case.seq))
+        predicted = predict_step(profile, w).step_time_s
+        measured = measure_step_s(case, args.steps)
+        err = predicted / measured - 1
+        errors.append(err)
+        print(f"{case.label:34} {predicted:11.4f} {measured:11.4f} {err:+8.1%}", flush=True)
+    absolute = sorted(abs(e) for e in errors)
+    print(f"median |error| {statistics.median(absolute):.1%}; within +-10 %: "
+          f"{sum(a <= 0.10 for a in absolute)}/{len(absolute)} "
+          f"({sum(a <= 0.10 for a in absolute) / len(absolute):.0%}); "
+          f"mean signed error {statistics.fmean(errors):+.1%}")
+    print("targets: median <= 5 %, at least 90 % within +-10 %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

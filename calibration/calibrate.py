@@ -1,0 +1,217 @@
+"""`edgetwin calibrate --device local`: measure the op suite, fit, write a profile.
+
+Every measurement is appended to the trace as soon as it is taken, so an
+interrupted calibration loses nothing and `--resume` carries on from the trace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from calibration import host
+from calibration.fit import GroupFit, fit_groups, residuals
+from calibration.meters.procmem import process_memory, reset_peak
+from calibration.opsuite import Case, base_cases, build_runner, neighbours, time_runner
+from calibration.trace import Measurement, TraceWriter, read_trace
+from profiles.device import DeviceProfile, parse_profile
+from profiles.errors import InputError
+from profiles.schema import to_mapping
+
+Progress = Callable[[int, int, str], None]
+# No power meter: whole-machine power from an assumed model, and the profile says so.
+IDLE_W, PER_THREAD_W = 10.0, 6.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    min_time_s: float
+    max_reps: int
+    refine_rounds: int
+    refine_per_round: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        return cls(quick, 0.05, 30, 1, 12) if quick else cls(False, 0.25, 200, 3, 40)
+
+
+def measure(case: Case, device: str, plan: Plan, facts: dict[str, Any]) -> Measurement:
+    import torch
+
+    run = build_runner(case, device)
+    reset_peak()
+    before = process_memory()["VmRSS"]
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    latency = time_runner(run, device, plan.min_time_s, plan.max_reps)
+    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
+            else max(process_memory().get("VmHWM", 0) - before, 0))
+    del run
+    return Measurement(case=case.id, op=case.op, phase=case.phase, shape=case.shape,
+                       dtype="fp32", flops=case.flops, bytes=case.bytes, kernels=case.kernels,
+                       latency_s=latency, device=facts, source="torch",
+                       peak_memory_bytes=int(peak))
+
+
+def run_calibration(*, device: str, trace_path: Path, quick: bool, resume: bool,
+                    threads: int | None, progress: Progress | None = None
+                    ) -> list[Measurement]:
+    """Measure the suite into `trace_path` (resuming it if asked) and refine adaptively."""
+    import torch
+
+    if trace_path.exists() and trace_path.stat().st_size and not resume:
+        raise InputError(str(trace_path), "", "already holds measurements: pass --resume to "
+                         "continue it, or choose another --trace")
+    if threads:
+        torch.set_num_threads(threads)
+    plan = Plan.make(quick)
+    facts = host.facts(device, torch.get_num_threads())
+    done = read_trace(trace_path) if trace_path.exists() else []
+    have = {m.case for m in done}
+    todo = [c for c in base_cases(np.random.default_rng(0), quick) if c.id not in have]
+    writer = TraceWriter(trace_path)
+    try:
+        total = len(todo) + plan.refine_rounds * plan.refine_per_round
+        count = 0
+        for case in todo:
+            m = measure(case, device, plan, facts)
+            writer.write(m)
+            done.append(m)
+            count += 1
+            if progress:
+                progress(count, total, case.id)
+        for _ in range(plan.refine_rounds):
+            fits = fit_groups(done, {})
+            worst = [m for _, m in residuals(fits, done)][: max(1, plan.refine_per_round // 4)]
+            extra: list[Case] = []
+            for m in worst:
+                case = _case_of(m)
+                seed = int(hashlib.sha256(m.case.encode()).hexdigest()[:8], 16)
+                extra += [c for c in neighbours(case, np.random.default_rng(seed), 4)
+                          if c.id not in have]
+            for case in extra[: plan.refine_per_round]:
+                if case.id in have:
+                    continue
+                m = measure(case, device, plan, facts)
+                writer.write(m)
+                done.append(m)
+                have.add(case.id)
+                count += 1
+                if progress:
+                    progress(count, total, case.id)
+    finally:
+        writer.close()
+    return done
+
+
+def _case_of(m: Measurement) -> Case:
+    impl = m.case.split("/")[1]
+    return Case(m.op, impl, m.phase, m.shape, m.flops, m.bytes, m.kernels)
+
+
+def build_profile(name: str, measurements: list[Measurement], trace_path: Path, *,
+                  quick: bool, measure_host: bool = True, in_situ: bool = True,
+                  progress: Progress | None = None) -> DeviceProfile:
+    """A device profile from measurements, every number with its provenance."""
+    facts = measurements[0].device if measurements else {}
+    threads = int(facts.get("threads", 1) or 1)
+    busy_w = IDLE_W + PER_THREAD_W * threads
+    fits = fit_groups(measurements, {k: busy_w for k in ("matmul", "attention", "norm",
+                                                         "activation", "elementwise",
+                                                         "embedding", "cross_entropy",
+                                                         "optimizer")})
+    compute = {key: to_mapping(f.cost) for key, f in fits.items()}
+    if "elementwise" in fits:
+        compute["default"] = to_mapping(fits["elementwise"].cost)
+    today = time.strftime("%Y-%m-%d")
+    source = f"edgetwin calibrate{' --quick' if quick else ''}: {trace_path.name}, " \
+             f"{len(measurements)} measurements ({facts.get('cpu') or facts.get('device')})"
+    provenance: dict[str, Any] = {
+        f"compute.{key}": {"kind": "calibrated", "source": source, "date": today,
+                           "note": "fit on four fifths of the shapes; fit_error is on the "
+                                   "held-out fifth",
+                           "fit_error": f.score.as_dict()}
+        for key, f in fits.items()}
+    provenance["compute.default"] = {"kind": "calibrated", "source": source, "date": today,
+                                     "note": "the elementwise fit"}
+    provenance["compute"] = {
+        "kind": "assumed", "source": "no power meter on this machine", "date": today,
+        "note": f"busy_power_w from a power model: {IDLE_W:g} W idle + {PER_THREAD_W:g} W "
+                f"per busy thread ({threads})"}
+    total_mb, avail_mb = host.memory_mb() if measure_host else (16384.0, 12000.0)
+    overhead_mb = host.runtime_overhead_mb() if measure_host else 400.0
+    write, read = host.storage_mb_per_s(32 if quick else 256) if measure_host else (500, 1000)
+    gpu = str(facts.get("device", "cpu")).startswith("cuda")
+    data: dict[str, Any] = {
+        "schema_version": 1, "name": name,
+        "description": f"calibrated here: {facts.get('cpu') or facts.get('device')}, "
+                       f"{threads} threads, PyTorch {facts.get('torch', '?')}",
+        "device_class": "laptop" if host.has_battery() else "server",
+        "identity": {k: str(v) for k, v in facts.items()},
+        "compute": compute,
+        "memory": {"ram_mb": round(total_mb, 1), "usable_ram_mb": round(0.9 * avail_mb, 1),
+                   "runtime_overhead_mb": round(overhead_mb, 1), "tensors_in_rss": not gpu},
+        "storage": {"read_mb_per_s": round(read, 1), "write_mb_per_s": round(write, 1)},
+        "network": {"downlink_mbps": 1000.0, "uplink_mbps": 1000.0, "rtt_ms": 1.0},
+        "power": {"idle_w": IDLE_W, "io_w": IDLE_W + 2.0},
+        "thermal": {"ambient_c": 25.0, "resistance_c_per_w": 0.5, "time_constant_s": 300.0,
+                    "throttle_start_c": 95.0, "throttle_full_c": 105.0,
+                    "min_speed_factor": 0.8},
+        "provenance": {
+            **provenance,
+            "memory": {"kind": "calibrated", "source": "/proc/meminfo at calibration; runtime "
+                       "= RSS of a fresh process importing torch, transformers, peft",
+                       "date": today},
+            "storage": {"kind": "calibrated", "source": "sequential write with fsync, read "
+                        "with the page cache dropped", "date": today},
+            "network": {"kind": "assumed", "source": "LAN defaults; not measured", "date": today},
+            "power": {"kind": "assumed", "source": "power model, no meter", "date": today},
+            "thermal": {"kind": "assumed", "source": "a cooled host that does not throttle",
+                        "date": today},
+        },
+    }
+    profile = parse_profile(data, f"calibration of {name}")
+    if not in_situ:
+        return profile
+    from calibration.insitu import apply_in_situ, fit_in_situ, probes, time_step_s
+
+    plan = probes(quick)
+    timed = []
+    for i, p in enumerate(plan):
+        timed.append((p, time_step_s(p, 3 if quick else 5)))
+        if progress:
+            progress(i + 1, len(plan), f"probe step {p.arch.name} {p.method.kind}")
+    fix = fit_in_situ(profile, timed)
+    data["compute"] = to_mapping(apply_in_situ(profile, fix))["compute"]
+    note = (f"op costs from the micro-benchmarks, then x{fix.factor:.3f} for contractions, "
+            f"x{fix.other_factor:.3f} for other ops and {fix.overhead_s * 1e6:.2f} us a kernel "
+            f"launch, fitted to {len(timed)} whole "
+            f"training steps of probe models (step error {fix.mape_pct:.1f} % on them): "
+            + "; ".join(f"{lbl} {m:.4f} s" for lbl, m, _ in fix.probes))
+    for key in list(data["provenance"]):
+        if key.startswith("compute."):
+            data["provenance"][key]["note"] = note
+    return parse_profile(data, f"calibration of {name}")
+
+
+def write_profile(profile: DeviceProfile, path: Path, fits_note: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Device profile written by edgetwin calibrate. {fits_note}\n"
+    path.write_text(header + yaml.safe_dump(to_mapping(profile), sort_keys=False, width=100))
+
+
+def fit_summary(measurements: list[Measurement]) -> dict[str, GroupFit]:
+    return fit_groups(measurements, {})
+
+
+def replace_name(profile: DeviceProfile, name: str) -> DeviceProfile:
+    return dataclasses.replace(profile, name=name)

@@ -1,0 +1,79 @@
+"""Facts about the machine being calibrated, read from the OS: what a profile records."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from calibration.meters.procmem import read_status
+
+MIB = 1024 * 1024
+
+
+def facts(device: str, threads: int) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    out = {"host": platform.node(), "cpu": cpu, "logical_cpus": os.cpu_count() or 0,
+           "threads": threads, "device": device, "os": platform.platform(),
+           "python": platform.python_version(), "torch": torch.__version__,
+           "numpy": numpy.__version__}
+    if device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def memory_mb() -> tuple[float, float]:
+    """(MemTotal, MemAvailable) in MiB."""
+    info: dict[str, float] = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        info[key] = float(rest.split()[0]) / 1024
+    return info["MemTotal"], info.get("MemAvailable", info["MemTotal"])
+
+
+def runtime_overhead_mb() -> float:
+    """Resident set of a fresh trainer process before any tensor: Python, torch,
+    transformers and peft imported."""
+    code = ("import torch, transformers, peft, sys; "
+            "sys.stdout.write(open('/proc/self/status').read())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)
+    return read_status(out.stdout, "subprocess")["VmRSS"] / MIB
+
+
+def storage_mb_per_s(size_mb: int) -> tuple[float, float]:
+    """Sequential write (with fsync) and read (cache dropped for the file) throughput."""
+    block = os.urandom(MIB)
+    with tempfile.NamedTemporaryFile(dir=Path.cwd(), delete=True) as fh:
+        t0 = time.perf_counter()
+        for _ in range(size_mb):
+            fh.write(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+        write = size_mb / (time.perf_counter() - t0)
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        t0 = time.perf_counter()
+        with open(fh.name, "rb", buffering=0) as rd:
+            while rd.read(4 * MIB):
+                pass
+        read = size_mb / (time.perf_counter() - t0)
+    return write, read
+
+
+def has_battery() -> bool:
+    return any(Path("/sys/class/power_supply").glob("BAT*"))
