@@ -155,7 +155,8 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
         "schema_version": 1, "name": name,
         "description": f"calibrated here: {facts.get('cpu') or facts.get('device')}, "
                        f"{threads} threads, PyTorch {facts.get('torch', '?')}",
-        "device_class": "laptop" if host.has_battery() else "server",
+        "device_class": ("laptop" if host.has_battery() else "server") if measure_host
+        else "phone",
         "identity": {k: str(v) for k, v in facts.items()},
         "compute": compute,
         "memory": {"ram_mb": round(total_mb, 1), "usable_ram_mb": round(0.9 * avail_mb, 1),
@@ -170,9 +171,13 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
             **provenance,
             "memory": {"kind": "calibrated", "source": "/proc/meminfo at calibration; runtime "
                        "= RSS of a fresh process importing torch, transformers, peft",
-                       "date": today},
+                       "date": today} if measure_host else
+            {"kind": "assumed", "source": "not measured: fitted from a trace alone; set the "
+             "device's memory here", "date": today},
             "storage": {"kind": "calibrated", "source": "sequential write with fsync, read "
-                        "with the page cache dropped", "date": today},
+                        "with the page cache dropped", "date": today} if measure_host else
+            {"kind": "assumed", "source": "not measured: fitted from a trace alone",
+             "date": today},
             "network": {"kind": "assumed", "source": "LAN defaults; not measured", "date": today},
             "power": {"kind": "assumed", "source": "power model, no meter", "date": today},
             "thermal": {"kind": "assumed", "source": "a cooled host that does not throttle",

@@ -21,6 +21,12 @@ def add_calibrate_parser(sub: Any) -> None:
                      help="measure this machine's CPU (local) or its GPU (cuda)")
     src.add_argument("--from-trace", type=Path, metavar="TRACE",
                      help="fit a profile from an existing trace (e.g. the native benchmark)")
+    src.add_argument("--import-metrics", type=Path, metavar="JSON",
+                     help="correct --profile from EdgeFlowerTune-style client metrics")
+    p.add_argument("--profile", default=None, help="the profile --import-metrics corrects")
+    p.add_argument("--memory-csv", type=Path, default=None,
+                   help="with --import-metrics: MobileFineTuner's proc_mem_monitor CSV, "
+                   "whose average RSS replaces the metrics' avg_rss_mb")
     p.add_argument("--name", default=None, help="profile name (default: local-<host>)")
     p.add_argument("--out", type=Path, default=None, help="profile YAML (default: NAME.yaml)")
     p.add_argument("--trace", type=Path, default=None,
@@ -42,6 +48,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     name = args.name or f"local-{platform.node() or 'host'}"
     out = args.out or Path(f"{name}.yaml")
     console = Console(stderr=True, highlight=False)
+    if args.import_metrics:
+        return _import(args, out)
     if args.from_trace:
         measurements = read_trace(args.from_trace)
         if not measurements:
@@ -77,6 +85,33 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, out: Path) -> int:
+    import dataclasses
+
+    from calibration.calibrate import write_profile
+    from calibration.importers import correct_profile, load_eft_metrics, load_mft_memory_csv
+    from profiles.device import load_profile
+
+    if not args.profile:
+        raise InputError("--profile", "", "--import-metrics needs the profile to correct")
+    profile = load_profile(args.profile)
+    runs = load_eft_metrics(args.import_metrics)
+    source = f"EdgeFlowerTune client metrics {args.import_metrics.name} ({len(runs)} runs)"
+    if args.memory_csv:
+        avg, _ = load_mft_memory_csv(args.memory_csv)
+        runs = [dataclasses.replace(r, avg_rss_mb=avg) for r in runs]
+        source += f" and memory monitor {args.memory_csv.name}"
+    fixed, fit = correct_profile(profile, runs, source)
+    if args.name:
+        fixed = dataclasses.replace(fixed, name=args.name)
+    write_profile(fixed, out, f"Corrected from {source}.")
+    print(f"step-time error after correction: {fit['step_mape_pct']:.2f} % over "
+          f"{int(fit['runs'])} runs; upload-byte mismatches: "
+          f"{int(fit['upload_bytes_mismatches'])}; runtime memory "
+          f"{fixed.memory.runtime_overhead_mb:g} MiB; wrote {out}")
+    return 0
+
+
 def _print_fits(fits: dict[str, Any], out: Path, n: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -87,6 +122,9 @@ def _print_fits(fits: dict[str, Any], out: Path, n: int) -> None:
         t.add_column(col, justify="left" if col == "op" else "right")
     for key, f in fits.items():
         s = f.score
+        if not s.n_test:
+            t.add_row(key, str(s.n_train), "0", "-", "-", "-", "-")
+            continue
         t.add_row(key, str(s.n_train), str(s.n_test), f"{s.mape_pct:.1f}", f"{s.rmspe_pct:.1f}",
                   f"{s.within_5pct:.0%}", f"{s.within_10pct:.0%}")
     con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)

@@ -22,7 +22,8 @@ from calibration.trace import Measurement
 from profiles.device import OpCost
 
 CONTRACTIONS = ("matmul", "attention")
-BY_PHASE = ("attention", "norm", "activation", "embedding", "cross_entropy")
+BY_PHASE = ("attention", "norm", "activation", "embedding", "cross_entropy", "elementwise")
+BY_IMPL = ("norm", "activation", "elementwise", "optimizer")
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
@@ -52,6 +53,10 @@ class GroupFit:
 
 
 def group_key(m: Measurement) -> str:
+    """The profile entry a measurement informs (see DeviceProfile.op_cost's lookup)."""
+    impl = m.case.split("/")[1] if m.case.count("/") >= 3 else ""
+    if m.op in BY_IMPL and impl:
+        return f"{m.op}.{impl}" if m.op == "optimizer" else f"{m.op}.{impl}.{m.phase}"
     if m.op in BY_PHASE:
         return f"{m.op}.{m.phase}"
     return m.op
@@ -68,6 +73,8 @@ def _predict(p: np.ndarray, f: np.ndarray, b: np.ndarray, k: np.ndarray,
     if mkn is not None:
         m0, k0, n0 = np.exp(p[3]), np.exp(p[4]), np.exp(p[5])
         rate = flops_rate / (1.0 + m0 / mkn[:, 0] + k0 / mkn[:, 1] + n0 / mkn[:, 2])
+    else:
+        bw = bw / (1.0 + np.exp(p[3]) / np.maximum(b, 1.0))
     out: np.ndarray = overhead * k + np.maximum(f / rate, b / bw)
     return out
 
@@ -89,17 +96,17 @@ def _solve(ms: list[Measurement]) -> np.ndarray:
     contraction = mkn is not None
     start = [math.log(max(np.max(f / t), 1e6)), math.log(max(np.max(b / t), 1e6)),
              math.log(max(float(np.min(t)) / 4, 1e-8))]
-    if contraction:
-        start += [math.log(8.0)] * 3
+    start += [math.log(8.0)] * 3 if contraction else [math.log(1e5)]
 
     def residual(p: np.ndarray) -> np.ndarray:
         out: np.ndarray = np.log(_predict(p, f, b, k, mkn)) - np.log(t)
         return out
 
     lower = [math.log(1e5), math.log(1e5), math.log(1e-9)] + ([math.log(1e-3)] * 3
-                                                              if contraction else [])
+                                                              if contraction else [0.0])
     upper = [math.log(1e16), math.log(1e14), math.log(1.0)] + ([math.log(1e5)] * 3
-                                                               if contraction else [])
+                                                               if contraction else
+                                                               [math.log(1e10)])
     start = [min(max(s, lo + 1e-6), hi - 1e-6) for s, lo, hi in zip(start, lower, upper,
                                                                      strict=True)]
     result = least_squares(residual, np.array(start), bounds=(lower, upper), loss="soft_l1",
@@ -112,7 +119,8 @@ def _cost(p: np.ndarray, contraction: bool, power_w: float) -> OpCost:
                   overhead_s=float(np.exp(p[2])), busy_power_w=power_w,
                   m_half=float(np.exp(p[3])) if contraction else 0.0,
                   k_half=float(np.exp(p[4])) if contraction else 0.0,
-                  n_half=float(np.exp(p[5])) if contraction else 0.0)
+                  n_half=float(np.exp(p[5])) if contraction else 0.0,
+                  bytes_half=0.0 if contraction else float(np.exp(p[3])))
 
 
 def score(p: np.ndarray, ms: list[Measurement], n_train: int) -> FitScore:
@@ -144,6 +152,12 @@ def fit_groups(measurements: list[Measurement],
         p_all = _solve(ms)
         out[key] = GroupFit(key, _cost(p_all, ms[0].op in CONTRACTIONS,
                                        power_w.get(key.split(".")[0], 0.0)), s)
+    # kind-level fallbacks for implementations nobody measured (rope, say)
+    for kind in BY_IMPL:
+        members = [f for k, f in out.items() if k.startswith(kind + ".")]
+        if members and kind not in out:
+            best = max(members, key=lambda f: f.score.n_train)
+            out[kind] = GroupFit(kind, best.cost, best.score)
     return out
 
 

@@ -25,7 +25,8 @@ def hf_config(arch: ModelArch, attn_implementation: str = "eager") -> Any:
             n_embd=arch.hidden, n_layer=arch.layers, n_head=arch.heads,
             n_inner=arch.intermediate, vocab_size=arch.vocab, n_positions=arch.max_positions,
             activation_function=arch.act, tie_word_embeddings=arch.tied_embeddings,
-            attn_pdrop=arch.dropout, resid_pdrop=arch.dropout, embd_pdrop=arch.dropout)
+            attn_pdrop=arch.dropout, resid_pdrop=arch.dropout, embd_pdrop=arch.dropout,
+            bos_token_id=min(50256, arch.vocab - 1), eos_token_id=min(50256, arch.vocab - 1))
     else:
         common: dict[str, Any] = dict(
             hidden_size=arch.hidden, intermediate_size=arch.intermediate,

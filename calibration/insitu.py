@@ -81,7 +81,7 @@ def split_step(profile: DeviceProfile, w: Workload) -> tuple[float, float, float
     for op, t in zip(w.ops, op_times_s(profile, w), strict=True):
         if op.kind not in COMPUTE_KINDS:
             continue
-        overhead = profile.op_cost(op.kind, op.phase).overhead_s * op.kernels
+        overhead = profile.op_cost(op.kind, op.phase, op.impl).overhead_s * op.kernels
         if op.kind in CONTRACTION_KINDS:
             contraction += (t - overhead) * op.count
         else:

@@ -130,7 +130,9 @@ def base_cases(rng: np.random.Generator, quick: bool) -> list[Case]:
         for impl in ("gelu_tanh", "silu", "gelu_new"):
             cases += [activation_case(impl, n, "forward"), activation_case(impl, n, "backward")]
         cases += [elementwise_case("add", n, "forward"), elementwise_case("mul", n, "forward"),
-                  elementwise_case("mul", n, "backward")]
+                  elementwise_case("mul", n, "backward"),
+                  elementwise_case("dropout", n, "forward"),
+                  elementwise_case("dropout", n, "backward")]
     for _ in range(3 * scale):
         t, v, h = _logint(rng, 16, 2048), _logint(rng, 1000, 50000), _logint(rng, 64, 1024)
         cases += [embedding_case(t, v, h, "forward"), embedding_case(t, v, h, "backward")]
@@ -233,6 +235,10 @@ def build_runner(case: Case, device: str) -> Runner:
         x, y = rand(s[0], grad=True), rand(s[0], grad=True)
         if case.impl == "add":
             return lambda: x + y
+        if case.impl == "dropout":
+            if phase == "forward":
+                return lambda: F.dropout(x, 0.1, training=True)
+            return timed_backward(F.dropout(x, 0.1, training=True), [x])
         return (lambda: x * y) if phase == "forward" else timed_backward(x * y, [x, y])
     if case.op == "embedding":
         tokens, vocab, hidden = s

@@ -46,7 +46,7 @@ def op_times_s(profile: DeviceProfile, workload: Workload) -> list[float]:
                 profile.network.downlink_mbps
             out.append(op.bytes * 8 / (mbps * 1e6) + profile.network.rtt_ms / 2000)
         else:
-            cost = profile.op_cost(op.kind, op.phase)
+            cost = profile.op_cost(op.kind, op.phase, op.impl)
             out.append(cost.latency_s(op.flops, op.bytes, _mkn(op), op.kernels))
     return out
 
@@ -83,7 +83,7 @@ def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: fl
         else:
             total /= speed_factor
             compute += total
-            energy += total * profile.op_cost(op.kind, op.phase).busy_power_w
+            energy += total * profile.op_cost(op.kind, op.phase, op.impl).busy_power_w
         by_kind[op.kind] = by_kind.get(op.kind, 0.0) + total
     sleep = 0.0
     if workload.setup.energy_aware_sleep is not None:

@@ -35,6 +35,7 @@ class OpCost:
     m_half: float = 0.0
     k_half: float = 0.0
     n_half: float = 0.0
+    bytes_half: float = 0.0  # bandwidth halves for ops this small (one thread, cold start)
 
     def latency_s(self, flops: float, nbytes: float,
                   mkn: tuple[int, int, int] | None = None, kernels: int = 1) -> float:
@@ -42,7 +43,9 @@ class OpCost:
         if mkn is not None:
             m, k, n = mkn
             rate /= 1.0 + self.m_half / m + self.k_half / k + self.n_half / n
-        return self.overhead_s * kernels + max(flops / rate, nbytes / self.bytes_per_s)
+        bw = self.bytes_per_s / (1.0 + self.bytes_half / nbytes) if nbytes > 0 else \
+            self.bytes_per_s
+        return self.overhead_s * kernels + max(flops / rate, nbytes / bw)
 
 
 @dataclass(frozen=True)
@@ -125,15 +128,19 @@ class DeviceProfile:
     provenance: dict[str, Provenance]
     battery: BatterySpec | None = None
 
-    def op_cost(self, kind: str, phase: str | None = None) -> OpCost:
-        """The most specific entry: `kind.phase`, then `kind`, then `default`."""
-        if phase is not None:
-            if phase == "recompute":
-                phase = "forward"
-            specific = f"{kind}.{phase}"
-            if specific in self.compute:
-                return self.compute[specific]
-        return self.compute[kind] if kind in self.compute else self.compute["default"]
+    def op_cost(self, kind: str, phase: str | None = None, impl: str = "") -> OpCost:
+        """The most specific entry: `kind.impl.phase`, `kind.impl`, `kind.phase`, `kind`,
+        then `default`."""
+        if phase == "recompute":
+            phase = "forward"
+        keys = []
+        if impl:
+            keys += [f"{kind}.{impl}.{phase}", f"{kind}.{impl}"]
+        keys += [f"{kind}.{phase}", kind]
+        for key in keys:
+            if key in self.compute:
+                return self.compute[key]
+        return self.compute["default"]
 
     @property
     def sha256(self) -> str:
@@ -156,18 +163,18 @@ def parse_profile(data: Any, where: str) -> DeviceProfile:
         raise InputError(where, "compute",
                          f"no cost for op kind {missing[0]!r} and no 'default' entry")
     for key in profile.compute:
-        kind, _, phase = key.partition(".")
-        if (kind not in COMPUTE_KINDS and key != "default") or (
-                phase and phase not in ("forward", "backward", "optimizer")):
+        parts = key.split(".")
+        if key != "default" and (parts[0] not in COMPUTE_KINDS or len(parts) > 3 or (
+                len(parts) == 3 and parts[2] not in ("forward", "backward"))):
             raise InputError(where, f"compute.{key}",
                              f"unknown op kind (known: {', '.join(COMPUTE_KINDS)}, default; "
-                             "optionally .forward/.backward/.optimizer)")
+                             "as KIND, KIND.PHASE, KIND.IMPL or KIND.IMPL.PHASE)")
     mapping = to_mapping(profile)
     for path, value in _numbers(mapping):
         if path.startswith("provenance.") or path == "schema_version":
             continue
         positive = path.split(".")[-1] not in ("overhead_s", "ambient_c", "rtt_ms", "m_half",
-                                               "k_half", "n_half")
+                                               "k_half", "n_half", "bytes_half")
         if value < 0 or (positive and value == 0):
             raise InputError(where, path, f"must be {'> 0' if positive else '>= 0'}, got {value}")
         if not _covered(path, profile.provenance):

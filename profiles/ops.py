@@ -26,6 +26,7 @@ VARIANTS: dict[str, tuple[float, float]] = {
     # gelu_new is a Python formula in transformers: seven kernels forward
     "activation_composite.forward": (8.0, 14.0), "activation_composite.backward": (12.0, 15.0),
     "add.forward": (1.0, 3.0), "mul.forward": (1.0, 3.0), "mul.backward": (2.0, 4.0),
+    "dropout.forward": (3.0, 3.0), "dropout.backward": (1.0, 3.0),
     "embedding.forward": (0.0, 2.0), "embedding.backward": (1.0, 2.0),
     "cross_entropy.forward": (5.0, 3.0), "cross_entropy.backward": (3.0, 3.0),
 }
@@ -66,6 +67,7 @@ class Op:
     layer: int = -1
     saved_bytes: int = 0
     kernels: int = 1  # launches in PyTorch eager; per-launch overhead is paid per kernel
+    impl: str = ""  # which implementation (rmsnorm, silu, adamw, ...), for per-impl costs
 
 
 def matmul(name: str, phase: Phase, m: int, k: int, n: int, dtype: str, dtype_bytes: int,
@@ -77,7 +79,12 @@ def matmul(name: str, phase: Phase, m: int, k: int, n: int, dtype: str, dtype_by
 
 def elementwise(name: str, kind: OpKind, phase: Phase, elements: int, dtype: str,
                 dtype_bytes: int, flops_per_element: float, passes: float, count: int = 1,
-                layer: int = -1, saved_bytes: int = 0, kernels: int = 1) -> Op:
+                layer: int = -1, saved_bytes: int = 0, kernels: int = 1, impl: str = "") -> Op:
     """A bandwidth-bound op over `elements` values that moves `passes` tensors' worth."""
     return Op(name, kind, phase, (elements,), dtype, flops_per_element * elements,
-              passes * elements * dtype_bytes, count, layer, saved_bytes, kernels)
+              passes * elements * dtype_bytes, count, layer, saved_bytes, kernels, impl)
+
+
+# transformers' activation names -> the implementation the op suite times
+ACT_IMPL = {"gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu_tanh",
+            "silu": "silu", "swish": "silu"}

@@ -16,6 +16,7 @@ from profiles.method import Method
 from profiles.models import ModelArch
 from profiles.modules import Linear, layer_prefix, linears, other_tensors, total_params
 from profiles.ops import (
+    ACT_IMPL,
     ADAMW_FLOPS_PER_PARAM,
     ADAMW_PASSES,
     CONTRACTION_KINDS,
@@ -107,10 +108,10 @@ class _StepBuilder:
 
     def _ew(self, name: str, kind: OpKind, phase: Phase, elements: int, flops_per: float,
             passes: float, layer: int, saved: int = 0, dtype_bytes: int | None = None,
-            kernels: int = 1) -> Op:
+            kernels: int = 1, impl: str = "") -> Op:
         return elementwise(name, kind, phase, elements, self.dt,
                            dtype_bytes or self.b, flops_per, passes, self.n, layer, saved,
-                           kernels)
+                           kernels, impl)
 
     def _mm(self, name: str, phase: Phase, m: int, k: int, n: int, layer: int,
             saved: int = 0) -> Op:
@@ -134,7 +135,7 @@ class _StepBuilder:
             self._op(self._mm(a, "forward", T, lin.in_features, r, i))
             self._op(self._mm(bb, "forward", T, r, lin.out_features, i))
             self._op(self._ew(f"{lin.name}.lora_add", "elementwise", "forward",
-                              T * lin.out_features, 2, 3, i, saved))
+                              T * lin.out_features, 2, 3, i, saved, impl="add", kernels=2))
             self.trainable += [(f"{a}.weight", (r, lin.in_features)),
                                (f"{bb}.weight", (lin.out_features, r))]
         if not out_rg:
@@ -172,11 +173,11 @@ class _StepBuilder:
             saved = self._save(layer, keep)
         impl = "layernorm" if self.m.family == "gpt2" else "rmsnorm"
         self._op(self._ew(name, "norm", "forward", elements, *VARIANTS["norm.forward"], layer,
-                          saved, kernels=KERNELS[f"{impl}.forward"]))
+                          saved, kernels=KERNELS[f"{impl}.forward"], impl=impl))
         if out_rg:
             self._op(self._ew(f"{name}.backward", "norm", "backward", elements,
                               *VARIANTS["norm.backward"], layer,
-                              kernels=KERNELS[f"{impl}.backward"]), backward=True)
+                              kernels=KERNELS[f"{impl}.backward"], impl=impl), backward=True)
         return out_rg
 
     def dropout(self, name: str, layer: int, elements: int, x_rg: bool) -> None:
@@ -184,10 +185,12 @@ class _StepBuilder:
         if self.m.dropout <= 0:
             return
         saved = self._save(layer, {f"{name}.noise": elements * self.b}) if x_rg else 0
-        self._op(self._ew(name, "elementwise", "forward", elements, 3, 3, layer, saved))
+        self._op(self._ew(name, "elementwise", "forward", elements,
+                          *VARIANTS["dropout.forward"], layer, saved, impl="dropout"))
         if x_rg:
-            self._op(self._ew(f"{name}.backward", "elementwise", "backward", elements, 1, 3,
-                              layer), backward=True)
+            self._op(self._ew(f"{name}.backward", "elementwise", "backward", elements,
+                              *VARIANTS["dropout.backward"], layer, impl="dropout"),
+                     backward=True)
 
     def attention(self, i: int, q_key: str, k_key: str, v_key: str, rg: bool) -> None:
         m, s = self.m, self.s
@@ -233,13 +236,14 @@ class _StepBuilder:
         else:
             saved = 0
         variant = "activation_composite" if composite else "activation"
+        impl = ACT_IMPL.get(self.m.act, "silu")
         self._op(self._ew(name, "activation", "forward", elements,
                           *VARIANTS[f"{variant}.forward"], layer, saved,
-                          kernels=KERNELS[f"{variant}.forward"]))
+                          kernels=KERNELS[f"{variant}.forward"], impl=impl))
         if rg:
             self._op(self._ew(f"{name}.backward", "activation", "backward", elements,
                               *VARIANTS[f"{variant}.backward"], layer,
-                              kernels=KERNELS[f"{variant}.backward"]), backward=True)
+                              kernels=KERNELS[f"{variant}.backward"], impl=impl), backward=True)
 
     # --- the model --------------------------------------------------------------------
     def embedding(self) -> bool:
@@ -275,13 +279,15 @@ class _StepBuilder:
             attn_rg = self.linear(lins["attn_out"], f"L{i}.attn_out", qkv_rg)
             self.dropout(f"{p}.attn.resid_dropout", i, T * H, attn_rg)
             h_rg = x_rg or attn_rg
-            self._op(self._ew(f"{p}.residual_1", "elementwise", "forward", T * H, 1, 3, i))
+            self._op(self._ew(f"{p}.residual_1", "elementwise", "forward", T * H,
+                              *VARIANTS["add.forward"], i, impl="add"))
             n2 = self.norm(f"{p}.ln_2", i, f"L{i}.h", T * H, T, h_rg)
             fc_rg = self.linear(lins["fc"], f"L{i}.n2", n2)
             self.activation(f"{p}.mlp.act", i, f"L{i}.fc", T * inter, fc_rg)
             out_rg = self.linear(lins["mlp_out"], f"L{i}.act", fc_rg)
             self.dropout(f"{p}.mlp.dropout", i, T * H, out_rg)
-            self._op(self._ew(f"{p}.residual_2", "elementwise", "forward", T * H, 1, 3, i))
+            self._op(self._ew(f"{p}.residual_2", "elementwise", "forward", T * H,
+                              *VARIANTS["add.forward"], i, impl="add"))
             return h_rg or out_rg
         n1 = self.norm(f"{p}.input_layernorm", i, x, T * H, T, x_rg)
         q_rg = self.linear(lins["q"], f"L{i}.n1", n1)
@@ -304,7 +310,8 @@ class _StepBuilder:
         if m.family == "gemma3":
             o_rg = self.norm(f"{p}.post_attention_layernorm", i, f"L{i}.o", T * H, T, o_rg)
         h_rg = x_rg or o_rg
-        self._op(self._ew(f"{p}.residual_1", "elementwise", "forward", T * H, 1, 3, i))
+        self._op(self._ew(f"{p}.residual_1", "elementwise", "forward", T * H,
+                              *VARIANTS["add.forward"], i, impl="add"))
         mlp_norm = "pre_feedforward_layernorm" if m.family == "gemma3" else \
             "post_attention_layernorm"
         n2 = self.norm(f"{p}.{mlp_norm}", i, f"L{i}.h", T * H, T, h_rg)
@@ -314,15 +321,17 @@ class _StepBuilder:
         prod_rg = g_rg or u_rg
         saved = self._save(i, {f"L{i}.act": T * inter * b, f"L{i}.up": T * inter * b}) \
             if prod_rg else 0
-        self._op(self._ew(f"{p}.mlp.gate_mul", "elementwise", "forward", T * inter, 1, 3, i,
-                          saved))
+        self._op(self._ew(f"{p}.mlp.gate_mul", "elementwise", "forward", T * inter,
+                          *VARIANTS["mul.forward"], i, saved, impl="mul"))
         if prod_rg:
             self._op(self._ew(f"{p}.mlp.gate_mul.backward", "elementwise", "backward",
-                              T * inter, 2, 4, i), backward=True)
+                              T * inter, *VARIANTS["mul.backward"], i, impl="mul"),
+                     backward=True)
         d_rg = self.linear(lins["down"], f"L{i}.prod", prod_rg)
         if m.family == "gemma3":
             d_rg = self.norm(f"{p}.post_feedforward_layernorm", i, f"L{i}.d", T * H, T, d_rg)
-        self._op(self._ew(f"{p}.residual_2", "elementwise", "forward", T * H, 1, 3, i))
+        self._op(self._ew(f"{p}.residual_2", "elementwise", "forward", T * H,
+                              *VARIANTS["add.forward"], i, impl="add"))
         return h_rg or d_rg
 
     def head_and_loss(self, x_rg: bool) -> tuple[int, int]:
@@ -398,7 +407,7 @@ class _StepBuilder:
     def _recompute_ops(self) -> list[Op]:
         """Activation checkpointing re-runs each layer's forward during backward."""
         return [Op(op.name + ".recompute", op.kind, "recompute", op.shape, op.dtype, op.flops,
-                   op.bytes, op.count, op.layer, 0, op.kernels)
+                   op.bytes, op.count, op.layer, 0, op.kernels, op.impl)
                 for op in self.fwd if op.layer >= 0]
 
     def _update_ops(self, trainable_params: int) -> list[Op]:
@@ -418,7 +427,7 @@ class _StepBuilder:
                       (ADAMW_FLOPS_PER_PARAM if adamw else SGD_FLOPS_PER_PARAM) * P,
                       (ADAMW_PASSES if adamw else SGD_PASSES) * P * b, 1,
                       kernels=KERNELS["adamw.tensor" if adamw else "sgd.tensor"]
-                      * max(1, len(self.trainable))))
+                      * max(1, len(self.trainable)), impl=self.s.optimizer))
         return ops
 
     def _sharding_ops(self, ops: list[Op]) -> int:

@@ -1,0 +1,187 @@
+"""Calibration: the trace format, fitting, the native benchmark, importers, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.fit import fit_groups
+from calibration.importers import correct_profile, load_eft_metrics, load_mft_memory_csv
+from calibration.opsuite import matmul_case, norm_case
+from calibration.trace import Latency, Measurement, parse_line, read_trace
+from profiles.costmodel import predict_step
+from profiles.device import OpCost, load_profile
+from profiles.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+NATIVE = ROOT / "calibration" / "native" / "opbench.cpp"
+
+
+def _m(case_id: str, op: str, phase: str, shape: tuple[int, ...], flops: float, nbytes: float,
+       t: float, kernels: int = 1) -> Measurement:
+    return Measurement(case_id, op, phase, shape, "fp32", flops, nbytes,
+                       Latency(t, t, t, t, 0.0, 5), kernels)
+
+
+def test_trace_lines_round_trip_and_bad_lines_are_named(tmp_path: Path) -> None:
+    m = _m("matmul/mm/forward/2x3x4", "matmul", "forward", (2, 3, 4), 48.0, 104.0, 1e-6)
+    assert parse_line(m.to_json(), "t", 1) == m
+    path = tmp_path / "t.jsonl"
+    path.write_text(m.to_json() + "\n" + '{"format": "edgetwin-trace", "version": 2}\n')
+    with pytest.raises(InputError, match="line 2: version 2 is not 1"):
+        read_trace(path)
+    path.write_text(m.to_json() + "\nnot json\n")
+    with pytest.raises(InputError, match="line 2: not JSON"):
+        read_trace(path)
+    bad = json.loads(m.to_json())
+    del bad["latency_s"]
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(InputError, match="line 1: missing 'latency_s'"):
+        read_trace(path)
+
+
+def test_fit_recovers_a_known_roofline() -> None:
+    """Synthetic matmul and norm timings from known costs: the fit finds them again."""
+    truth = OpCost(flops_per_s=2e11, bytes_per_s=2e10, overhead_s=5e-6, m_half=16.0,
+                   k_half=8.0, n_half=4.0)
+    norm_truth = OpCost(flops_per_s=1e12, bytes_per_s=1e10, overhead_s=2e-6)
+    rng = np.random.default_rng(3)
+    ms = []
+    for _ in range(80):
+        m, k, n = (int(x) for x in np.exp(rng.uniform(np.log(4), np.log(4096), 3)))
+        c = matmul_case(m, k, n)
+        ms.append(_m(c.id, "matmul", "forward", c.shape, c.flops, c.bytes,
+                     truth.latency_s(c.flops, c.bytes, (m, k, n))))
+    for _ in range(40):
+        rows, width = (int(x) for x in np.exp(rng.uniform(np.log(8), np.log(4096), 2)))
+        c = norm_case("rmsnorm", rows, width, "forward")
+        ms.append(_m(c.id, "norm", "forward", c.shape, c.flops, c.bytes,
+                     norm_truth.latency_s(c.flops, c.bytes, None, c.kernels), c.kernels))
+    fits = fit_groups(ms, {})
+    assert fits["matmul"].score.mape_pct < 1.0 and fits["matmul"].score.n_test > 5
+    assert fits["matmul"].cost.flops_per_s == pytest.approx(2e11, rel=0.05)
+    assert fits["norm.rmsnorm.forward"].score.mape_pct < 1.0
+
+
+@pytest.fixture(scope="module")
+def native_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    compiler = shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.fail("no C++ compiler on PATH: the native benchmark cannot be built")
+    folder = tmp_path_factory.mktemp("native")
+    binary = folder / "opbench"
+    subprocess.run([compiler, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o",
+                    str(binary), str(NATIVE)], check=True, timeout=300)
+    trace = folder / "trace.jsonl"
+    subprocess.run([str(binary), "--quick", "--out", str(trace)], check=True, timeout=300)
+    return trace
+
+
+def test_native_benchmark_writes_the_trace_format(native_trace: Path) -> None:
+    ms = read_trace(native_trace)
+    assert {m.op for m in ms} >= {"matmul", "elementwise", "activation", "norm",
+                                  "cross_entropy", "optimizer"}
+    for m in ms:  # the C++ side counts as the Python side does
+        if m.op == "matmul":
+            assert m.flops == matmul_case(*m.shape).flops
+            assert m.bytes == matmul_case(*m.shape).bytes
+        if m.op == "norm":
+            assert m.bytes == norm_case("rmsnorm", *m.shape, "forward").bytes
+
+
+def test_native_traces_calibrate_a_profile_that_prices_workloads(native_trace: Path,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "phone.yaml"
+    done = subprocess.run([sys.executable, "-m", "hil.cli", "calibrate", "--from-trace",
+                           str(native_trace), "--name", "phone-native", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    check = subprocess.run([sys.executable, "-m", "hil.cli", "profiles", "validate", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    work = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
+                           "--batch", "1", "--seq", "32", "--device", str(out), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert json.loads(work.stdout)["step_time_s"] > 0
+
+
+EFT = [{"client": f"nova-{i}", "model": "gemma-3-270m", "method": "lora", "lora_rank": 8,
+        "lora_alpha": 32, "lora_targets": "q_proj,k_proj,v_proj,o_proj", "batch": 8, "seq": 64,
+        "grad_accum": 1, "serialization": "npy", "train_time_sec": 1720.0 + i,
+        "mean_step_time_sec": 172.0 + i / 10,
+        "step_times_sec_json": json.dumps([171.5 + i / 10, 172.5 + i / 10]),
+        "avg_rss_mb": 1068.0, "client_hwm_mb": 1102.0, "upload_bytes": 2960640,
+        "download_bytes": 2960640} for i in range(5)]
+
+
+def test_edgeflowertune_metrics_correct_a_profile(tmp_path: Path) -> None:
+    path = tmp_path / "clients.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in EFT) + "\n")
+    runs = load_eft_metrics(path)
+    slow = load_profile("flagship-phone-sd8gen3")  # wrong on purpose: 25x too fast
+    fixed, fit = correct_profile(slow, runs, "test")
+    assert fit["step_mape_pct"] < 1.0 and fit["upload_bytes_mismatches"] == 0
+    assert predict_step(fixed, runs[0].workload).step_time_s == pytest.approx(172.2, rel=0.01)
+    assert fixed.provenance["compute.matmul.flops_per_s"].kind == "imported"
+    path.write_text(json.dumps(EFT[0]) + "\n" + '{"model": "gemma-3-270m"}\n')
+    with pytest.raises(InputError, match="line 2"):
+        load_eft_metrics(path)
+
+
+def test_mobilefinetuner_memory_monitor_csv(tmp_path: Path) -> None:
+    header = ("sample,t_ms,VmPeak_kB,VmSize_kB,VmHWM_kB,VmRSS_kB,RssAnon_kB,RssFile_kB,"
+              "RssShmem_kB,VmData_kB,VmStk_kB,VmExe_kB,VmLib_kB,VmSwap_kB")
+    rows = ["1,0.052,1200000,1180000,1090000,1085440,1070000,15000,0,1100000,136,2000,9000,0",
+            "2,5.131,1200000,1180000,1100000,1101824,1080000,15000,0,1100000,136,2000,9000,0"]
+    path = tmp_path / "mem.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    avg, peak = load_mft_memory_csv(path)
+    assert avg == pytest.approx((1085440 + 1101824) / 2 / 1024)
+    assert peak == pytest.approx(1101824 / 1024)
+    path.write_text(header + "\n1,0.0,1,1,1,x,1,1,1,1,1,1,1,1\n")
+    with pytest.raises(InputError, match="line 2"):
+        load_mft_memory_csv(path)
+
+
+def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: Path) -> None:
+    trace, out = tmp_path / "host.trace.jsonl", tmp_path / "host.yaml"
+    cmd = [sys.executable, "-m", "hil.cli", "calibrate", "--device", "local", "--quick",
+           "--name", "host", "--trace", str(trace), "--out", str(out), "--threads", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not trace.exists() or
+                                      len(trace.read_text().splitlines()) < 25):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    before = trace.read_text().splitlines()
+    assert len(before) >= 25 and not out.exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr  # nothing overwritten
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    after = trace.read_text().splitlines()
+    assert after[: len(before)] == before  # every finished measurement kept as it was
+    cases = [json.loads(line)["case"] for line in after]
+    assert len(cases) == len(set(cases)) > len(before)
+    # the quick profile is valid and prices workloads
+    check = subprocess.run([sys.executable, "-m", "hil.cli", "profiles", "validate", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    work = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
+                           "--batch", "2", "--seq", "64", "--device", str(out), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    data = json.loads(work.stdout)
+    assert data["step_time_s"] > 0 and data["fits_in_memory"] is True
+    profile = load_profile(str(out))
+    assert profile.provenance["compute.matmul"].kind == "calibrated"
+    assert profile.provenance["compute"].kind == "assumed"  # no power meter here
