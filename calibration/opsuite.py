@@ -81,6 +81,10 @@ def elementwise_case(impl: str, n: int, phase: str) -> Case:
     return _ew("elementwise", impl, impl, phase, (n,), n)
 
 
+def fresh_pages_case(nbytes: int) -> Case:
+    return Case("elementwise", "fresh_pages", "forward", (nbytes,), 0.0, float(nbytes), 0)
+
+
 def embedding_case(tokens: int, vocab: int, hidden: int, phase: str) -> Case:
     elements = tokens * hidden if phase == "forward" else vocab * hidden
     return _ew("embedding", "embedding", "embedding", phase, (tokens, vocab, hidden), elements)
@@ -138,6 +142,8 @@ def base_cases(rng: np.random.Generator, quick: bool) -> list[Case]:
         cases += [embedding_case(t, v, h, "forward"), embedding_case(t, v, h, "backward")]
         t2, v2 = _logint(rng, 16, 1024), _logint(rng, 1000, 40000)
         cases += [cross_entropy_case(t2, v2, "forward"), cross_entropy_case(t2, v2, "backward")]
+    for _ in range(3 * scale):  # large allocations: the page faults of fresh memory
+        cases.append(fresh_pages_case(_logint(rng, 40, 400) * 1024 * 1024))
     for _ in range(3 * scale):
         tensors = _logint(rng, 4, 300)
         params = max(tensors, _logint(rng, 10_000, 20_000_000))
@@ -165,6 +171,8 @@ def _rebuild(case: Case, dims: list[int]) -> Case:
         return norm_case(case.impl, dims[0], dims[1], case.phase)
     if case.op == "activation":
         return activation_case(case.impl, dims[0], case.phase)
+    if case.impl == "fresh_pages":
+        return fresh_pages_case(dims[0])
     if case.op == "elementwise":
         return elementwise_case(case.impl, dims[0], case.phase)
     if case.op == "embedding":
@@ -231,6 +239,9 @@ def build_runner(case: Case, device: str) -> Runner:
                 return 0.5 * x * (1.0 + torch.tanh(0.7978845608 * (x + 0.044715 *
                                                                    torch.pow(x, 3.0))))
         return fn if phase == "forward" else timed_backward(fn(), [x])
+    if case.impl == "fresh_pages":
+        n = s[0] // 4
+        return lambda: torch.empty(n, device=dev).fill_(1.0)
     if case.op == "elementwise":
         x, y = rand(s[0], grad=True), rand(s[0], grad=True)
         if case.impl == "add":

@@ -45,10 +45,16 @@ def op_times_s(profile: DeviceProfile, workload: Workload) -> list[float]:
             mbps = profile.network.uplink_mbps if "upload" in op.name else \
                 profile.network.downlink_mbps
             out.append(op.bytes * 8 / (mbps * 1e6) + profile.network.rtt_ms / 2000)
+        elif op.impl == "fresh_pages" and not _has(profile, "elementwise.fresh_pages"):
+            out.append(0.0)  # page-fault costs are only known where calibrated
         else:
             cost = profile.op_cost(op.kind, op.phase, op.impl)
             out.append(cost.latency_s(op.flops, op.bytes, _mkn(op), op.kernels))
     return out
+
+
+def _has(profile: DeviceProfile, prefix: str) -> bool:
+    return any(k == prefix or k.startswith(prefix + ".") for k in profile.compute)
 
 
 def _mkn(op: Op) -> tuple[int, int, int] | None:

@@ -43,6 +43,9 @@ KERNELS: dict[str, int] = {
     "cross_entropy.forward": 4, "cross_entropy.backward": 3,
     "adamw.tensor": 10, "sgd.tensor": 2,
 }
+# Allocations at least this large are fresh pages from the OS (glibc's largest mmap
+# threshold): the first touch of each page faults, a cost of its own on CPUs.
+FRESH_PAGES_MIN_BYTES = 32 * 1024 * 1024
 ADAMW_FLOPS_PER_PARAM, ADAMW_PASSES = 12.0, 7.0  # read p, g, m, v; write p, m, v
 SGD_FLOPS_PER_PARAM, SGD_PASSES = 2.0, 3.0
 
@@ -83,6 +86,12 @@ def elementwise(name: str, kind: OpKind, phase: Phase, elements: int, dtype: str
     """A bandwidth-bound op over `elements` values that moves `passes` tensors' worth."""
     return Op(name, kind, phase, (elements,), dtype, flops_per_element * elements,
               passes * elements * dtype_bytes, count, layer, saved_bytes, kernels, impl)
+
+
+def fresh_pages(name: str, phase: Phase, nbytes: int, dtype: str, count: int) -> Op:
+    """The page faults of a large fresh allocation: priced by `elementwise.fresh_pages`."""
+    return Op(name, "elementwise", phase, (nbytes,), dtype, 0.0, float(nbytes), count, -1, 0,
+              0, "fresh_pages")
 
 
 # transformers' activation names -> the implementation the op suite times

@@ -20,6 +20,7 @@ from profiles.ops import (
     ADAMW_FLOPS_PER_PARAM,
     ADAMW_PASSES,
     CONTRACTION_KINDS,
+    FRESH_PAGES_MIN_BYTES,
     KERNELS,
     SGD_FLOPS_PER_PARAM,
     SGD_PASSES,
@@ -28,6 +29,7 @@ from profiles.ops import (
     OpKind,
     Phase,
     elementwise,
+    fresh_pages,
     matmul,
 )
 from profiles.payload import Payload, round_payload
@@ -257,6 +259,10 @@ class _StepBuilder:
             tables = self.m.vocab + self.m.max_positions
             self._op(self._ew("embedding.backward", "embedding", "backward", tables * H,
                               *VARIANTS["embedding.backward"], -1), backward=True)
+            table_bytes = self.m.vocab * H * self.b
+            if table_bytes >= FRESH_PAGES_MIN_BYTES:
+                self._op(fresh_pages("embedding.backward.pages", "backward", table_bytes,
+                                     self.dt, self.n), backward=True)
         if self.m.family == "gpt2":
             self.dropout("embedding.dropout", -1, T * H, self.full)
         return self.full
@@ -342,6 +348,10 @@ class _StepBuilder:
         head = next(lin for lin in linears(m) if lin.role == "lm_head")
         self.linear(head, "final.n", n_rg)
         logits = T * m.vocab
+        if logits * 4 >= FRESH_PAGES_MIN_BYTES:  # logits and log-probs; their two gradients
+            self._op(fresh_pages("logits.pages", "forward", 2 * logits * 4, self.dt, self.n))
+            self._op(fresh_pages("logits.grad.pages", "backward", 2 * logits * 4, self.dt,
+                                 self.n), backward=True)
         saved = self._save(-1, {"log_probs": logits * 4})
         self._op(self._ew("cross_entropy", "cross_entropy", "forward", logits,
                           *VARIANTS["cross_entropy.forward"], -1, saved, dtype_bytes=4,
@@ -422,6 +432,13 @@ class _StepBuilder:
             ops.append(elementwise("grad_accumulate", "elementwise", "backward", P, self.dt, b,
                                    1, 3, n - 1))
         adamw = self.s.optimizer == "adamw"
+        for tensor, shape in self.trainable:  # gradients are fresh each step (set_to_none)
+            nbytes = _numel(shape) * b
+            if nbytes >= FRESH_PAGES_MIN_BYTES:
+                ops.append(fresh_pages(f"{tensor}.grad.pages", "backward", nbytes, self.dt, 1))
+                if adamw:  # the update's denominator temporary
+                    ops.append(fresh_pages(f"{tensor}.adamw.pages", "optimizer", nbytes, self.dt,
+                                           1))
         ops.append(Op(f"optimizer.{self.s.optimizer}", "optimizer", "optimizer",
                       (P, len(self.trainable)), self.dt,
                       (ADAMW_FLOPS_PER_PARAM if adamw else SGD_FLOPS_PER_PARAM) * P,
