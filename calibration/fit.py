@@ -107,6 +107,8 @@ def _solve(ms: list[Measurement]) -> np.ndarray:
     upper = [math.log(1e16), math.log(1e14), math.log(1.0)] + ([math.log(1e5)] * 3
                                                                if contraction else
                                                                [math.log(1e10)])
+    if not np.any(f > 0):  # nothing to say about FLOP/s: pin it out of the way
+        lower[0], upper[0], start[0] = math.log(1e15), math.log(1e16), math.log(3e15)
     start = [min(max(s, lo + 1e-6), hi - 1e-6) for s, lo, hi in zip(start, lower, upper,
                                                                      strict=True)]
     result = least_squares(residual, np.array(start), bounds=(lower, upper), loss="soft_l1",
@@ -154,7 +156,10 @@ def fit_groups(measurements: list[Measurement],
                                        power_w.get(key.split(".")[0], 0.0)), s)
     # kind-level fallbacks for implementations nobody measured (rope, say)
     for kind in BY_IMPL:
-        members = [f for k, f in out.items() if k.startswith(kind + ".")]
+        members = [f for k, f in out.items() if k.startswith(kind + ".")
+                   and "fresh_pages" not in k]
+        if "elementwise.add.forward" in out and kind == "elementwise":
+            members = [out["elementwise.add.forward"]]  # the plain bandwidth-bound op
         if members and kind not in out:
             best = max(members, key=lambda f: f.score.n_train)
             out[kind] = GroupFit(kind, best.cost, best.score)
