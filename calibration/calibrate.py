@@ -21,9 +21,11 @@ from calibration import host
 from calibration.fit import GroupFit, fit_groups, residuals
 from calibration.meters.procmem import process_memory, reset_peak
 from calibration.opsuite import Case, base_cases, build_runner, neighbours, time_runner
+from calibration.power import PowerReading
 from calibration.trace import Measurement, TraceWriter, read_trace
 from profiles.device import DeviceProfile, parse_profile
 from profiles.errors import InputError
+from profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
 from profiles.schema import to_mapping
 
 Progress = Callable[[int, int, str], None]
@@ -77,7 +79,9 @@ def run_calibration(*, device: str, trace_path: Path, quick: bool, resume: bool,
     facts = host.facts(device, torch.get_num_threads())
     done = read_trace(trace_path) if trace_path.exists() else []
     have = {m.case for m in done}
-    todo = [c for c in base_cases(np.random.default_rng(0), quick) if c.id not in have]
+    # a GPU's caching allocator reuses its memory: no fresh pages to fault in
+    todo = [c for c in base_cases(np.random.default_rng(0), quick) if c.id not in have
+            and not (device.startswith("cuda") and c.impl == "fresh_pages")]
     writer = TraceWriter(trace_path)
     try:
         total = len(todo) + plan.refine_rounds * plan.refine_per_round
@@ -124,11 +128,13 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
     """A device profile from measurements, every number with its provenance."""
     facts = measurements[0].device if measurements else {}
     threads = int(facts.get("threads", 1) or 1)
+    gpu = str(facts.get("device", "cpu")).startswith("cuda")
+    power = _measured_power() if gpu and measure_host else None
     busy_w = IDLE_W + PER_THREAD_W * threads
-    fits = fit_groups(measurements, {k: busy_w for k in ("matmul", "attention", "norm",
-                                                         "activation", "elementwise",
-                                                         "embedding", "cross_entropy",
-                                                         "optimizer")})
+    fits = fit_groups(measurements, {
+        k: busy_w if power is None else
+        (power.contraction_w if k in CONTRACTION_KINDS else power.other_w)
+        for k in COMPUTE_KINDS})
     compute = {key: to_mapping(f.cost) for key, f in fits.items()}
     if "elementwise" in fits:
         compute["default"] = to_mapping(fits["elementwise"].cost)
@@ -146,9 +152,17 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
     provenance["compute"] = {
         "kind": "assumed", "source": "no power meter on this machine", "date": today,
         "note": f"busy_power_w from a power model: {IDLE_W:g} W idle + {PER_THREAD_W:g} W "
-                f"per busy thread ({threads})"}
-    total_mb, avail_mb = host.memory_mb() if measure_host else (16384.0, 12000.0)
-    overhead_mb = host.runtime_overhead_mb() if measure_host else 400.0
+                f"per busy thread ({threads})"} if power is None else {
+        "kind": "calibrated", "source": "NVML total-energy counter", "date": today,
+        "note": f"busy_power_w of contractions from a sustained 4096^2 matrix product "
+                f"({power.contraction_w:.0f} W), of other ops from a sustained elementwise "
+                f"multiply ({power.other_w:.0f} W); idle {power.idle_w:.0f} W"}
+    if gpu and measure_host:
+        total_mb, avail_mb = host.gpu_memory_mb()
+        overhead_mb = host.gpu_runtime_overhead_mb()
+    else:
+        total_mb, avail_mb = host.memory_mb() if measure_host else (16384.0, 12000.0)
+        overhead_mb = host.runtime_overhead_mb() if measure_host else 400.0
     write, read = host.storage_mb_per_s(32 if quick else 256) if measure_host else (500, 1000)
     gpu = str(facts.get("device", "cpu")).startswith("cuda")
     data: dict[str, Any] = {
@@ -158,20 +172,25 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
         "device_class": ("laptop" if host.has_battery() else "server") if measure_host
         else "phone",
         "identity": {k: str(v) for k, v in facts.items()},
+        "launch": "queued" if gpu else "synchronous",
         "compute": compute,
         "memory": {"ram_mb": round(total_mb, 1), "usable_ram_mb": round(0.9 * avail_mb, 1),
                    "runtime_overhead_mb": round(overhead_mb, 1), "tensors_in_rss": not gpu},
         "storage": {"read_mb_per_s": round(read, 1), "write_mb_per_s": round(write, 1)},
         "network": {"downlink_mbps": 1000.0, "uplink_mbps": 1000.0, "rtt_ms": 1.0},
-        "power": {"idle_w": IDLE_W, "io_w": IDLE_W + 2.0},
+        "power": {"idle_w": IDLE_W, "io_w": IDLE_W + 2.0} if power is None else
+        {"idle_w": round(power.idle_w, 1), "io_w": round(power.idle_w + 2.0, 1)},
         "thermal": {"ambient_c": 25.0, "resistance_c_per_w": 0.5, "time_constant_s": 300.0,
                     "throttle_start_c": 95.0, "throttle_full_c": 105.0,
                     "min_speed_factor": 0.8},
         "provenance": {
             **provenance,
-            "memory": {"kind": "calibrated", "source": "/proc/meminfo at calibration; runtime "
-                       "= RSS of a fresh process importing torch, transformers, peft",
-                       "date": today} if measure_host else
+            "memory": {"kind": "calibrated", "source": "torch.cuda.mem_get_info at "
+                       "calibration; runtime = device memory of a fresh CUDA context",
+                       "date": today} if gpu and measure_host else
+            {"kind": "calibrated", "source": "/proc/meminfo at calibration; runtime "
+             "= RSS of a fresh process importing torch, transformers, peft",
+             "date": today} if measure_host else
             {"kind": "assumed", "source": "not measured: fitted from a trace alone; set the "
              "device's memory here", "date": today},
             "storage": {"kind": "calibrated", "source": "sequential write with fsync, read "
@@ -179,7 +198,9 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
             {"kind": "assumed", "source": "not measured: fitted from a trace alone",
              "date": today},
             "network": {"kind": "assumed", "source": "LAN defaults; not measured", "date": today},
-            "power": {"kind": "assumed", "source": "power model, no meter", "date": today},
+            "power": {"kind": "assumed", "source": "power model, no meter", "date": today}
+            if power is None else {"kind": "calibrated", "source": "NVML total-energy counter, "
+                                   "idle between calibration loads", "date": today},
             "thermal": {"kind": "assumed", "source": "a cooled host that does not throttle",
                         "date": today},
         },
@@ -192,20 +213,35 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
     plan = probes(quick)
     timed = []
     for i, p in enumerate(plan):
-        timed.append((p, time_step_s(p, 3 if quick else 5)))
+        timed.append((p, time_step_s(p, 3 if quick else 5, device="cuda" if gpu else "cpu")))
         if progress:
             progress(i + 1, len(plan), f"probe step {p.arch.name} {p.method.kind}")
     fix = fit_in_situ(profile, timed)
     data["compute"] = to_mapping(apply_in_situ(profile, fix))["compute"]
-    note = (f"op costs from the micro-benchmarks, then x{fix.factor:.3f} for contractions, "
-            f"x{fix.other_factor:.3f} for other ops and {fix.overhead_s * 1e6:.2f} us a kernel "
-            f"launch, fitted to {len(timed)} whole "
+    how = (f"x{fix.overhead_factor:.3f} on every launch overhead and x{fix.factor:.3f} on "
+           f"device time (a step costs the larger of its launch and device times)" if gpu else
+           f"x{fix.factor:.3f} for contractions, x{fix.other_factor:.3f} for other ops and "
+           f"{fix.overhead_s * 1e6:.2f} us a kernel launch")
+    note = (f"op costs from the micro-benchmarks, then {how}, fitted to {len(timed)} whole "
             f"training steps of probe models (step error {fix.mape_pct:.1f} % on them): "
             + "; ".join(f"{lbl} {m:.4f} s" for lbl, m, _ in fix.probes))
     for key in list(data["provenance"]):
         if key.startswith("compute."):
             data["provenance"][key]["note"] = note
     return parse_profile(data, f"calibration of {name}")
+
+
+def _measured_power() -> PowerReading | None:
+    from calibration.meters.nvml import NvmlEnergy
+    from calibration.power import measure_gpu_power
+
+    meter = NvmlEnergy.find()
+    if meter is None:
+        return None
+    try:
+        return measure_gpu_power(meter)
+    except Exception:  # a driver without the energy counter: the power model instead
+        return None
 
 
 def write_profile(profile: DeviceProfile, path: Path, fits_note: str = "") -> None:

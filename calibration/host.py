@@ -46,6 +46,24 @@ def memory_mb() -> tuple[float, float]:
     return info["MemTotal"], info.get("MemAvailable", info["MemTotal"])
 
 
+def gpu_memory_mb() -> tuple[float, float]:
+    """(total, free) memory of CUDA device 0 in MiB."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info(0)
+    return total / MIB, free / MIB
+
+
+def gpu_runtime_overhead_mb() -> float:
+    """Device memory a fresh process takes before any tensor: the CUDA context."""
+    code = ("import torch, sys; torch.zeros(1, device='cuda'); "
+            "f, t = torch.cuda.mem_get_info(0); "
+            "sys.stdout.write(str(t - f - torch.cuda.memory_reserved(0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)
+    return int(out.stdout.strip()) / MIB
+
+
 def runtime_overhead_mb() -> float:
     """Resident set of a fresh trainer process before any tensor: Python, torch,
     transformers and peft imported."""

@@ -13,13 +13,12 @@ then folds them into every op cost of the profile.
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import lsq_linear
+from scipy.optimize import least_squares, lsq_linear
 
+from calibration.steps import time_training_step_s
 from profiles.costmodel import op_times_s
 from profiles.device import DeviceProfile, OpCost
 from profiles.method import Method
@@ -55,32 +54,18 @@ def probes(quick: bool) -> list[Probe]:
     return [p for i, p in enumerate(out) if i % 4 in (0, 1)] if quick else out
 
 
-def time_step_s(p: Probe, steps: int) -> float:
-    import torch
-
-    from calibration.hf_models import build_model
-
-    model = build_model(p.arch, p.method, attn_implementation="eager")
-    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5)
-    ids = torch.randint(0, p.arch.vocab, (p.batch, p.seq),
-                        generator=torch.Generator().manual_seed(1))
-    times = []
-    for i in range(steps + 2):
-        t0 = time.perf_counter()
-        model(input_ids=ids, labels=ids).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def time_step_s(p: Probe, steps: int, device: str = "cpu") -> float:
+    return time_training_step_s(p.arch, p.method, p.batch, p.seq, steps=steps, device=device,
+                                seed=1)
 
 
-def split_step(profile: DeviceProfile, w: Workload) -> tuple[float, float, float, float]:
-    """(contraction roofline s, other roofline s, kernel launches, fresh-page s) of a step.
+def split_step(profile: DeviceProfile, w: Workload) -> tuple[float, float, float, float, float]:
+    """(contraction roofline s, other roofline s, kernel launches, fresh-page s, launch s)
+    of a step.
 
     Page faults of fresh allocations are measured as they happen in a step already, so
     they are a fixed part, not corrected."""
-    contraction = other = launches = fixed = 0.0
+    contraction = other = launches = fixed = launch_s = 0.0
     for op, t in zip(w.ops, op_times_s(profile, w), strict=True):
         if op.kind not in COMPUTE_KINDS:
             continue
@@ -93,15 +78,17 @@ def split_step(profile: DeviceProfile, w: Workload) -> tuple[float, float, float
         else:
             other += (t - overhead) * op.count
         launches += op.kernels * op.count
-    return contraction, other, launches, fixed
+        launch_s += overhead * op.count
+    return contraction, other, launches, fixed, launch_s
 
 
 @dataclass(frozen=True)
 class InSitu:
     factor: float  # on contractions' roofline time
     other_factor: float  # on every other op's roofline time
-    overhead_s: float
+    overhead_s: float  # the launch overhead paid in a step (synchronous devices)
     probes: list[tuple[str, float, float]]  # label, measured, corrected prediction
+    overhead_factor: float = 1.0  # on every kind's launch overhead (queued devices)
 
     @property
     def mape_pct(self) -> float:
@@ -109,13 +96,15 @@ class InSitu:
 
 
 def fit_in_situ(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> InSitu:
+    if profile.launch == "queued":
+        return _fit_queued(profile, measured)
     rows, target, labels = [], [], []
     for p, t in measured:
         w = build_workload(p.arch, p.method, TrainingSetup(batch=p.batch, seq=p.seq))
-        c, o, k, fixed = split_step(profile, w)
+        c, o, k, fixed, _ = split_step(profile, w)
         rows.append([c / t, o / t, k / t])  # relative error weighting
         target.append(1.0 - fixed / t)
-        labels.append((f"{p.arch.name} {p.method.kind} {p.batch}x{p.seq}", t, (c, o, k, fixed)))
+        labels.append((_label(p), t, (c, o, k, fixed)))
     # an op never runs faster inside a step than alone: factors >= 1, overhead >= 0
     sol = lsq_linear(np.array(rows), np.array(target), bounds=([1.0, 1.0, 0.0],
                                                                 [np.inf, np.inf, np.inf]))
@@ -125,14 +114,45 @@ def fit_in_situ(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> 
         for name, t, (c, o, k, fx) in labels])
 
 
+def _fit_queued(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> InSitu:
+    """A step on a queued device costs max(launch time, device time): fit a factor on
+    each (both >= 1) to the probes' relative errors."""
+    parts = []
+    for p, t in measured:
+        w = build_workload(p.arch, p.method, TrainingSetup(batch=p.batch, seq=p.seq))
+        c, o, _, fixed, launch_s = split_step(profile, w)
+        parts.append((_label(p), t, launch_s, c + o + fixed))
+
+    def predict(x: np.ndarray, launch_s: float, device_s: float) -> float:
+        return float(max(x[0] * launch_s, x[1] * device_s))
+
+    # start from each side alone explaining the probes it can (max() has flat regions)
+    start = [max(1.0, float(np.median([t / h for _, t, h, _ in parts]))),
+             max(1.0, float(np.median([t / d for _, t, _, d in parts])))]
+    start = [start[0], 1.0] if start[0] >= start[1] else [1.0, start[1]]
+    sol = least_squares(lambda x: [predict(x, h, d) / t - 1 for _, t, h, d in parts],
+                        x0=start, bounds=([1.0, 1.0], [np.inf, np.inf]))
+    launch_f, device_f = float(sol.x[0]), float(sol.x[1])
+    return InSitu(device_f, device_f, 0.0,
+                  [(name, t, predict(sol.x, h, d)) for name, t, h, d in parts],
+                  overhead_factor=launch_f)
+
+
+def _label(p: Probe) -> str:
+    return f"{p.arch.name} {p.method.kind} {p.batch}x{p.seq}"
+
+
 def apply_in_situ(profile: DeviceProfile, fix: InSitu) -> DeviceProfile:
     """Every op cost slowed by the factor, with the in-step launch overhead."""
+    queued = profile.launch == "queued"
+
     def adjust(key: str, c: OpCost) -> OpCost:
         if key.startswith("elementwise.fresh_pages"):
             return c
         f = fix.factor if key.split(".")[0] in CONTRACTION_KINDS else fix.other_factor
+        overhead = c.overhead_s * fix.overhead_factor if queued else fix.overhead_s
         return dataclasses.replace(c, flops_per_s=c.flops_per_s / f, bytes_per_s=c.bytes_per_s / f,
-                                   overhead_s=fix.overhead_s)
+                                   overhead_s=overhead)
 
     return dataclasses.replace(profile, compute={k: adjust(k, c)
                                                  for k, c in profile.compute.items()})

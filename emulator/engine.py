@@ -198,7 +198,8 @@ class Engine:
                                   else [everyone, deadline])
             state.closed = True
             close = float(self.env.now)
-            cut = DEADLINE if close - start >= o.deadline_s else CANCELLED
+            # start + deadline - start need not equal deadline in floating point
+            cut = DEADLINE if close - start >= o.deadline_s - 1e-6 else CANCELLED
             for proc in procs:
                 if proc.is_alive:
                     proc.interrupt()

@@ -76,7 +76,7 @@ def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: fl
     """
     if temperature_c is None:
         temperature_c = profile.thermal.ambient_c
-    compute = storage = comm = energy = 0.0
+    compute = storage = comm = energy = compute_energy = host = 0.0
     by_kind: dict[str, float] = {}
     for op, t in zip(workload.ops, op_times_s(profile, workload), strict=True):
         total = t * op.count
@@ -87,10 +87,18 @@ def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: fl
             comm += total
             energy += total * profile.power.io_w
         else:
+            cost = profile.op_cost(op.kind, op.phase, op.impl)
             total /= speed_factor
             compute += total
-            energy += total * profile.op_cost(op.kind, op.phase, op.impl).busy_power_w
+            compute_energy += total * cost.busy_power_w
+            if op.impl != "fresh_pages":
+                host += cost.overhead_s * op.kernels * op.count / speed_factor
         by_kind[op.kind] = by_kind.get(op.kind, 0.0) + total
+    if profile.launch == "queued" and compute > 0:
+        queued = max(host, compute - host)  # launches overlap the device's work
+        compute_energy *= queued / compute
+        compute = queued
+    energy += compute_energy
     sleep = 0.0
     if workload.setup.energy_aware_sleep is not None:
         sleep = workload.setup.energy_aware_sleep.sleep_s(battery_pct, temperature_c)

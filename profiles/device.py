@@ -127,6 +127,9 @@ class DeviceProfile:
     thermal: ThermalSpec
     provenance: dict[str, Provenance]
     battery: BatterySpec | None = None
+    # "queued" where kernels run asynchronously (a GPU): the host's launch overheads
+    # overlap the device's work, and a step costs the larger of the two sums.
+    launch: Literal["synchronous", "queued"] = "synchronous"
 
     def op_cost(self, kind: str, phase: str | None = None, impl: str = "") -> OpCost:
         """The most specific entry: `kind.impl.phase`, `kind.impl`, `kind.phase`, `kind`,
