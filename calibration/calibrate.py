@@ -130,6 +130,33 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
     threads = int(facts.get("threads", 1) or 1)
     gpu = str(facts.get("device", "cpu")).startswith("cuda")
     power = _measured_power() if gpu and measure_host else None
+    today = time.strftime("%Y-%m-%d")
+    source = f"edgetwin calibrate{' --quick' if quick else ''}: {trace_path.name}, " \
+             f"{len(measurements)} measurements ({facts.get('cpu') or facts.get('device')})"
+    compute, provenance = _compute_section(measurements, threads, power, source, today)
+    host_sections, host_provenance = _host_sections(gpu, measure_host, quick, power, today)
+    data: dict[str, Any] = {
+        "schema_version": 1, "name": name,
+        "description": f"calibrated here: {facts.get('cpu') or facts.get('device')}, "
+                       f"{threads} threads, PyTorch {facts.get('torch', '?')}",
+        "device_class": ("laptop" if host.has_battery() else "server") if measure_host
+        else "phone",
+        "identity": {k: str(v) for k, v in facts.items()},
+        "launch": "queued" if gpu else "synchronous",
+        "compute": compute,
+        **host_sections,
+        "provenance": {**provenance, **host_provenance},
+    }
+    profile = parse_profile(data, f"calibration of {name}")
+    if not in_situ:
+        return profile
+    return _correct_in_situ(data, profile, quick=quick, gpu=gpu, progress=progress)
+
+
+def _compute_section(measurements: list[Measurement], threads: int,
+                     power: PowerReading | None, source: str, today: str
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-op costs fitted from the measurements, with their provenance."""
     busy_w = IDLE_W + PER_THREAD_W * threads
     fits = fit_groups(measurements, {
         k: busy_w if power is None else
@@ -138,9 +165,6 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
     compute = {key: to_mapping(f.cost) for key, f in fits.items()}
     if "elementwise" in fits:
         compute["default"] = to_mapping(fits["elementwise"].cost)
-    today = time.strftime("%Y-%m-%d")
-    source = f"edgetwin calibrate{' --quick' if quick else ''}: {trace_path.name}, " \
-             f"{len(measurements)} measurements ({facts.get('cpu') or facts.get('device')})"
     provenance: dict[str, Any] = {
         f"compute.{key}": {"kind": "calibrated", "source": source, "date": today,
                            "note": "fit on four fifths of the shapes; fit_error is on the "
@@ -157,57 +181,57 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
         "note": f"busy_power_w of contractions from a sustained 4096^2 matrix product "
                 f"({power.contraction_w:.0f} W), of other ops from a sustained elementwise "
                 f"multiply ({power.other_w:.0f} W); idle {power.idle_w:.0f} W"}
+    return compute, provenance
+
+
+def _host_sections(gpu: bool, measure_host: bool, quick: bool, power: PowerReading | None,
+                   today: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Memory, storage, network, power and thermal sections, with their provenance."""
+    def entry(kind: str, source: str) -> dict[str, str]:
+        return {"kind": kind, "source": source, "date": today}
+
+    not_measured = entry("assumed", "not measured: fitted from a trace alone; set the "
+                         "device's value here")
     if gpu and measure_host:
         total_mb, avail_mb = host.gpu_memory_mb()
         overhead_mb = host.gpu_runtime_overhead_mb()
+        memory_from = entry("calibrated", "torch.cuda.mem_get_info at calibration; runtime = "
+                            "device memory of a fresh CUDA context")
+    elif measure_host:
+        total_mb, avail_mb = host.memory_mb()
+        overhead_mb = host.runtime_overhead_mb()
+        memory_from = entry("calibrated", "/proc/meminfo at calibration; runtime = RSS of a "
+                            "fresh process importing torch, transformers, peft")
     else:
-        total_mb, avail_mb = host.memory_mb() if measure_host else (16384.0, 12000.0)
-        overhead_mb = host.runtime_overhead_mb() if measure_host else 400.0
+        total_mb, avail_mb, overhead_mb = 16384.0, 12000.0, 400.0
+        memory_from = not_measured
     write, read = host.storage_mb_per_s(32 if quick else 256) if measure_host else (500, 1000)
-    gpu = str(facts.get("device", "cpu")).startswith("cuda")
-    data: dict[str, Any] = {
-        "schema_version": 1, "name": name,
-        "description": f"calibrated here: {facts.get('cpu') or facts.get('device')}, "
-                       f"{threads} threads, PyTorch {facts.get('torch', '?')}",
-        "device_class": ("laptop" if host.has_battery() else "server") if measure_host
-        else "phone",
-        "identity": {k: str(v) for k, v in facts.items()},
-        "launch": "queued" if gpu else "synchronous",
-        "compute": compute,
+    idle_w = IDLE_W if power is None else round(power.idle_w, 1)
+    sections = {
         "memory": {"ram_mb": round(total_mb, 1), "usable_ram_mb": round(0.9 * avail_mb, 1),
                    "runtime_overhead_mb": round(overhead_mb, 1), "tensors_in_rss": not gpu},
         "storage": {"read_mb_per_s": round(read, 1), "write_mb_per_s": round(write, 1)},
         "network": {"downlink_mbps": 1000.0, "uplink_mbps": 1000.0, "rtt_ms": 1.0},
-        "power": {"idle_w": IDLE_W, "io_w": IDLE_W + 2.0} if power is None else
-        {"idle_w": round(power.idle_w, 1), "io_w": round(power.idle_w + 2.0, 1)},
+        "power": {"idle_w": idle_w, "io_w": idle_w + 2.0},
         "thermal": {"ambient_c": 25.0, "resistance_c_per_w": 0.5, "time_constant_s": 300.0,
                     "throttle_start_c": 95.0, "throttle_full_c": 105.0,
                     "min_speed_factor": 0.8},
-        "provenance": {
-            **provenance,
-            "memory": {"kind": "calibrated", "source": "torch.cuda.mem_get_info at "
-                       "calibration; runtime = device memory of a fresh CUDA context",
-                       "date": today} if gpu and measure_host else
-            {"kind": "calibrated", "source": "/proc/meminfo at calibration; runtime "
-             "= RSS of a fresh process importing torch, transformers, peft",
-             "date": today} if measure_host else
-            {"kind": "assumed", "source": "not measured: fitted from a trace alone; set the "
-             "device's memory here", "date": today},
-            "storage": {"kind": "calibrated", "source": "sequential write with fsync, read "
-                        "with the page cache dropped", "date": today} if measure_host else
-            {"kind": "assumed", "source": "not measured: fitted from a trace alone",
-             "date": today},
-            "network": {"kind": "assumed", "source": "LAN defaults; not measured", "date": today},
-            "power": {"kind": "assumed", "source": "power model, no meter", "date": today}
-            if power is None else {"kind": "calibrated", "source": "NVML total-energy counter, "
-                                   "idle between calibration loads", "date": today},
-            "thermal": {"kind": "assumed", "source": "a cooled host that does not throttle",
-                        "date": today},
-        },
     }
-    profile = parse_profile(data, f"calibration of {name}")
-    if not in_situ:
-        return profile
+    provenance = {
+        "memory": memory_from,
+        "storage": entry("calibrated", "sequential write with fsync, read with the page "
+                         "cache dropped") if measure_host else not_measured,
+        "network": entry("assumed", "LAN defaults; not measured"),
+        "power": entry("assumed", "power model, no meter") if power is None else
+        entry("calibrated", "NVML total-energy counter, idle between calibration loads"),
+        "thermal": entry("assumed", "a cooled host that does not throttle"),
+    }
+    return sections, provenance
+
+
+def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, *, quick: bool, gpu: bool,
+                     progress: Progress | None) -> DeviceProfile:
+    """Time the probe models' steps and fold the in-situ correction into every op cost."""
     from calibration.insitu import apply_in_situ, fit_in_situ, probes, time_step_s
 
     plan = probes(quick)
@@ -228,7 +252,7 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
     for key in list(data["provenance"]):
         if key.startswith("compute."):
             data["provenance"][key]["note"] = note
-    return parse_profile(data, f"calibration of {name}")
+    return parse_profile(data, f"calibration of {profile.name}")
 
 
 def _measured_power() -> PowerReading | None:
