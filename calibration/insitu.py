@@ -3,10 +3,12 @@
 A micro-benchmark repeats one op with warm caches and a busy thread pool; inside a
 step, operands arrive from other ops, threads wake up, Python runs between kernels.
 So calibration also times whole training steps of small probe models (shapes of
-their own, not the ones used to validate) and fits two numbers: a factor on every
-kind's roofline time and the per-kernel launch overhead actually paid,
-    measured_step = factor x contraction roofline time + other_factor x the rest's
-                    + overhead_s x kernel launches,
+their own, not the ones used to validate) and fits factors on the roofline times
+and the per-kernel launch overhead actually paid,
+    synchronous: measured_step = factor x contraction roofline time
+                                 + other_factor x the rest's + overhead_s x launches
+    queued (GPU): measured_step = max(overhead_factor x launch time,
+                                      factor x device time),
 then folds them into every op cost of the profile.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import least_squares, lsq_linear
@@ -59,9 +62,16 @@ def time_step_s(p: Probe, steps: int, device: str = "cpu") -> float:
                                 seed=1)
 
 
-def split_step(profile: DeviceProfile, w: Workload) -> tuple[float, float, float, float, float]:
-    """(contraction roofline s, other roofline s, kernel launches, fresh-page s, launch s)
-    of a step.
+class StepSplit(NamedTuple):
+    contraction_s: float  # roofline time of matmuls and attention, launches excluded
+    other_s: float  # roofline time of every other compute op
+    launches: float  # kernel launches
+    fresh_pages_s: float
+    launch_s: float  # launch overhead at the profile's per-kind costs
+
+
+def split_step(profile: DeviceProfile, w: Workload) -> StepSplit:
+    """A step's predicted compute time, split into the parts the correction scales.
 
     Page faults of fresh allocations are measured as they happen in a step already, so
     they are a fixed part, not corrected."""
@@ -79,7 +89,7 @@ def split_step(profile: DeviceProfile, w: Workload) -> tuple[float, float, float
             other += (t - overhead) * op.count
         launches += op.kernels * op.count
         launch_s += overhead * op.count
-    return contraction, other, launches, fixed, launch_s
+    return StepSplit(contraction, other, launches, fixed, launch_s)
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,7 @@ def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: fl
             total /= speed_factor
             compute += total
             compute_energy += total * cost.busy_power_w
-            if op.impl != "fresh_pages":
-                host += cost.overhead_s * op.kernels * op.count / speed_factor
+            host += cost.overhead_s * op.kernels * op.count / speed_factor
         by_kind[op.kind] = by_kind.get(op.kind, 0.0) + total
     if profile.launch == "queued" and compute > 0:
         queued = max(host, compute - host)  # launches overlap the device's work

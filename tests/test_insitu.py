@@ -7,7 +7,14 @@ from typing import Literal
 
 import pytest
 
-from calibration.insitu import Probe, apply_in_situ, fit_in_situ, probes, split_step
+from calibration.insitu import (
+    Probe,
+    StepSplit,
+    apply_in_situ,
+    fit_in_situ,
+    probes,
+    split_step,
+)
 from profiles.costmodel import predict_step
 from profiles.device import DeviceProfile, load_profile
 from profiles.method import Method
@@ -20,8 +27,7 @@ def _laptop(launch: Literal["synchronous", "queued"] = "synchronous") -> DeviceP
     return dataclasses.replace(load_profile("laptop-x86-8core"), launch=launch)
 
 
-def _parts(profile: DeviceProfile, quick: bool = False
-           ) -> list[tuple[Probe, tuple[float, float, float, float, float]]]:
+def _parts(profile: DeviceProfile, quick: bool = False) -> list[tuple[Probe, StepSplit]]:
     """Each probe with its (contraction, other, launches, fresh-page, launch) split."""
     return [(p, split_step(profile, build_workload(p.arch, p.method,
                                                    TrainingSetup(batch=p.batch, seq=p.seq))))
