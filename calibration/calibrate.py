@@ -232,12 +232,15 @@ def _host_sections(gpu: bool, measure_host: bool, quick: bool, power: PowerReadi
 def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, *, quick: bool, gpu: bool,
                      progress: Progress | None) -> DeviceProfile:
     """Time the probe models' steps and fold the in-situ correction into every op cost."""
-    from calibration.insitu import apply_in_situ, fit_in_situ, probes, time_step_s
+    from calibration.insitu import apply_in_situ, fit_in_situ, probes
+    from calibration.steps import time_training_step_s
 
     plan = probes(quick)
     timed = []
     for i, p in enumerate(plan):
-        timed.append((p, time_step_s(p, 3 if quick else 5, device="cuda" if gpu else "cpu")))
+        timed.append((p, time_training_step_s(p.arch, p.method, p.batch, p.seq,
+                                              steps=3 if quick else 5, seed=1,
+                                              device="cuda" if gpu else "cpu")))
         if progress:
             progress(i + 1, len(plan), f"probe step {p.arch.name} {p.method.kind}")
     fix = fit_in_situ(profile, timed)

@@ -21,7 +21,6 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import least_squares, lsq_linear
 
-from calibration.steps import time_training_step_s
 from profiles.costmodel import op_times_s
 from profiles.device import DeviceProfile, OpCost
 from profiles.method import Method
@@ -55,11 +54,6 @@ def probes(quick: bool) -> list[Probe]:
         out += [Probe(arch, lora, 3, 80), Probe(arch, Method("full"), 1, 200),
                 Probe(arch, Method("full"), 5, 48), Probe(arch, lora, 4, 160)]
     return [p for i, p in enumerate(out) if i % 4 in (0, 1)] if quick else out
-
-
-def time_step_s(p: Probe, steps: int, device: str = "cpu") -> float:
-    return time_training_step_s(p.arch, p.method, p.batch, p.seq, steps=steps, device=device,
-                                seed=1)
 
 
 class StepSplit(NamedTuple):
