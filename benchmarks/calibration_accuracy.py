@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from dataclasses import dataclass
 
+from calibration.probe_models import Probe
 from calibration.steps import time_training_step_s
 from profiles.costmodel import predict_step
 from profiles.device import load_profile
@@ -34,20 +34,12 @@ GEMMA_SMALL = ModelArch("gemma-small", "gemma3", 384, 6, 4, 1, 128, 1536, 32000,
                         "gelu_pytorch_tanh", sliding_window=512)
 
 
-@dataclass(frozen=True)
-class Case:
-    arch: ModelArch
-    method: Method
-    batch: int
-    seq: int
-
-    @property
-    def label(self) -> str:
-        how = "full" if self.method.kind == "full" else f"lora r{self.method.lora_rank}"
-        return f"{self.arch.name} {how} {self.batch}x{self.seq}"
+def label(case: Probe) -> str:
+    how = "full" if case.method.kind == "full" else f"lora r{case.method.lora_rank}"
+    return f"{case.arch.name} {how} {case.batch}x{case.seq}"
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(quick: bool) -> list[Probe]:
     gpt_lora = Method("lora", 8, 16.0, ("c_attn", "c_proj"))
     llama_lora = Method("lora", 16, 32.0, ("q_proj", "k_proj", "v_proj", "o_proj"))
     out = []
@@ -55,7 +47,7 @@ def cases(quick: bool) -> list[Case]:
                        (GEMMA_SMALL, llama_lora)):
         for method in (lora, Method("full")):
             for batch, seq in ((1, 128), (2, 64), (4, 96), (2, 256)):
-                out.append(Case(arch, method, batch, seq))
+                out.append(Probe(arch, method, batch, seq))
     return out[::3] if quick else out
 
 
@@ -90,7 +82,7 @@ def main() -> int:
         errors.append(err)
         spread = (max(runs) - min(runs)) / measured
         spreads.append(spread)
-        print(f"{case.label:34} {predicted:11.4f} {measured:11.4f} {err:+8.1%}"
+        print(f"{label(case):34} {predicted:11.4f} {measured:11.4f} {err:+8.1%}"
               + (f" {spread:24.1%}" if args.repeats > 1 else ""), flush=True)
     absolute = sorted(abs(e) for e in errors)
     print(f"median |error| {statistics.median(absolute):.1%}; within +-10 %: "

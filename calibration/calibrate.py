@@ -147,6 +147,8 @@ def build_profile(name: str, measurements: list[Measurement], trace_path: Path, 
         **host_sections,
         "provenance": {**provenance, **host_provenance},
     }
+    if measure_host and not gpu:
+        _measure_heap_retention(data, quick=quick, today=today, progress=progress)
     profile = parse_profile(data, f"calibration of {name}")
     if not in_situ:
         return profile
@@ -227,6 +229,23 @@ def _host_sections(gpu: bool, measure_host: bool, quick: bool, power: PowerReadi
         "thermal": entry("assumed", "a cooled host that does not throttle"),
     }
     return sections, provenance
+
+
+def _measure_heap_retention(data: dict[str, Any], *, quick: bool, today: str,
+                            progress: Progress | None) -> None:
+    """How much freed memory this host's allocator keeps resident in a training step."""
+    from calibration.allocator import fit_heap_retention, retention_probes
+
+    plan = retention_probes(quick)
+    if progress:
+        progress(0, len(plan), "heap retention of probe steps")
+    fit = fit_heap_retention(plan)
+    if progress:
+        progress(len(plan), len(plan), "heap retention of probe steps")
+    data["memory"]["heap_retention"] = fit.retention
+    data["provenance"]["memory.heap_retention"] = {
+        "kind": "calibrated", "source": "VmHWM of fresh processes (calibration.allocator)",
+        "date": today, "note": fit.note()}
 
 
 def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, *, quick: bool, gpu: bool,

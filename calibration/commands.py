@@ -55,8 +55,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         if not measurements:
             raise InputError(str(args.from_trace), "", "holds no measurements")
         trace = args.from_trace
-        quick = False
-        measure_host = False
+        profile = build_profile(name, measurements, trace, quick=False, measure_host=False,
+                                in_situ=False)
     else:
         trace = args.trace or Path(f"{name}.trace.jsonl")
         device = "cpu" if args.device == "local" else "cuda"
@@ -72,14 +72,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 measurements = run_calibration(device=device, trace_path=trace,
                                                quick=args.quick, resume=args.resume,
                                                threads=args.threads, progress=progress)
+                # probe steps: in-situ factors and the allocator's heap retention
+                profile = build_profile(name, measurements, trace, quick=args.quick,
+                                        progress=progress)
             except KeyboardInterrupt:
                 console.print(f"interrupted: the measurements so far are in {trace}; run the "
                               "same command with --resume to carry on")
                 return 130
-        quick = args.quick
-        measure_host = True
-    profile = build_profile(name, measurements, trace, quick=quick, measure_host=measure_host,
-                            in_situ=not args.from_trace)
     write_profile(profile, out, f"Trace: {trace}.")
     _print_fits(fit_groups(measurements, {}), out, len(measurements))
     return 0

@@ -21,39 +21,26 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import least_squares, lsq_linear
 
+from calibration.probe_models import MID_PROBES, SMALL_PROBES, Probe, probe_lora
 from profiles.costmodel import op_times_s
 from profiles.device import DeviceProfile, OpCost
 from profiles.method import Method
-from profiles.models import ModelArch
 from profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
 from profiles.setup import TrainingSetup
 from profiles.workload import Workload, build_workload
 
-PROBE_MODELS = (
-    ModelArch("probe-llama", "llama", 448, 4, 7, 7, 64, 1216, 16000, False, "silu"),
-    ModelArch("probe-gpt2", "gpt2", 320, 6, 5, 5, 64, 1280, 20000, True, "gelu_new",
-              max_positions=512, qkv_bias=True, dropout=0.1),
-    ModelArch("probe-gemma", "gemma3", 256, 4, 2, 1, 128, 1024, 24000, True,
-              "gelu_pytorch_tanh", sliding_window=512),
-)
-
-
-@dataclass(frozen=True)
-class Probe:
-    arch: ModelArch
-    method: Method
-    batch: int
-    seq: int
-
 
 def probes(quick: bool) -> list[Probe]:
     out = []
-    for arch in PROBE_MODELS:
-        lora = Method("lora", 8, 16.0, ("c_attn",) if arch.family == "gpt2"
-                      else ("q_proj", "v_proj"))
+    for arch in SMALL_PROBES:
+        lora = probe_lora(arch)
         out += [Probe(arch, lora, 3, 80), Probe(arch, Method("full"), 1, 200),
                 Probe(arch, Method("full"), 5, 48), Probe(arch, lora, 4, 160)]
-    return [p for i, p in enumerate(out) if i % 4 in (0, 1)] if quick else out
+    if quick:
+        return [p for i, p in enumerate(out) if i % 4 in (0, 1)]
+    return out + [Probe(arch, method, batch, seq) for arch in MID_PROBES
+                  for method, batch, seq in ((probe_lora(arch), 4, 128),
+                                             (Method("full"), 2, 128))]
 
 
 class StepSplit(NamedTuple):
@@ -108,7 +95,7 @@ def fit_in_situ(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> 
         c, o, k, fixed, _ = split_step(profile, w)
         rows.append([c / t, o / t, k / t])  # relative error weighting
         target.append(1.0 - fixed / t)
-        labels.append((_label(p), t, (c, o, k, fixed)))
+        labels.append((p.label, t, (c, o, k, fixed)))
     # an op never runs faster inside a step than alone: factors >= 1, overhead >= 0
     sol = lsq_linear(np.array(rows), np.array(target), bounds=([1.0, 1.0, 0.0],
                                                                 [np.inf, np.inf, np.inf]))
@@ -125,7 +112,7 @@ def _fit_queued(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> 
     for p, t in measured:
         w = build_workload(p.arch, p.method, TrainingSetup(batch=p.batch, seq=p.seq))
         c, o, _, fixed, launch_s = split_step(profile, w)
-        parts.append((_label(p), t, launch_s, c + o + fixed))
+        parts.append((p.label, t, launch_s, c + o + fixed))
 
     def predict(x: np.ndarray, launch_s: float, device_s: float) -> float:
         return float(max(x[0] * launch_s, x[1] * device_s))
@@ -140,10 +127,6 @@ def _fit_queued(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> 
     return InSitu(device_f, device_f, 0.0,
                   [(name, t, predict(sol.x, h, d)) for name, t, h, d in parts],
                   overhead_factor=launch_f)
-
-
-def _label(p: Probe) -> str:
-    return f"{p.arch.name} {p.method.kind} {p.batch}x{p.seq}"
 
 
 def apply_in_situ(profile: DeviceProfile, fix: InSitu) -> DeviceProfile:

@@ -27,7 +27,7 @@ class StepCost:
     communication_time_s: float
     sleep_s: float
     step_energy_j: float
-    peak_memory_bytes: int  # tensors at their peak plus the runtime's own footprint
+    peak_memory_bytes: int  # tensors at their peak, the runtime's footprint, heap kept
     rss_between_steps_bytes: int  # the process's resident set outside forward/backward
     fits_in_memory: bool
     time_by_kind_s: dict[str, float] = field(default_factory=dict)
@@ -68,6 +68,13 @@ def _mkn(op: Op) -> tuple[int, int, int] | None:
     return None
 
 
+def retained_heap_bytes(profile: DeviceProfile, workload: Workload) -> int:
+    """Freed activations the process's allocator still holds at the step's peak."""
+    if not profile.memory.tensors_in_rss:
+        return 0
+    return int(profile.memory.heap_retention * workload.memory.freed_each_step_bytes)
+
+
 def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: float = 1.0,
                  battery_pct: float = 100.0, temperature_c: float | None = None) -> StepCost:
     """Step time, energy and memory of `workload` on `profile`.
@@ -103,8 +110,10 @@ def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: fl
         sleep = workload.setup.energy_aware_sleep.sleep_s(battery_pct, temperature_c)
         energy += sleep * profile.power.idle_w
     runtime = int(profile.memory.runtime_overhead_mb * MIB)
-    peak = workload.memory.peak_bytes + runtime
-    rss = runtime + (workload.memory.persistent_bytes if profile.memory.tensors_in_rss else 0)
+    retained = retained_heap_bytes(profile, workload)  # resident during and between steps
+    peak = workload.memory.peak_bytes + runtime + retained
+    rss = runtime + retained + (workload.memory.persistent_bytes
+                                if profile.memory.tensors_in_rss else 0)
     return StepCost(
         device=profile.name, step_time_s=compute + storage + comm + sleep,
         compute_time_s=compute, storage_time_s=storage, communication_time_s=comm,

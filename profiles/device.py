@@ -54,6 +54,9 @@ class MemorySpec:
     usable_ram_mb: float  # what one app may hold before the OS kills it
     runtime_overhead_mb: float  # the trainer process before any tensor (interpreter, libraries)
     tensors_in_rss: bool = True  # false where tensors live in accelerator memory outside RSS
+    # share of a step's freed activations the allocator keeps resident: glibc's heap keeps
+    # the holes they leave and places the next step's beside them (0: all returned)
+    heap_retention: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,8 @@ def parse_profile(data: Any, where: str) -> DeviceProfile:
         if path.startswith("provenance.") or path == "schema_version":
             continue
         positive = path.split(".")[-1] not in ("overhead_s", "ambient_c", "rtt_ms", "m_half",
-                                               "k_half", "n_half", "bytes_half")
+                                               "k_half", "n_half", "bytes_half",
+                                               "heap_retention")
         if value < 0 or (positive and value == 0):
             raise InputError(where, path, f"must be {'> 0' if positive else '>= 0'}, got {value}")
         if not _covered(path, profile.provenance):

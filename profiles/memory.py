@@ -24,6 +24,9 @@ class MemoryBreakdown:
     sharding_buffers_bytes: int
     peak_moment: str  # "backward" or "optimizer"
     persistent_bytes: int  # what stays resident between steps
+    # activations freed by backward and gradients freed after the update, every step:
+    # the holes a heap allocator may keep resident (see MemorySpec.heap_retention)
+    freed_each_step_bytes: int = 0
 
     @property
     def peak_bytes(self) -> int:
@@ -53,11 +56,13 @@ def peak_memory(*, model_params: int, trainable_params: int, setup: TrainingSetu
         state += trainable_params * b
     carried = grads if setup.grad_accum > 1 else head_grad_bytes
     at_backward = activations_bytes + loss_workspace_bytes + carried
-    # single-tensor AdamW forms one temporary (the denominator) per parameter tensor
-    at_update = grads + (largest_trainable_bytes if setup.optimizer == "adamw" else 0)
+    # single-tensor AdamW forms its denominator per parameter tensor as sqrt(v) / c: two
+    # temporaries of the tensor's size alive together
+    at_update = grads + (2 * largest_trainable_bytes if setup.optimizer == "adamw" else 0)
     persistent = weights + state + sharding
+    freed = activations_bytes + grads
     if at_backward >= at_update:
         return MemoryBreakdown(weights, carried, state, activations_bytes, loss_workspace_bytes,
-                               sharding, "backward", persistent)
+                               sharding, "backward", persistent, freed)
     return MemoryBreakdown(weights, grads, state, 0, at_update - grads, sharding, "optimizer",
-                           persistent)
+                           persistent, freed)

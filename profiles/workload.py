@@ -436,9 +436,9 @@ class _StepBuilder:
             nbytes = _numel(shape) * b
             if nbytes >= FRESH_PAGES_MIN_BYTES:
                 ops.append(fresh_pages(f"{tensor}.grad.pages", "backward", nbytes, self.dt, 1))
-                if adamw:  # the update's denominator temporary
+                if adamw:  # the update's denominator: sqrt(v), then its quotient
                     ops.append(fresh_pages(f"{tensor}.adamw.pages", "optimizer", nbytes, self.dt,
-                                           1))
+                                           2))
         ops.append(Op(f"optimizer.{self.s.optimizer}", "optimizer", "optimizer",
                       (P, len(self.trainable)), self.dt,
                       (ADAMW_FLOPS_PER_PARAM if adamw else SGD_FLOPS_PER_PARAM) * P,

@@ -185,3 +185,7 @@ def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: 
     profile = load_profile(str(out))
     assert profile.provenance["compute.matmul"].kind == "calibrated"
     assert profile.provenance["compute"].kind == "assumed"  # no power meter here
+    # the allocator's heap retention, measured on probe models' real steps
+    kept = profile.provenance["memory.heap_retention"]
+    assert kept.kind == "calibrated" and "probe-llama-640" in kept.note
+    assert 0.0 <= profile.memory.heap_retention < 5.0

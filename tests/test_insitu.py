@@ -7,14 +7,8 @@ from typing import Literal
 
 import pytest
 
-from calibration.insitu import (
-    Probe,
-    StepSplit,
-    apply_in_situ,
-    fit_in_situ,
-    probes,
-    split_step,
-)
+from calibration.insitu import StepSplit, apply_in_situ, fit_in_situ, probes, split_step
+from calibration.probe_models import Probe
 from profiles.costmodel import predict_step
 from profiles.device import DeviceProfile, load_profile
 from profiles.method import Method

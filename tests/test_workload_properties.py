@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -113,3 +114,16 @@ def test_split_lora_runs_the_prefix_and_ships_activations() -> None:
     assert split.trainable_params == full.trainable_params * 6 // 24
     assert split.step_upload_bytes == split.step_download_bytes == 2 * 64 * 896 * 4
     assert split.step_flops < full.step_flops / 3
+
+
+def test_full_fine_tuning_peaks_in_the_update_with_two_adamw_temporaries() -> None:
+    """torch's single-tensor AdamW forms sqrt(v) and then sqrt(v) / c: both alive at once."""
+    w = build_workload(CATALOGUE["gpt2"], Method("full"), TrainingSetup(batch=1, seq=32))
+    m = w.memory
+    largest = 4 * max(math.prod(shape) for _, shape in w.trainable_tensors)
+    assert m.peak_moment == "optimizer"
+    assert m.peak_bytes == m.weights_bytes + m.gradients_bytes + m.optimizer_state_bytes \
+        + 2 * largest
+    assert largest == 50257 * 768 * 4  # the tied embedding table
+    pages = [op for op in w.ops if op.name.endswith(".adamw.pages")]
+    assert [(op.bytes, op.count) for op in pages] == [(float(largest), 2)]
