@@ -21,6 +21,8 @@ from profiles.costmodel import predict_step
 from profiles.device import OpCost, load_profile
 from profiles.errors import InputError
 
+from .processes import start_interruptible
+
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "calibration" / "native" / "opbench.cpp"
 
@@ -155,7 +157,7 @@ def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: 
     trace, out = tmp_path / "host.trace.jsonl", tmp_path / "host.yaml"
     cmd = [sys.executable, "-m", "hil.cli", "calibrate", "--device", "local", "--quick",
            "--name", "host", "--trace", str(trace), "--out", str(out), "--threads", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_interruptible(cmd)
     deadline = time.time() + 120
     while time.time() < deadline and (not trace.exists() or
                                       len(trace.read_text().splitlines()) < 25):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from emulator.session import COMPLETED
 
 from .emulator_helpers import SCENARIOS, run, small_scenario
+from .processes import start_interruptible
 
 ALWAYS_ON = {"mean_session_s": None, "online_fraction": 1.0}
 ROUND = {"clients_per_round": 8, "deadline_s": 10_000}
@@ -71,11 +71,10 @@ def test_splitlora_ships_activations_every_step_and_trains_a_prefix() -> None:
 
 def test_interrupted_simulation_keeps_what_it_simulated(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(
+    proc = start_interruptible(
         [sys.executable, "-m", "hil.cli", "simulate", str(SCENARIOS / "thousand_clients.yaml"),
          "--out", str(out), "--no-plots", "--quiet", "--set", "stop.rounds=100000",
-         "--set", "fleet.clients=20000", "--set", "orchestration.clients_per_round=500"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--set", "fleet.clients=20000", "--set", "orchestration.clients_per_round=500"])
     time.sleep(6)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
