@@ -55,14 +55,15 @@ def main() -> int:
     args = ap.parse_args()
     cases = (CASES[0], CASES[3]) if args.quick else CASES
     regimes = {"glibc": {}, "return": RETURNING_MALLOC}
-    retention: dict[str, float] = {}
-    for label, env in regimes.items():
-        if args.profile:
-            retention[label] = load_profile(args.profile).memory.heap_retention
-            continue
-        fit = fit_heap_retention(retention_probes(quick=args.quick), env=env)
-        retention[label] = fit.retention
-        print(f"{label}: heap retention {fit.retention:.3f}; {fit.note()}")
+    if args.profile:
+        kept = load_profile(args.profile).memory.heap_retention
+        retention = {label: kept for label in regimes}
+    else:
+        retention = {}
+        for label, env in regimes.items():
+            fit = fit_heap_retention(retention_probes(quick=args.quick), env=env)
+            retention[label] = fit.retention
+            print(f"{label}: heap retention {fit.retention:.3f}; {fit.note()}")
     print("\nPeak RSS of three AdamW steps, MiB. 'predicted' = measured runtime baseline + the\n"
           "workload model's peak + heap retention x the memory a step frees. Measured with\n"
           "glibc's defaults, and with MALLOC_MMAP_THRESHOLD_=131072 ('return'), under which\n"
@@ -76,7 +77,7 @@ def main() -> int:
         for label, env in regimes.items():
             got = measure_step_memory(CATALOGUE["gpt2"], case.method, case.setup.batch,
                                       case.setup.seq, grad_accum=case.setup.grad_accum,
-                                      steps=3, env=env)
+                                      env=env)
             predicted = (got.baseline_bytes + w.memory.peak_bytes
                          + int(retention[label] * w.memory.freed_each_step_bytes))
             err = predicted / got.high_water_bytes - 1

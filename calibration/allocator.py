@@ -15,7 +15,11 @@ fine-tune understate the share.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import statistics
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,21 +39,20 @@ class StepMemory:
     high_water_bytes: int  # VmHWM after the steps
 
 
+STEPS = 3  # the high-water mark settles by the second step
+
+
 def measure_step_memory(arch: ModelArch, method: Method, batch: int, seq: int, *,
-                        steps: int = 4, grad_accum: int = 1, seed: int = 0,
+                        steps: int = STEPS, grad_accum: int = 1, seed: int = 0,
                         env: dict[str, str] | None = None) -> StepMemory:
     """Run `steps` AdamW steps in a fresh process and read its resident high-water mark.
 
     `env` adds environment variables to that process (the allocator's settings are read
     when a process starts)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    spec = {"arch": _arch_fields(arch), "method": _method_fields(method), "batch": batch,
-            "seq": seq, "steps": steps, "grad_accum": grad_accum, "seed": seed}
     import torch
+
+    spec = {"arch": dataclasses.asdict(arch), "method": dataclasses.asdict(method),
+            "batch": batch, "seq": seq, "steps": steps, "grad_accum": grad_accum, "seed": seed}
 
     out = subprocess.run(
         [sys.executable, "-m", "calibration.allocator", json.dumps(spec),
@@ -60,7 +63,8 @@ def measure_step_memory(arch: ModelArch, method: Method, batch: int, seq: int, *
 
 
 def heap_retention(workload: Workload, measured: StepMemory) -> float:
-    """Share of the workload's freed activations resident beyond its predicted peak."""
+    """Share of the workload's freed activations and gradients resident beyond its
+    predicted peak."""
     beyond = measured.high_water_bytes - measured.baseline_bytes - workload.memory.peak_bytes
     return max(0.0, beyond / max(workload.memory.freed_each_step_bytes, MIB))
 
@@ -78,7 +82,7 @@ class RetentionFit:
 
     def note(self) -> str:
         return ("median share of freed activations and gradients still resident at the "
-                "peak, over fresh processes running 3 AdamW steps of probe models: "
+                f"peak, over fresh processes running {STEPS} AdamW steps of probe models: "
                 + "; ".join(f"{label} {share:.2f}" for label, share in self.per_probe))
 
 
@@ -88,30 +92,14 @@ def fit_heap_retention(probes: list[Probe],
     shares = []
     for p in probes:
         w = build_workload(p.arch, p.method, TrainingSetup(batch=p.batch, seq=p.seq))
-        got = measure_step_memory(p.arch, p.method, p.batch, p.seq, steps=3, env=env)
+        got = measure_step_memory(p.arch, p.method, p.batch, p.seq, env=env)
         shares.append((p.label, round(heap_retention(w, got), 3)))
     return RetentionFit(round(statistics.median(s for _, s in shares), 3), tuple(shares))
-
-
-def _arch_fields(arch: ModelArch) -> dict[str, object]:
-    return dataclasses.asdict(arch)
-
-
-def _method_fields(method: Method) -> dict[str, object]:
-    return dataclasses.asdict(method)
 
 
 def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
     """JSON turned the dataclasses' tuples into lists; turn them back."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-
-
-def _status_bytes(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {key}")
 
 
 def _run(spec: dict[str, Any], threads: int) -> dict[str, int]:
@@ -121,6 +109,7 @@ def _run(spec: dict[str, Any], threads: int) -> dict[str, int]:
     import torch
 
     from calibration.hf_models import build_model
+    from calibration.meters.procmem import process_memory
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)
@@ -128,7 +117,7 @@ def _run(spec: dict[str, Any], threads: int) -> dict[str, int]:
     method = Method(**_tuples(spec["method"]))
     batch, seq, accum = int(spec["batch"]), int(spec["seq"]), int(spec["grad_accum"])
     build_model(arch, method, device="meta")  # loads every module, allocates no tensor
-    baseline = _status_bytes("VmRSS")
+    baseline = process_memory()["VmRSS"]
     model = build_model(arch, method, seed=int(spec["seed"]))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     gen = torch.Generator().manual_seed(int(spec["seed"]))
@@ -139,11 +128,8 @@ def _run(spec: dict[str, Any], threads: int) -> dict[str, int]:
             loss.backward()  # kept until the next forward, as training loops do
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return {"baseline": baseline, "hwm": _status_bytes("VmHWM")}
+    return {"baseline": baseline, "hwm": process_memory()["VmHWM"]}
 
 
 if __name__ == "__main__":
-    import json
-    import sys
-
     print(json.dumps(_run(json.loads(sys.argv[1]), int(sys.argv[2]))))

@@ -69,7 +69,8 @@ def _mkn(op: Op) -> tuple[int, int, int] | None:
 
 
 def retained_heap_bytes(profile: DeviceProfile, workload: Workload) -> int:
-    """Freed activations the process's allocator still holds at the step's peak."""
+    """Freed activations and gradients the process's allocator still holds, at the
+    step's peak and between steps."""
     if not profile.memory.tensors_in_rss:
         return 0
     return int(profile.memory.heap_retention * workload.memory.freed_each_step_bytes)

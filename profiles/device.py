@@ -54,8 +54,9 @@ class MemorySpec:
     usable_ram_mb: float  # what one app may hold before the OS kills it
     runtime_overhead_mb: float  # the trainer process before any tensor (interpreter, libraries)
     tensors_in_rss: bool = True  # false where tensors live in accelerator memory outside RSS
-    # share of a step's freed activations the allocator keeps resident: glibc's heap keeps
-    # the holes they leave and places the next step's beside them (0: all returned)
+    # share of a step's freed activations and gradients the allocator keeps resident:
+    # glibc's heap keeps the holes they leave and places the next step's beside them
+    # (0: all returned)
     heap_retention: float = 0.0
 
 
