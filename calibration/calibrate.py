@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -255,21 +256,29 @@ def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, *, quick: boo
     from calibration.steps import time_training_step_s
 
     plan = probes(quick)
-    timed = []
-    for i, p in enumerate(plan):
-        timed.append((p, time_training_step_s(p.arch, p.method, p.batch, p.seq,
-                                              steps=3 if quick else 5, seed=1,
-                                              device="cuda" if gpu else "cpu")))
-        if progress:
-            progress(i + 1, len(plan), f"probe step {p.arch.name} {p.method.kind}")
+    # the full run times every probe twice, one pass after the other, so a slow spell
+    # of a shared machine moves one of the two measurements, not the fit
+    passes = 1 if quick else 2
+    runs: list[list[float]] = [[] for _ in plan]
+    for n in range(passes):
+        for i, p in enumerate(plan):
+            runs[i].append(time_training_step_s(p.arch, p.method, p.batch, p.seq,
+                                                steps=3 if quick else 5, seed=1,
+                                                device="cuda" if gpu else "cpu"))
+            if progress:
+                progress(n * len(plan) + i + 1, passes * len(plan),
+                         f"probe step {p.arch.name} {p.method.kind}")
+    timed = [(p, statistics.median(r)) for p, r in zip(plan, runs, strict=True)]
     fix = fit_in_situ(profile, timed)
     data["compute"] = to_mapping(apply_in_situ(profile, fix))["compute"]
     how = (f"x{fix.overhead_factor:.3f} on every launch overhead and x{fix.factor:.3f} on "
            f"device time (a step costs the larger of its launch and device times)" if gpu else
            f"x{fix.factor:.3f} for contractions, x{fix.other_factor:.3f} for other ops and "
            f"{fix.overhead_s * 1e6:.2f} us a kernel launch")
+    each = f"{passes} fresh processes" if passes > 1 else "a fresh process"
     note = (f"op costs from the micro-benchmarks, then {how}, fitted to {len(timed)} whole "
-            f"training steps of probe models (step error {fix.mape_pct:.1f} % on them): "
+            f"training steps of probe models, each timed in {each} (step error "
+            f"{fix.mape_pct:.1f} % on them): "
             + "; ".join(f"{lbl} {m:.4f} s" for lbl, m, _ in fix.probes))
     for key in list(data["provenance"]):
         if key.startswith("compute."):

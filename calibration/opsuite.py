@@ -240,8 +240,8 @@ def build_runner(case: Case, device: str) -> Runner:
                                                                    torch.pow(x, 3.0))))
         return fn if phase == "forward" else timed_backward(fn(), [x])
     if case.impl == "fresh_pages":
-        n = s[0] // 4
-        return lambda: torch.empty(n, device=dev).fill_(1.0)
+        return fresh_pages_runner(s[0]) if dev.type == "cpu" else \
+            (lambda: torch.empty(s[0] // 4, device=dev).fill_(1.0))
     if case.op == "elementwise":
         x, y = rand(s[0], grad=True), rand(s[0], grad=True)
         if case.impl == "add":
@@ -276,6 +276,22 @@ def build_runner(case: Case, device: str) -> Runner:
         torch.optim.SGD(params, lr=1e-4)
     opt.step()  # creates the optimizer state outside the timed region
     return opt.step
+
+
+def fresh_pages_runner(nbytes: int) -> Runner:
+    """Filling memory straight from the kernel, as a step's large tensors are under
+    glibc's defaults: `torch.empty` in this long-lived process may instead reuse a free
+    chunk of the heap that earlier cases left, whose pages are already mapped."""
+    import mmap
+
+    import torch
+
+    def run() -> None:
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        torch.frombuffer(buf, dtype=torch.float32).fill_(1.0)
+        buf.close()
+
+    return run
 
 
 def time_runner(run: Runner, device: str, min_time_s: float, max_reps: int) -> Latency:

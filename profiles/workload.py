@@ -263,6 +263,14 @@ class _StepBuilder:
             if table_bytes >= FRESH_PAGES_MIN_BYTES:
                 self._op(fresh_pages("embedding.backward.pages", "backward", table_bytes,
                                      self.dt, self.n), backward=True)
+            if self.m.tied_embeddings:  # autograd sums the head's and the lookup's
+                # gradients of the one shared table into a new tensor
+                self._op(self._ew("embedding.tied_grad_sum", "elementwise", "backward",
+                                  self.m.vocab * H, *VARIANTS["add.forward"], -1, impl="add"),
+                         backward=True)
+                if table_bytes >= FRESH_PAGES_MIN_BYTES:
+                    self._op(fresh_pages("embedding.tied_grad_sum.pages", "backward",
+                                         table_bytes, self.dt, self.n), backward=True)
         if self.m.family == "gpt2":
             self.dropout("embedding.dropout", -1, T * H, self.full)
         return self.full

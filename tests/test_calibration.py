@@ -15,7 +15,8 @@ import pytest
 
 from calibration.fit import fit_groups
 from calibration.importers import correct_profile, load_eft_metrics, load_mft_memory_csv
-from calibration.opsuite import matmul_case, norm_case
+from calibration.meters.procmem import process_memory, reset_peak
+from calibration.opsuite import fresh_pages_runner, matmul_case, norm_case
 from calibration.trace import Latency, Measurement, parse_line, read_trace
 from profiles.costmodel import predict_step
 from profiles.device import OpCost, load_profile
@@ -31,6 +32,22 @@ def _m(case_id: str, op: str, phase: str, shape: tuple[int, ...], flops: float, 
        t: float, kernels: int = 1) -> Measurement:
     return Measurement(case_id, op, phase, shape, "fp32", flops, nbytes,
                        Latency(t, t, t, t, 0.0, 5), kernels)
+
+
+def test_fresh_pages_are_faulted_in_and_given_back_each_time() -> None:
+    """The page-fault case touches every page of new memory and returns it, whatever
+    the process's heap holds, as a step's large tensors do under glibc's defaults."""
+    pytest.importorskip("torch")
+    nbytes = 64 * 1024 * 1024
+    run = fresh_pages_runner(nbytes)
+    for _ in range(2):
+        if not reset_peak():
+            pytest.skip("this kernel does not let a process reset its VmHWM")
+        before = process_memory()["VmRSS"]
+        run()
+        after = process_memory()
+        assert after["VmHWM"] - before >= 0.95 * nbytes
+        assert after["VmRSS"] - before < 0.05 * nbytes
 
 
 def test_trace_lines_round_trip_and_bad_lines_are_named(tmp_path: Path) -> None:

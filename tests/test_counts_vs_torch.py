@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from profiles.method import Method
-from profiles.models import CATALOGUE
+from profiles.models import CATALOGUE, ModelArch
 from profiles.setup import TrainingSetup
 from profiles.workload import build_workload
 
@@ -69,3 +69,29 @@ def test_forward_backward_flops_within_2pct_of_torch(name: str, method: Method,
     w = build_workload(CATALOGUE[name], method, setup)
     counted = _counted_flops(name, method, setup)
     assert abs(w.step_flops / counted - 1) <= 0.02, (w.step_flops, counted)
+
+
+TINY = ModelArch("tiny-tied", "llama", 64, 2, 4, 2, 16, 128, 1000, True, "silu")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_tied_table_gets_its_two_gradients_summed_as_the_workload_says(tied: bool) -> None:
+    """autograd adds the output head's and the lookup's gradients of a shared table into
+    a new tensor, once a step; the workload carries that add exactly when torch runs it."""
+    import dataclasses
+
+    from torch.profiler import ProfilerActivity, profile
+
+    arch = dataclasses.replace(TINY, tied_embeddings=tied)
+    model = build_model(arch, Method("full"))
+    ids = torch.randint(0, arch.vocab, (2, 16))
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        model(input_ids=ids, labels=ids).loss.backward()
+    table = [arch.vocab, arch.hidden]
+    sums = [e for e in prof.events() if e.name == "aten::add"
+            and e.input_shapes[:2] == [table, table]]
+    w = build_workload(arch, Method("full"), TrainingSetup(batch=2, seq=16))
+    ops = [op for op in w.ops if op.name == "embedding.tied_grad_sum"]
+    assert len(sums) == len(ops) == (1 if tied else 0)
+    if tied:
+        assert ops[0].bytes == 3 * arch.vocab * arch.hidden * 4

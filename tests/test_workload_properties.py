@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,3 +128,20 @@ def test_full_fine_tuning_peaks_in_the_update_with_two_adamw_temporaries() -> No
     assert largest == 50257 * 768 * 4  # the tied embedding table
     pages = [op for op in w.ops if op.name.endswith(".adamw.pages")]
     assert [(op.bytes, op.count) for op in pages] == [(float(largest), 2)]
+
+
+def test_page_faults_cost_the_same_in_every_phase() -> None:
+    """Calibration measures fresh pages once (a forward-phase case); the page faults of a
+    gradient or an AdamW temporary cost the same, not a generic elementwise op's price."""
+    from profiles.costmodel import op_times_s
+    from profiles.device import OpCost
+
+    pages = OpCost(flops_per_s=1e15, bytes_per_s=2.5e9)
+    profile = dataclasses.replace(PHONE, compute={
+        **PHONE.compute, "elementwise.fresh_pages.forward": pages})
+    w = build_workload(CATALOGUE["gpt2"], Method("full"), TrainingSetup(batch=1, seq=32))
+    fresh = [(op, t) for op, t in zip(w.ops, op_times_s(profile, w), strict=True)
+             if op.impl == "fresh_pages"]
+    assert {op.phase for op, _ in fresh} >= {"backward", "optimizer"}
+    for op, t in fresh:
+        assert t == pytest.approx(op.bytes / 2.5e9), op.name
