@@ -45,15 +45,12 @@ def op_times_s(profile: DeviceProfile, workload: Workload) -> list[float]:
             mbps = profile.network.uplink_mbps if "upload" in op.name else \
                 profile.network.downlink_mbps
             out.append(op.bytes * 8 / (mbps * 1e6) + profile.network.rtt_ms / 2000)
-        elif op.impl == "fresh_pages":
-            if not _has(profile, "elementwise.fresh_pages"):
-                out.append(0.0)  # page-fault costs are only known where calibrated
-                continue
-            # a page fault costs the same in any phase; calibration measures it once
-            cost = profile.op_cost(op.kind, "forward", op.impl)
-            out.append(cost.latency_s(op.flops, op.bytes, None, op.kernels))
+        elif op.impl == "fresh_pages" and not _has(profile, "elementwise.fresh_pages"):
+            out.append(0.0)  # page-fault costs are only known where calibrated
         else:
-            cost = profile.op_cost(op.kind, op.phase, op.impl)
+            # a page fault costs the same in any phase; calibration measures it once
+            phase = "forward" if op.impl == "fresh_pages" else op.phase
+            cost = profile.op_cost(op.kind, phase, op.impl)
             out.append(cost.latency_s(op.flops, op.bytes, _mkn(op), op.kernels))
     return out
 

@@ -259,18 +259,18 @@ class _StepBuilder:
             tables = self.m.vocab + self.m.max_positions
             self._op(self._ew("embedding.backward", "embedding", "backward", tables * H,
                               *VARIANTS["embedding.backward"], -1), backward=True)
-            table_bytes = self.m.vocab * H * self.b
-            if table_bytes >= FRESH_PAGES_MIN_BYTES:
-                self._op(fresh_pages("embedding.backward.pages", "backward", table_bytes,
-                                     self.dt, self.n), backward=True)
-            if self.m.tied_embeddings:  # autograd sums the head's and the lookup's
-                # gradients of the one shared table into a new tensor
+            # autograd sums a tied table's two gradients (head, lookup) into a new tensor
+            fresh_tables = ["embedding.backward"]
+            if self.m.tied_embeddings:
                 self._op(self._ew("embedding.tied_grad_sum", "elementwise", "backward",
                                   self.m.vocab * H, *VARIANTS["add.forward"], -1, impl="add"),
                          backward=True)
-                if table_bytes >= FRESH_PAGES_MIN_BYTES:
-                    self._op(fresh_pages("embedding.tied_grad_sum.pages", "backward",
-                                         table_bytes, self.dt, self.n), backward=True)
+                fresh_tables.append("embedding.tied_grad_sum")
+            table_bytes = self.m.vocab * H * self.b
+            if table_bytes >= FRESH_PAGES_MIN_BYTES:
+                for name in fresh_tables:
+                    self._op(fresh_pages(f"{name}.pages", "backward", table_bytes,
+                                         self.dt, self.n), backward=True)
         if self.m.family == "gpt2":
             self.dropout("embedding.dropout", -1, T * H, self.full)
         return self.full
