@@ -77,6 +77,8 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=1,
                     help="measure every case this many times over, one pass after the other")
     args = ap.parse_args()
+    if min(args.steps, args.repeats, args.passes) < 1:
+        ap.error("--steps, --repeats and --passes must be at least 1")
     import torch
 
     if args.threads:
