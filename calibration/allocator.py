@@ -89,10 +89,15 @@ class RetentionFit:
 def fit_heap_retention(probes: list[Probe],
                        env: dict[str, str] | None = None) -> RetentionFit:
     """Measure each probe's step memory in a fresh process; the median share kept."""
+    return retention_from([(p, measure_step_memory(p.arch, p.method, p.batch, p.seq, env=env))
+                           for p in probes])
+
+
+def retention_from(measured: list[tuple[Probe, StepMemory]]) -> RetentionFit:
+    """The median share kept, from probes' measured step memory."""
     shares = []
-    for p in probes:
+    for p, got in measured:
         w = build_workload(p.arch, p.method, TrainingSetup(batch=p.batch, seq=p.seq))
-        got = measure_step_memory(p.arch, p.method, p.batch, p.seq, env=env)
         shares.append((p.label, round(heap_retention(w, got), 3)))
     return RetentionFit(round(statistics.median(s for _, s in shares), 3), tuple(shares))
 

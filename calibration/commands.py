@@ -6,60 +6,96 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibration.bench import Bench, LocalBench
 from profiles.errors import InputError
 
 
-def add_calibrate_parser(sub: Any) -> None:
+@dataclass(frozen=True)
+class Target:
+    """What a calibration measures and where its profile goes by default."""
+
+    bench: Bench
+    name: str
+    out: Path
+
+
+# `--device NAME --devices FILE`: an attached device, resolved by the layer above
+AttachedTarget = Callable[[argparse.Namespace], Target]
+
+
+def add_calibrate_parser(sub: Any, attached: AttachedTarget | None = None) -> None:
     p = sub.add_parser("calibrate", help="measure a device into a device profile",
                        description="Time every op kind the workload model uses, fit per-op "
                        "costs, and write a device profile with provenance and fit errors.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--device", choices=["local", "cuda"],
-                     help="measure this machine's CPU (local) or its GPU (cuda)")
+    src.add_argument("--device", metavar="local|cuda|NAME",
+                     help="measure this machine's CPU (local) or its GPU (cuda), or the "
+                     "attached device NAME of --devices")
     src.add_argument("--from-trace", type=Path, metavar="TRACE",
                      help="fit a profile from an existing trace (e.g. the native benchmark)")
     src.add_argument("--import-metrics", type=Path, metavar="JSON",
                      help="correct --profile from EdgeFlowerTune-style client metrics")
+    p.add_argument("--devices", type=Path, default=None, metavar="DEVICES.yaml",
+                   help="the inventory that names --device (see docs/devices.md)")
     p.add_argument("--profile", default=None, help="the profile --import-metrics corrects")
     p.add_argument("--memory-csv", type=Path, default=None,
                    help="with --import-metrics: MobileFineTuner's proc_mem_monitor CSV, "
                    "whose average RSS replaces the metrics' avg_rss_mb")
-    p.add_argument("--name", default=None, help="profile name (default: local-<host>)")
-    p.add_argument("--out", type=Path, default=None, help="profile YAML (default: NAME.yaml)")
+    p.add_argument("--name", default=None, help="profile name (default: local-<host>, or the "
+                   "attached device's profile)")
+    p.add_argument("--out", type=Path, default=None, help="profile YAML (default: NAME.yaml, "
+                   "or the attached device's profile file)")
     p.add_argument("--trace", type=Path, default=None,
-                   help="measurement trace (default: NAME.trace.jsonl)")
+                   help="measurement trace (default: beside the profile, NAME.trace.jsonl)")
     p.add_argument("--quick", action="store_true", help="fewer shapes, shorter timings")
     p.add_argument("--resume", action="store_true", help="continue an interrupted trace")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.set_defaults(func=run_calibrate)
+    p.set_defaults(func=lambda args: run_calibrate(args, attached))
 
 
-def run_calibrate(args: argparse.Namespace) -> int:
+def _target(args: argparse.Namespace, attached: AttachedTarget | None) -> Target:
+    if args.devices is not None:
+        if attached is None:
+            raise InputError("--devices", "", "attached devices need the hil package")
+        return attached(args)
+    if args.device not in ("local", "cuda"):
+        raise InputError("--device", args.device, "expected local or cuda, or a device name "
+                         "with --devices DEVICES.yaml")
+    name = args.name or f"local-{platform.node() or 'host'}"
+    return Target(LocalBench("cpu" if args.device == "local" else "cuda", args.threads), name,
+                  args.out or Path(f"{name}.yaml"))
+
+
+def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = None) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from calibration.calibrate import build_profile, run_calibration, write_profile
+    from calibration.calibrate import run_calibration
     from calibration.fit import fit_groups
-    from calibration.trace import read_trace
+    from calibration.profile_builder import build_profile, write_profile
+    from calibration.trace import read_records
 
-    name = args.name or f"local-{platform.node() or 'host'}"
-    out = args.out or Path(f"{name}.yaml")
     console = Console(stderr=True, highlight=False)
     if args.import_metrics:
-        return _import(args, out)
+        name = args.name or f"local-{platform.node() or 'host'}"
+        return _import(args, args.out or Path(f"{name}.yaml"))
     if args.from_trace:
-        measurements = read_trace(args.from_trace)
-        if not measurements:
+        name = args.name or f"local-{platform.node() or 'host'}"
+        out = args.out or Path(f"{name}.yaml")
+        records = read_records(args.from_trace)
+        if not records.measurements:
             raise InputError(str(args.from_trace), "", "holds no measurements")
         trace = args.from_trace
-        profile = build_profile(name, measurements, trace, quick=False, measure_host=False,
-                                in_situ=False)
+        profile = build_profile(name, records, trace, quick=False)
     else:
-        trace = args.trace or Path(f"{name}.trace.jsonl")
-        device = "cpu" if args.device == "local" else "cuda"
+        target = _target(args, attached)
+        name, out = target.name, target.out
+        trace = args.trace or out.with_name(f"{out.stem}.trace.jsonl")
         with Progress(TextColumn("[bold]calibrating"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                       transient=True, disable=not sys.stderr.isatty()) as bar:
@@ -69,26 +105,27 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 bar.update(task, completed=done, total=total, description=case)
 
             try:
-                measurements = run_calibration(device=device, trace_path=trace,
-                                               quick=args.quick, resume=args.resume,
-                                               threads=args.threads, progress=progress)
-                # probe steps: in-situ factors and the allocator's heap retention
-                profile = build_profile(name, measurements, trace, quick=args.quick,
-                                        progress=progress)
+                records = run_calibration(target.bench, trace_path=trace, quick=args.quick,
+                                          resume=args.resume, progress=progress)
+                # host facts, heap retention and probe steps, journaled in the trace too
+                profile = build_profile(name, records, trace, quick=args.quick,
+                                        bench=target.bench, progress=progress)
             except KeyboardInterrupt:
                 console.print(f"interrupted: the measurements so far are in {trace}; run the "
                               "same command with --resume to carry on")
                 return 130
+            finally:
+                target.bench.close()
     write_profile(profile, out, f"Trace: {trace}.")
-    _print_fits(fit_groups(measurements, {}), out, len(measurements))
+    _print_fits(fit_groups(records.measurements, {}), out, len(records.measurements))
     return 0
 
 
 def _import(args: argparse.Namespace, out: Path) -> int:
     import dataclasses
 
-    from calibration.calibrate import write_profile
     from calibration.importers import correct_profile, load_eft_metrics, load_mft_memory_csv
+    from calibration.profile_builder import write_profile
     from profiles.device import load_profile
 
     if not args.profile:

@@ -95,3 +95,14 @@ def storage_mb_per_s(size_mb: int) -> tuple[float, float]:
 
 def has_battery() -> bool:
     return any(Path("/sys/class/power_supply").glob("BAT*"))
+
+
+def device_class() -> str:
+    """phone (Android), board (a Jetson), laptop (has a battery) or server."""
+    if Path("/system/build.prop").exists():
+        return "phone"
+    compatible = Path("/proc/device-tree/compatible")
+    if Path("/etc/nv_tegra_release").exists() or (
+            compatible.exists() and b"tegra" in compatible.read_bytes()):
+        return "board"
+    return "laptop" if has_battery() else "server"

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from calibration.trace import Latency
+from calibration.meters.procmem import process_memory, reset_peak
+from calibration.trace import Latency, Measurement
 from profiles.ops import (
     ADAMW_FLOPS_PER_PARAM,
     ADAMW_PASSES,
@@ -183,6 +184,26 @@ def _rebuild(case: Case, dims: list[int]) -> Case:
 
 
 # --- running ---------------------------------------------------------------------------------
+def measure(case: Case, device: str, min_time_s: float, max_reps: int,
+            facts: dict[str, Any]) -> Measurement:
+    """Time `case` on `device`: latency statistics and the peak memory it took."""
+    import torch
+
+    run = build_runner(case, device)
+    reset_peak()
+    before = process_memory()["VmRSS"]
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    latency = time_runner(run, device, min_time_s, max_reps)
+    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
+            else max(process_memory().get("VmHWM", 0) - before, 0))
+    del run
+    return Measurement(case=case.id, op=case.op, phase=case.phase, shape=case.shape,
+                       dtype="fp32", flops=case.flops, bytes=case.bytes, kernels=case.kernels,
+                       latency_s=latency, device=facts, source="torch",
+                       peak_memory_bytes=int(peak))
+
+
 def build_runner(case: Case, device: str) -> Runner:
     """A closure that runs `case` once on `device` (tensors allocated up front)."""
     import torch

@@ -14,6 +14,12 @@ own) can feed calibration by writing this format. A line is one JSON object:
 `op` is a workload op kind (see profiles.ops.OP_KINDS), `flops` and `bytes` are
 counted exactly as the workload model counts that op, `case` identifies the
 measurement so an interrupted run can resume. Unknown keys are kept, not refused.
+
+A calibration also journals what it measures beyond ops, as lines with a `record`
+key, so that a resumed run repeats none of it either: `probe` (one timed training
+step of a probe model: `label`, `pass`, `step_s`), `retention` (a probe's resident
+memory: `label`, `baseline_bytes`, `high_water_bytes`) and `host` (memory, storage
+and power facts). Readers of op measurements skip them.
 """
 
 from __future__ import annotations
@@ -65,19 +71,81 @@ class Measurement:
         return json.dumps(data, sort_keys=True)
 
 
+RECORDS = ("probe", "retention", "host")
+
+
+@dataclass
+class TraceRecords:
+    """Everything a trace holds: op measurements and the other records, keyed."""
+
+    measurements: list[Measurement] = field(default_factory=list)
+    probes: dict[tuple[str, int], float] = field(default_factory=dict)  # (label, pass) -> s
+    retention: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> bytes
+    host: dict[str, Any] | None = None
+
+
 def read_trace(path: Path) -> list[Measurement]:
-    """Every measurement of a trace file; a bad line is an error naming its number."""
-    return list(iter_trace(path))
+    """Every op measurement of a trace file; a bad line is an error naming its number."""
+    return read_records(path).measurements
+
+
+def read_records(path: Path) -> TraceRecords:
+    out = TraceRecords()
+    for number, line in _lines(path):
+        record = _record_kind(line, str(path), number)
+        if record is None:
+            out.measurements.append(parse_line(line, str(path), number))
+            continue
+        d = json.loads(line)
+        try:
+            if record == "probe":
+                out.probes[(str(d["label"]), int(d["pass"]))] = float(d["step_s"])
+            elif record == "retention":
+                out.retention[str(d["label"])] = (int(d["baseline_bytes"]),
+                                                  int(d["high_water_bytes"]))
+            else:
+                out.host = {k: v for k, v in d.items() if k not in ("format", "version",
+                                                                     "record")}
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(str(path), f"line {number}", f"bad {record} record ({err})"
+                             ) from None
+    return out
 
 
 def iter_trace(path: Path) -> Iterator[Measurement]:
+    for number, line in _lines(path):
+        if _record_kind(line, str(path), number) is None:
+            yield parse_line(line, str(path), number)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         lines = path.read_text().splitlines()
     except OSError as err:
         raise InputError(str(path), "", f"cannot read ({err.strerror})") from None
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            yield parse_line(line, f"{path}", number)
+            yield number, line
+
+
+def _record_kind(line: str, where: str, number: int) -> str | None:
+    """None for an op measurement, else which record the line is."""
+    if '"record"' not in line:
+        return None
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(where, f"line {number}", f"not JSON ({err.msg})") from None
+    record = d.get("record") if isinstance(d, dict) else None
+    if record is None:
+        return None
+    if record not in RECORDS:
+        raise InputError(where, f"line {number}", f"unknown record {record!r} (known: "
+                         f"{', '.join(RECORDS)})")
+    if d.get("format") != FORMAT or d.get("version") != VERSION:
+        raise InputError(where, f"line {number}", f"format must be {FORMAT!r} version "
+                         f"{VERSION}")
+    return str(record)
 
 
 def parse_line(line: str, where: str, number: int) -> Measurement:
@@ -128,7 +196,14 @@ class TraceWriter:
         self._fh = path.open("a")
 
     def write(self, m: Measurement) -> None:
-        self._fh.write(m.to_json() + "\n")
+        self.write_line(m.to_json())
+
+    def write_record(self, record: str, **fields: Any) -> None:
+        self.write_line(json.dumps({"format": FORMAT, "version": VERSION, "record": record,
+                                    **fields}, sort_keys=True))
+
+    def write_line(self, line: str) -> None:
+        self._fh.write(line.rstrip("\n") + "\n")
         self._fh.flush()
 
     def close(self) -> None:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emulator.scenario import load_scenario
+from emulator.observer import Observer
+from emulator.scenario import Scenario, load_scenario
+
+# what watches a run beside the engine (periodic validation on attached devices), given
+# by the layer above: scenario and its folder in, an observer (or None) out
+ObserverFor = Callable[[Scenario, Path], Observer | None]
 
 
-def add_simulate_parser(sub: Any) -> None:
+def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> None:
     p = sub.add_parser("simulate", help="run a fleet scenario in virtual time",
                        description="Emulate a federated fine-tuning fleet described by a "
                        "scenario YAML; write metrics, plots and a report to a run folder.")
@@ -24,10 +30,10 @@ def add_simulate_parser(sub: Any) -> None:
                    "orchestration.deadline_s=900 (repeatable)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
-    p.set_defaults(func=run_simulate)
+    p.set_defaults(func=lambda args: run_simulate(args, observer_for))
 
 
-def run_simulate(args: argparse.Namespace) -> int:
+def run_simulate(args: argparse.Namespace, observer_for: ObserverFor | None = None) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -50,7 +56,13 @@ def run_simulate(args: argparse.Namespace) -> int:
                 bar.update(task, completed=rnd + 1, hours=now_s / 3600)
                 last[0] = time.perf_counter()
 
-        run = simulate(scenario, out, plots=not args.no_plots, progress=progress)
+        observer = observer_for(scenario, args.scenario.parent) if observer_for else None
+        try:
+            run = simulate(scenario, out, plots=not args.no_plots, progress=progress,
+                           observer=observer)
+        finally:
+            if observer is not None:
+                observer.close()
     if not args.quiet:
         _print_summary(run.summary, out, run.wall_s)
     return 130 if run.results.stop_reason == "interrupted" else 0

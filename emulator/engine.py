@@ -22,6 +22,7 @@ import numpy.typing as npt
 import simpy
 
 from emulator.fleet import Fleet, build_fleet
+from emulator.observer import Observer
 from emulator.policies import POLICIES, Context
 from emulator.scenario import Scenario
 from emulator.session import CANCELLED, COMPLETED, DEADLINE, Outcome, Planned, SessionModel
@@ -78,7 +79,7 @@ class _Tally:
 
 class Engine:
     def __init__(self, scenario: Scenario, base: Path, seed: int,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, observer: Observer | None = None) -> None:
         self.s = scenario
         self.seed = seed
         self.streams = Streams(seed)
@@ -94,11 +95,12 @@ class Engine:
         self.rounds: list[RoundRow] = []
         self.tally = _Tally()
         self.progress = progress
+        self.observer = observer or Observer()
         self.stop_reason = ""
         self.session_seq = 0
 
     # --- selection ----------------------------------------------------------------------
-    def select(self, k: int) -> I64:
+    def select(self, k: int, rnd: int) -> I64:
         """Check in a uniform pool of idle clients, keep the eligible, let the policy rank."""
         n = self.fleet.n
         now = float(self.env.now)
@@ -121,7 +123,10 @@ class Engine:
         ctx = Context(now_s=now, deadline_s=self.s.orchestration.deadline_s, model=self.model,
                       participations=self.participations, rng=self.selection_rng,
                       cfg=self.s.selection)
-        return self.policy(ctx, candidates, k).astype(np.int64)
+        state = self.selection_rng.bit_generator.state
+        chosen = self.policy(ctx, candidates, k).astype(np.int64)
+        self.observer.selected(ctx, candidates, k, chosen, state, rnd)
+        return chosen
 
     # --- sessions -------------------------------------------------------------------------
     def _session(self, p: Planned, i: int, state: _RoundState) -> Generator[Any, Any, None]:
@@ -135,7 +140,9 @@ class Engine:
             if state.reports >= state.target and not state.event.triggered:
                 state.event.succeed()
 
-    def _record(self, p: Planned, o: Outcome, rnd: I64) -> None:
+    def _record(self, p: Planned, o: Outcome, rnd: I64, cut_s: np.ndarray[Any, Any],
+                cut_status: int) -> None:
+        self.observer.recorded(p, o, cut_s, cut_status, rnd)
         f = self.fleet
         part = {"client": p.client, "group": f.group[p.client], "round": rnd,
                 "start_s": p.start_s, "end_s": o.end_s, "download_s": o.download_s,
@@ -176,7 +183,7 @@ class Engine:
         rnd = 0
         while not self._should_stop():
             start = float(self.env.now)
-            chosen = self.select(math.ceil(o.clients_per_round * (1 + o.overcommit)))
+            chosen = self.select(math.ceil(o.clients_per_round * (1 + o.overcommit)), rnd)
             if len(chosen) == 0:
                 idle_since = start if idle_since is None else idle_since
                 if start - idle_since >= MAX_IDLE_S:
@@ -203,10 +210,15 @@ class Engine:
             for proc in procs:
                 if proc.is_alive:
                     proc.interrupt()
-            outcome = self.model.account(planned, np.full(len(chosen), close), cut)
+            # the moment the round stopped waiting: where every session had ended by
+            # itself, the deadline it would still have waited for
+            waited = close if cut == DEADLINE or state.event.triggered else start + o.deadline_s
+            cut_s = np.full(len(chosen), waited)
+            cut = DEADLINE if waited != close else cut
+            outcome = self.model.account(planned, cut_s, cut)
             self.model.settle(planned, outcome)
             self.busy[chosen] = False
-            self._record(planned, outcome, np.full(len(chosen), rnd))
+            self._record(planned, outcome, np.full(len(chosen), rnd), cut_s, cut)
             reported = int(np.sum(outcome.status == COMPLETED))
             up = float(np.round(outcome.upload_bytes).sum())
             aggregated = reported >= o.min_reports
@@ -217,6 +229,7 @@ class Engine:
                 selected=len(chosen),
                 reported=reported, aggregated=aggregated, energy_j=float(outcome.energy_j.sum()),
                 upload_bytes=up, download_bytes=float(np.round(outcome.download_bytes).sum())))
+            self.observer.round_closed(self, self.rounds[-1], planned, outcome, cut_s, cut)
             if self.progress:
                 self.progress(rnd, float(self.env.now))
             rnd += 1
@@ -236,7 +249,7 @@ class Engine:
 
         def launch(count: int) -> int:
             nonlocal window_selected
-            chosen = self.select(count)
+            chosen = self.select(count, version)
             if len(chosen) == 0:
                 return 0
             now = float(self.env.now)
@@ -306,7 +319,7 @@ class Engine:
         o = self.model.account(p, np.array([limit]), DEADLINE)
         self.model.settle(p, o)
         self.busy[c] = False
-        self._record(p, o, np.array([version]))
+        self._record(p, o, np.array([version]), np.array([limit]), DEADLINE)
         up, down = float(np.round(o.upload_bytes[0])), float(np.round(o.download_bytes[0]))
         yield reports.put((int(o.status[0]) == COMPLETED, version, float(o.energy_j[0]), up,
                            down))
@@ -329,7 +342,7 @@ class Engine:
             p, version = self.in_flight[seq]
             o = self.model.account(p, np.array([now]), CANCELLED)
             self.model.settle(p, o)
-            self._record(p, o, np.array([version]))
+            self._record(p, o, np.array([version]), np.array([now]), CANCELLED)
         self.in_flight.clear()
         return Results(scenario=self.s, seed=self.seed, fleet=self.fleet, rounds=self.rounds,
                        sessions=self._sessions(), virtual_time_s=float(self.env.now),

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from emulator.scenario import Group, Scenario, resolve_profile
+from emulator.scenario import Group, Scenario, resolve_model, resolve_profile
 from emulator.streams import Streams
 from profiles.costmodel import MIB, predict_step
 from profiles.device import DeviceProfile
 from profiles.method import Method
-from profiles.models import load_model
 from profiles.setup import Sharding, TrainingSetup
 from profiles.workload import Workload, build_workload
 
@@ -139,7 +138,7 @@ def build_fleet(s: Scenario, streams: Streams, base: Path) -> Fleet:
     else:
         tz, wstart, wlen = np.zeros(n), np.zeros(n), np.full(n, 24.0)
     plug_start = np.mod(s.availability.plug_start_h.sample(av, n), 24.0)
-    costs, cost_index = _group_costs(s, profiles, group, rank)
+    costs, cost_index = _group_costs(s, profiles, group, rank, base)
     temp0 = np.array([s.thermal.initial_c if s.thermal.initial_c is not None
                       else p.thermal.ambient_c for p in profiles])[group]
     return Fleet(n=n, groups=list(s.fleet.groups), profiles=profiles, group=group, speed=speed,
@@ -170,9 +169,9 @@ def _local_steps(s: Scenario, examples: F64, group: I64) -> I64:
 
 
 def _group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,
-                 rank: I64) -> tuple[list[GroupCost], I64]:
+                 rank: I64, base: Path) -> tuple[list[GroupCost], I64]:
     """One cost table entry per (group, rank) pair in use: computed once, looked up after."""
-    model = load_model(s.workload.model)
+    model = resolve_model(s.workload.model, base)
     width = int(rank.max()) + 1
     keys, cost_index = np.unique(group * width + rank, return_inverse=True)
     costs: list[GroupCost] = []

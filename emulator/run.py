@@ -18,8 +18,10 @@ from typing import Any
 
 from emulator.engine import Engine, ProgressFn, Results
 from emulator.metrics import summary, write_rounds_csv, write_sessions_csv, write_summary
+from emulator.observer import Observer
 from emulator.report import write_plots, write_report
 from emulator.scenario import Scenario, resolved
+from profiles.errors import InputError
 
 
 @dataclass
@@ -40,19 +42,27 @@ def package_version() -> str:
 
 
 def simulate(scenario: Scenario, out: Path, *, plots: bool = True,
-             progress: ProgressFn | None = None) -> RunOutput:
+             progress: ProgressFn | None = None, observer: Observer | None = None) -> RunOutput:
+    """Run `scenario` into the folder `out`. `observer` watches the run (periodic
+    validation on attached devices is one); a scenario with a validation section
+    needs it."""
+    if scenario.validation is not None and observer is None:
+        raise InputError(scenario.source or "scenario", "validation", "needs the attached "
+                         "devices of validation.devices, which the edgetwin command connects")
     t0 = time.perf_counter()
     seed = scenario.seed if scenario.seed is not None else secrets.randbits(32)
     base = Path(scenario.source).parent if scenario.source else Path(".")
-    engine = Engine(scenario, base, seed, progress)
+    engine = Engine(scenario, base, seed, progress, observer)
     results = engine.run()
     out.mkdir(parents=True, exist_ok=True)
+    extra = observer.finish(out) if observer is not None else {}
     hashes = {g.profile: p.sha256 for g, p in zip(results.fleet.groups, results.fleet.profiles,
                                                   strict=True)}
     version = package_version()
     data = summary(results, version, hashes)
     (out / "scenario.resolved.yaml").write_text(resolved(
-        scenario, {"seed": seed, "edgetwin_version": version, "profiles_sha256": hashes}))
+        scenario, {"seed": seed, "edgetwin_version": version, "profiles_sha256": hashes,
+                   **extra}))
     write_summary(data, out / "summary.json")
     write_rounds_csv(results, out / "rounds.csv")
     write_sessions_csv(results, out / "client_sessions.csv")
@@ -62,6 +72,7 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True,
     (out / "run.json").write_text(json.dumps({
         "wall_s": round(wall, 3), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(), "python": platform.python_version(),
+        "scenario_dir": str(base.resolve()),
         "edgetwin_version": version, "seed": seed,
         "sessions_per_wall_s": round(data["client_sessions"] / wall, 1)}, indent=2) + "\n")
     return RunOutput(results, data, out, wall)

@@ -18,7 +18,7 @@ import yaml
 from emulator.dist import Dist
 from profiles.device import DeviceProfile, load_profile
 from profiles.errors import InputError
-from profiles.models import load_model
+from profiles.models import CATALOGUE, ModelArch, load_model
 from profiles.schema import from_mapping, load_yaml, to_mapping
 
 
@@ -182,6 +182,17 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """Periodic validation: every `every_rounds`-th round, `sample` of its sessions are
+    replayed on the attached devices of `devices` while the run goes on."""
+
+    devices: str  # a devices.yaml, relative to the scenario
+    every_rounds: int = 10
+    sample: int = 4
+    recalibrate: bool = False  # correct the group's costs for the rest of the run
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     fleet: Fleet
@@ -195,6 +206,7 @@ class Scenario:
     orchestration: Orchestration = Orchestration()
     selection: Selection = Selection()
     stop: Stop = Stop()
+    validation: Validation | None = None
     seed: int | None = None
     description: str = ""
     source: str = field(default="", compare=False)  # the file it came from
@@ -216,20 +228,24 @@ class Scenario:
 
 
 def load_scenario(path: Path, overrides: list[str] | None = None,
-                  seed: int | None = None) -> Scenario:
-    """Parse, override (`a.b.c=value`, value parsed as YAML), and check a scenario."""
+                  seed: int | None = None, base: Path | None = None,
+                  metadata: tuple[str, ...] = ()) -> Scenario:
+    """Parse, override (`a.b.c=value`, value parsed as YAML), and check a scenario.
+
+    Files it names are relative to `base` (default: the scenario's folder); the
+    top-level `metadata` keys (a run folder's) are set aside, not parsed."""
     where = str(path)
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise InputError(where, "(top level)", "expected a mapping")
-    data = _rename_async(data)
+    data = _rename_async({k: v for k, v in data.items() if k not in metadata})
     for item in overrides or []:
         _apply_override(data, item)
     if seed is not None:
         data["seed"] = seed
     data["source"] = where
     scenario = from_mapping(Scenario, data, where)
-    check_scenario(scenario, path.parent)
+    check_scenario(scenario, base or path.parent)
     return scenario
 
 
@@ -315,7 +331,7 @@ def check_scenario(s: Scenario, base: Path) -> None:
         raise InputError(where, "fleet.groups", f"shares sum to "
                          f"{sum(g.share or 0 for g in s.fleet.groups):g}, not 1")
     try:
-        load_model(s.workload.model)
+        resolve_model(s.workload.model, base)
     except InputError as err:
         raise InputError(where, "workload.model", err.problem) from None
     if s.workload.algorithm == "splitlora" and not s.workload.split_layer:
@@ -354,9 +370,24 @@ def check_scenario(s: Scenario, base: Path) -> None:
     if s.stop.rounds is None and s.stop.virtual_time_s is None and s.stop.energy_j is None \
             and s.stop.traffic_bytes is None:
         raise InputError(where, "stop", "give at least one stopping rule")
+    v = s.validation
+    if v is not None:
+        _check_file(where, "validation.devices", v.devices, base)
+        if v.every_rounds <= 0 or v.sample <= 0:
+            raise InputError(where, "validation", "every_rounds and sample must be > 0")
+        if o.mode != "sync":
+            raise InputError(where, "validation", "periodic validation replays synchronous "
+                             "rounds; orchestration.mode is async")
     b = s.battery
     if not 0 <= b.abort_below_pct <= b.min_pct_to_join <= 100:
         raise InputError(where, "battery", "need 0 <= abort_below_pct <= min_pct_to_join <= 100")
+
+
+def resolve_model(name: str, base: Path) -> ModelArch:
+    """A catalogue name, or a config.json (or its folder) relative to the scenario file."""
+    if name not in CATALOGUE and (base / name).exists():
+        return load_model(str(base / name))
+    return load_model(name)
 
 
 def resolve_profile(name: str, base: Path) -> DeviceProfile:

@@ -58,6 +58,16 @@ class Planned:
     temp_end_c: F64
 
 
+@dataclass(frozen=True)
+class SessionCosts:
+    """Nominal per-session costs that stand in for the group's in `plan`: what an
+    attached device measured, when a replay asks what would have happened."""
+
+    step_s: F64
+    busy_w: F64
+    peak_memory_mb: F64
+
+
 @dataclass
 class Outcome:
     """What sessions had done when they ended (at `end_s`, for `status`)."""
@@ -128,7 +138,7 @@ class SessionModel:
         return ok & (pct >= self.s.battery.min_pct_to_join)
 
     # --- planning -----------------------------------------------------------------------------
-    def plan(self, c: I64, t0: F64, rnd: int) -> Planned:
+    def plan(self, c: I64, t0: F64, rnd: int, costs: SessionCosts | None = None) -> Planned:
         f, s = self.f, self.s
         n = len(c)
         g = f.group[c]
@@ -151,17 +161,17 @@ class SessionModel:
         dl_end = t0 + dl_s
         battery0 = f.battery_j[c].copy()
         temp0 = f.temperature_c[c].copy()
-        peak = self.c_peak_mb[k]
+        peak = self.c_peak_mb[k] if costs is None else costs.peak_memory_mb
         oom = peak > f.usable_ram_mb[c]
         # local steps, vectorised over the batch, step by step
         steps_planned = np.where(oom, 0, f.local_steps[c])
-        busy_w = self.c_busy_w[k]
+        busy_w = self.c_busy_w[k] if costs is None else costs.busy_w
         split_s = np.where(self.c_split_bytes[k] > 0,
                            transfer_s(self.c_split_bytes[k] / 2, up_bw, lat)
                            + transfer_s(self.c_split_bytes[k] / 2, down_bw, lat)
                            + self.c_split_server_s[k], 0.0)
         speed = f.speed[c]
-        base_step = self.c_step_s[k]
+        base_step = self.c_step_s[k] if costs is None else costs.step_s
         t = dl_end.copy()
         energy = np.zeros(n)
         bat = battery0 - io_w * dl_s
@@ -228,6 +238,18 @@ class SessionModel:
             download_bytes=down_bytes, upload_bytes=np.where(oom, 0.0, up_bytes),
             peak_memory_mb=peak, battery_start_j=battery0, charging_w=charging_w,
             temp_start_c=temp0, temp_end_c=temp)
+
+    def replan(self, p: Planned, i: I64, costs: SessionCosts | None = None) -> Planned:
+        """Sessions `i` of a planned batch planned again from the same start (the same
+        charge, temperature, link draws and failures), with `costs` in place of the
+        group's; without them, the same plan."""
+        f, c = self.f, p.client[i]
+        saved = f.battery_j[c].copy(), f.temperature_c[c].copy()
+        f.battery_j[c], f.temperature_c[c] = p.battery_start_j[i], p.temp_start_c[i]
+        try:
+            return self.plan(c, p.start_s[i], p.round, costs)
+        finally:
+            f.battery_j[c], f.temperature_c[c] = saved
 
     def account(self, p: Planned, cut_s: F64, cut_status: int) -> Outcome:
         """What each session had done when it stopped: at its own stop or at `cut_s`."""

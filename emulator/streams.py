@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+# append only: a stream's draws depend on its place in this list
 STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "selection",
-           "checkin", "flexlora")
+           "checkin", "flexlora", "validation")
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -34,6 +35,13 @@ class Streams:
     def generator(self, name: str) -> np.random.Generator:
         """A fresh generator for stream `name` (same seed, same draws, every time)."""
         return np.random.default_rng(self._seqs[name])
+
+    def keyed_generator(self, name: str, *keys: int) -> np.random.Generator:
+        """A generator for stream `name` and integer keys (a round): the same keys give
+        the same draws, whatever was drawn before."""
+        seq = self._seqs[name]
+        return np.random.default_rng(np.random.SeedSequence(
+            seq.entropy, spawn_key=(*seq.spawn_key, *keys)))
 
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from hil.link import AgentError
+from hil.transports import LinkError
 from profiles.errors import InputError
 
 
@@ -20,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from calibration import commands as calibration_commands
     from emulator import commands as emulator_commands
+    from hil import commands as hil_commands
     from profiles import commands as profile_commands
 
     parser = _Parser(prog="edgetwin", description="A calibrated digital twin of an edge "
@@ -28,8 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     profile_commands.add_workload_parser(sub)
     profile_commands.add_profiles_parser(sub)
-    emulator_commands.add_simulate_parser(sub)
-    calibration_commands.add_calibrate_parser(sub)
+    emulator_commands.add_simulate_parser(sub, observer_for=hil_commands.validation_observer)
+    calibration_commands.add_calibrate_parser(sub, attached=hil_commands.attached_target)
+    hil_commands.add_devices_parser(sub)
+    hil_commands.add_agent_parser(sub)
+    hil_commands.add_replay_parser(sub)
     return parser
 
 
@@ -40,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"edgetwin: error: {err}", file=sys.stderr)
         return 2
+    except (LinkError, AgentError) as err:
+        print(f"edgetwin: error: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("edgetwin: interrupted", file=sys.stderr)
         return 130

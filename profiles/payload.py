@@ -68,3 +68,38 @@ def _numel(shape: tuple[int, ...]) -> int:
     for d in shape:
         n *= d
     return n
+
+
+def frame(tensors: Sequence[tuple[tuple[int, ...], bytes]], dtype: str,
+          serialization: str) -> bytes:
+    """Tensors (shape, little-endian C-ordered bytes) as they travel: `raw` back to back,
+    `npy`/`npy64` each behind its header. The size is `serialized_size` of the shapes."""
+    parts: list[bytes] = []
+    for shape, data in tensors:
+        if serialization != "raw":
+            parts.append(npy_header(shape, dtype, serialization))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def unframe(payload: bytes, shapes: Sequence[tuple[int, ...]], dtype: str,
+            serialization: str) -> list[bytes]:
+    """The tensors' bytes back out of a payload framed for `shapes`; a payload of another
+    size or framing is a ValueError."""
+    item = 4 if dtype == "fp32" else 2
+    out: list[bytes] = []
+    at = 0
+    for shape in shapes:
+        if serialization != "raw":
+            header = npy_header(shape, dtype, serialization)
+            if payload[at:at + len(header)] != header:
+                raise ValueError(f"tensor {len(out)}: expected the header of shape {shape}")
+            at += len(header)
+        size = _numel(shape) * item
+        if at + size > len(payload):
+            raise ValueError(f"tensor {len(out)}: payload ends early")
+        out.append(payload[at:at + size])
+        at += size
+    if at != len(payload):
+        raise ValueError(f"{len(payload) - at} bytes left after the last tensor")
+    return out

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -191,8 +192,16 @@ def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: 
     assert done.returncode == 0, done.stderr
     after = trace.read_text().splitlines()
     assert after[: len(before)] == before  # every finished measurement kept as it was
-    cases = [json.loads(line)["case"] for line in after]
+    records = [json.loads(line) for line in after]
+    cases = [r["case"] for r in records if "record" not in r]
     assert len(cases) == len(set(cases)) > len(before)
+    # host facts, heap-retention probes and probe steps are journaled too, once each
+    kinds = Counter(r.get("record") for r in records if "record" in r)
+    assert kinds["host"] == 1 and kinds["retention"] == 2 and kinds["probe"] == 6
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    again_records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert Counter(r.get("record") for r in again_records if "record" in r) == kinds
     # the quick profile is valid and prices workloads
     check = subprocess.run([sys.executable, "-m", "hil.cli", "profiles", "validate", str(out)],
                            capture_output=True, text=True, timeout=120)

@@ -1,0 +1,230 @@
+"""A device profile from a calibration's records, every number with its provenance.
+
+Op costs are fitted from the op measurements. With a bench, what the trace does
+not hold yet is measured on it and journaled: the host's memory, storage and
+power, the allocator's heap retention on probe steps, and the probe steps that
+the in-situ correction fits to. Without one (a trace from another program), the
+host sections are marked as not measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from calibration.allocator import StepMemory, retention_from, retention_probes
+from calibration.bench import Bench, HostFacts
+from calibration.fit import fit_groups
+from calibration.insitu import apply_in_situ, fit_in_situ, probes
+from calibration.power import PowerReading
+from calibration.trace import Measurement, TraceRecords, TraceWriter
+from profiles.device import DeviceProfile, parse_profile
+from profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
+from profiles.schema import to_mapping
+
+Progress = Callable[[int, int, str], None]
+# No power meter: whole-machine power from an assumed model, and the profile says so.
+IDLE_W, PER_THREAD_W = 10.0, 6.0
+
+
+def build_profile(name: str, records: TraceRecords, trace_path: Path, *, quick: bool,
+                  bench: Bench | None = None, progress: Progress | None = None
+                  ) -> DeviceProfile:
+    """The profile of the device the records were measured on."""
+    measurements = records.measurements
+    facts = measurements[0].device if measurements else {}
+    threads = int(facts.get("threads", 1) or 1)
+    gpu = str(facts.get("device", "cpu")).startswith("cuda")
+    today = time.strftime("%Y-%m-%d")
+    origin = f" on {bench.origin}" if bench else ""
+    source = f"edgetwin calibrate{' --quick' if quick else ''}{origin}: {trace_path.name}, " \
+             f"{len(measurements)} measurements ({facts.get('cpu') or facts.get('device')})"
+    writer = TraceWriter(trace_path) if bench else None
+    try:
+        host = _host(records, bench, quick, writer) if bench and writer else None
+        power = host.power if host else None
+        compute, provenance = _compute_section(measurements, threads, power, source, today)
+        host_sections, host_provenance = _host_sections(gpu, host, today)
+        where = "calibrated here" if bench is None or bench.origin.startswith("this host") \
+            else f"calibrated{origin}"
+        data: dict[str, Any] = {
+            "schema_version": 1, "name": name,
+            "description": f"{where}: {facts.get('cpu') or facts.get('device')}, "
+                           f"{threads} threads, PyTorch {facts.get('torch', '?')}",
+            "device_class": host.device_class if host else "phone",
+            "identity": {k: str(v) for k, v in facts.items()},
+            "launch": "queued" if gpu else "synchronous",
+            "compute": compute,
+            **host_sections,
+            "provenance": {**provenance, **host_provenance},
+        }
+        if bench is not None and writer is not None and bench.heap_retention_measurable:
+            _heap_retention(data, records, bench, writer, quick=quick, today=today,
+                            progress=progress)
+        profile = parse_profile(data, f"calibration of {name}")
+        if bench is None or writer is None:
+            return profile
+        return _correct_in_situ(data, profile, records, bench, writer, quick=quick, gpu=gpu,
+                                progress=progress)
+    finally:
+        if writer:
+            writer.close()
+
+
+def _host(records: TraceRecords, bench: Bench, quick: bool, writer: TraceWriter
+          ) -> HostFacts:
+    """The host's facts from the trace, or measured on the bench and journaled."""
+    if records.host is not None:
+        d = dict(records.host)
+        power = d.pop("power", None)
+        return HostFacts(**d, power=PowerReading(**power) if power else None)
+    host = bench.host(quick)
+    writer.write_record("host", **dataclasses.asdict(host))
+    return host
+
+
+def _compute_section(measurements: list[Measurement], threads: int,
+                     power: PowerReading | None, source: str, today: str
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-op costs fitted from the measurements, with their provenance."""
+    busy_w = IDLE_W + PER_THREAD_W * threads
+    fits = fit_groups(measurements, {
+        k: busy_w if power is None else
+        (power.contraction_w if k in CONTRACTION_KINDS else power.other_w)
+        for k in COMPUTE_KINDS})
+    compute = {key: to_mapping(f.cost) for key, f in fits.items()}
+    if "elementwise" in fits:
+        compute["default"] = to_mapping(fits["elementwise"].cost)
+    provenance: dict[str, Any] = {
+        f"compute.{key}": {"kind": "calibrated", "source": source, "date": today,
+                           "note": "fit on four fifths of the shapes; fit_error is on the "
+                                   "held-out fifth",
+                           "fit_error": f.score.as_dict()}
+        for key, f in fits.items()}
+    provenance["compute.default"] = {"kind": "calibrated", "source": source, "date": today,
+                                     "note": "the elementwise fit"}
+    provenance["compute"] = {
+        "kind": "assumed", "source": "no power meter on this machine", "date": today,
+        "note": f"busy_power_w from a power model: {IDLE_W:g} W idle + {PER_THREAD_W:g} W "
+                f"per busy thread ({threads})"} if power is None else {
+        "kind": "calibrated", "source": "NVML total-energy counter", "date": today,
+        "note": f"busy_power_w of contractions from a sustained 4096^2 matrix product "
+                f"({power.contraction_w:.0f} W), of other ops from a sustained elementwise "
+                f"multiply ({power.other_w:.0f} W); idle {power.idle_w:.0f} W"}
+    return compute, provenance
+
+
+def _host_sections(gpu: bool, host: HostFacts | None, today: str
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Memory, storage, network, power and thermal sections, with their provenance."""
+    def entry(kind: str, source: str) -> dict[str, str]:
+        return {"kind": kind, "source": source, "date": today}
+
+    not_measured = entry("assumed", "not measured: fitted from a trace alone; set the "
+                         "device's value here")
+    if host is None:
+        host = HostFacts(16384.0, 12000.0, 400.0, 500.0, 1000.0, "phone")
+        memory_from = not_measured
+    elif gpu:
+        memory_from = entry("calibrated", "torch.cuda.mem_get_info at calibration; runtime = "
+                            "device memory of a fresh CUDA context")
+    else:
+        memory_from = entry("calibrated", "/proc/meminfo at calibration; runtime = RSS of a "
+                            "fresh process importing torch, transformers, peft")
+    power = host.power
+    idle_w = IDLE_W if power is None else round(power.idle_w, 1)
+    sections = {
+        "memory": {"ram_mb": round(host.ram_mb, 1),
+                   "usable_ram_mb": round(0.9 * host.available_mb, 1),
+                   "runtime_overhead_mb": round(host.runtime_overhead_mb, 1),
+                   "tensors_in_rss": not gpu},
+        "storage": {"read_mb_per_s": round(host.read_mb_per_s, 1),
+                    "write_mb_per_s": round(host.write_mb_per_s, 1)},
+        "network": {"downlink_mbps": 1000.0, "uplink_mbps": 1000.0, "rtt_ms": 1.0},
+        "power": {"idle_w": idle_w, "io_w": idle_w + 2.0},
+        "thermal": {"ambient_c": 25.0, "resistance_c_per_w": 0.5, "time_constant_s": 300.0,
+                    "throttle_start_c": 95.0, "throttle_full_c": 105.0,
+                    "min_speed_factor": 0.8},
+    }
+    measured = memory_from is not not_measured
+    provenance = {
+        "memory": memory_from,
+        "storage": entry("calibrated", "sequential write with fsync, read with the page "
+                         "cache dropped") if measured else not_measured,
+        "network": entry("assumed", "LAN defaults; not measured"),
+        "power": entry("assumed", "power model, no meter") if power is None else
+        entry("calibrated", "NVML total-energy counter, idle between calibration loads"),
+        "thermal": entry("assumed", "a cooled host that does not throttle"),
+    }
+    return sections, provenance
+
+
+def _heap_retention(data: dict[str, Any], records: TraceRecords, bench: Bench,
+                    writer: TraceWriter, *, quick: bool, today: str,
+                    progress: Progress | None) -> None:
+    """How much freed memory the device's allocator keeps resident in a training step."""
+    plan = retention_probes(quick)
+    measured = []
+    for i, p in enumerate(plan):
+        if p.label in records.retention:
+            got = StepMemory(*records.retention[p.label])
+        else:
+            got = bench.probe_memory(p)
+            writer.write_record("retention", label=p.label, baseline_bytes=got.baseline_bytes,
+                                high_water_bytes=got.high_water_bytes)
+        measured.append((p, got))
+        if progress:
+            progress(i + 1, len(plan), f"heap retention {p.label}")
+    fit = retention_from(measured)
+    data["memory"]["heap_retention"] = fit.retention
+    data["provenance"]["memory.heap_retention"] = {
+        "kind": "calibrated", "source": "VmHWM of fresh processes (calibration.allocator)",
+        "date": today, "note": fit.note()}
+
+
+def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, records: TraceRecords,
+                     bench: Bench, writer: TraceWriter, *, quick: bool, gpu: bool,
+                     progress: Progress | None) -> DeviceProfile:
+    """Time the probe models' steps and fold the in-situ correction into every op cost."""
+    plan = probes(quick)
+    # the full run times every probe twice, one pass after the other, so a slow spell
+    # of a shared machine moves one of the two measurements, not the fit
+    passes = 1 if quick else 2
+    runs: list[list[float]] = [[] for _ in plan]
+    for n in range(passes):
+        for i, p in enumerate(plan):
+            step_s = records.probes.get((p.label, n))
+            if step_s is None:
+                step_s = bench.probe_step_s(p, steps=3 if quick else 5, seed=1)
+                writer.write_record("probe", label=p.label, step_s=step_s, **{"pass": n})
+            runs[i].append(step_s)
+            if progress:
+                progress(n * len(plan) + i + 1, passes * len(plan), f"probe step {p.label}")
+    timed = [(p, statistics.median(r)) for p, r in zip(plan, runs, strict=True)]
+    fix = fit_in_situ(profile, timed)
+    data["compute"] = to_mapping(apply_in_situ(profile, fix))["compute"]
+    how = (f"x{fix.overhead_factor:.3f} on every launch overhead and x{fix.factor:.3f} on "
+           f"device time (a step costs the larger of its launch and device times)" if gpu else
+           f"x{fix.factor:.3f} for contractions, x{fix.other_factor:.3f} for other ops and "
+           f"{fix.overhead_s * 1e6:.2f} us a kernel launch")
+    each = f"{passes} fresh processes" if passes > 1 else "a fresh process"
+    note = (f"op costs from the micro-benchmarks, then {how}, fitted to {len(timed)} whole "
+            f"training steps of probe models, each timed in {each} (step error "
+            f"{fix.mape_pct:.1f} % on them): "
+            + "; ".join(f"{lbl} {m:.4f} s" for lbl, m, _ in fix.probes))
+    for key in list(data["provenance"]):
+        if key.startswith("compute."):
+            data["provenance"][key]["note"] = note
+    return parse_profile(data, f"calibration of {profile.name}")
+
+
+def write_profile(profile: DeviceProfile, path: Path, fits_note: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Device profile written by edgetwin calibrate. {fits_note}\n"
+    path.write_text(header + yaml.safe_dump(to_mapping(profile), sort_keys=False, width=100))

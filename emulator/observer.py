@@ -1,0 +1,49 @@
+"""Watching a run from outside: what the engine tells an observer as it goes.
+
+Replay and periodic validation (in `hil`) need what the run folder does not keep:
+each session's uninterrupted plan and the cut that ended it, and each selection's
+candidates and random state, so that a policy can be asked again with other
+costs. The engine calls these hooks; the default observer does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from emulator.engine import Engine, RoundRow
+    from emulator.policies import Context
+    from emulator.session import Outcome, Planned
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+class Observer:
+    """Hooks of a run, each a no-op here."""
+
+    def selected(self, ctx: Context, candidates: I64, k: int, chosen: I64,
+                 rng_state: Mapping[str, Any], rnd: int) -> None:
+        """A policy chose `chosen` of `candidates` for `k` slots in round `rnd`; the
+        selection stream was at `rng_state` before it chose."""
+
+    def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64) -> None:
+        """Sessions were settled: their rows of client_sessions.csv, in order."""
+
+    def round_closed(self, engine: Engine, row: RoundRow, p: Planned, o: Outcome, cut_s: F64,
+                     cut_status: int) -> None:
+        """A synchronous round closed (before the next is planned); its sessions were
+        cut at `cut_s` as `cut_status`."""
+
+    def finish(self, out: Path) -> dict[str, Any]:
+        """The run is over and its folder is `out`: write what the observer keeps; what it
+        returns is recorded in scenario.resolved.yaml."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the observer holds (links to devices), after the run or on an error."""

@@ -1,0 +1,80 @@
+"""A run folder read back: its scenario, seed and base folder, and the run itself
+simulated again, checked to give the same sessions byte for byte.
+
+Replay needs what the folder's CSV files do not keep (each session's uninterrupted
+plan, the random state of each selection): the run is deterministic, so it is
+simulated again with an observer, and trusted only if it reproduces the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from emulator.engine import Engine, Results
+from emulator.metrics import write_sessions_csv
+from emulator.observer import Observer
+from emulator.scenario import Scenario, load_scenario
+from profiles.errors import InputError
+from profiles.schema import load_yaml
+
+# keys of scenario.resolved.yaml that describe the run, not the scenario
+RUN_METADATA = ("edgetwin_version", "profiles_sha256", "validation_corrections")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+    scenario: Scenario
+    seed: int
+    base: Path  # the folder the scenario's file names are relative to
+    profiles_sha256: dict[str, str]
+
+
+def load_run(run_dir: Path) -> RunFolder:
+    resolved = run_dir / "scenario.resolved.yaml"
+    if not resolved.is_file():
+        raise InputError(str(run_dir), "", "not a run folder (no scenario.resolved.yaml)")
+    meta = {}
+    run_json = run_dir / "run.json"
+    if run_json.is_file():
+        try:
+            meta = json.loads(run_json.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(str(run_json), "", f"not JSON ({err.msg})") from None
+    base = Path(meta.get("scenario_dir") or run_dir)
+    raw = load_yaml(resolved)
+    hashes = raw.get("profiles_sha256", {}) if isinstance(raw, dict) else {}
+    scenario = load_scenario(resolved, base=base, metadata=RUN_METADATA)
+    if scenario.seed is None:
+        raise InputError(str(resolved), "seed", "missing: a run folder records its seed")
+    return RunFolder(run_dir, scenario, scenario.seed, base, dict(hashes))
+
+
+def rerun(run: RunFolder, observer: Observer) -> tuple[Engine, Results]:
+    """The run simulated again with `observer`; refused unless it reproduces the
+    folder's client_sessions.csv exactly. The engine is returned for its session model."""
+    engine = Engine(run.scenario, run.base, run.seed, observer=observer)
+    results = engine.run()
+    changed = [g.profile for g, p in zip(results.fleet.groups, results.fleet.profiles,
+                                         strict=True)
+               if run.profiles_sha256.get(g.profile, p.sha256) != p.sha256]
+    if changed:
+        raise InputError(str(run.path), "profiles_sha256", f"profile {changed[0]!r} changed "
+                         "since the run: simulate it again before replaying it")
+    with tempfile.TemporaryDirectory() as tmp:
+        again = Path(tmp) / "client_sessions.csv"
+        write_sessions_csv(results, again)
+        recorded = run.path / "client_sessions.csv"
+        if not recorded.is_file() or _sha(again) != _sha(recorded):
+            raise InputError(str(recorded), "", "the emulator no longer reproduces this run "
+                             "(edgetwin or a file the scenario names changed): simulate it "
+                             "again before replaying it")
+    return engine, results
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

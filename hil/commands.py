@@ -1,0 +1,215 @@
+"""The attached-device commands: `devices install|check`, `agent`, `replay`, and what
+`calibrate --device NAME --devices FILE` needs of them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from calibration.commands import Target
+from emulator.observer import Observer
+from emulator.scenario import Scenario
+from hil.inventory import load_inventory
+
+
+def add_devices_parser(sub: Any) -> None:
+    p = sub.add_parser("devices", help="attached devices: install the agent, check them",
+                       description="Work with the devices of a devices.yaml inventory "
+                       "(docs/devices.md).")
+    dsub = p.add_subparsers(dest="devices_command", required=True, parser_class=type(p))
+    inst = dsub.add_parser("install", help="put the agent on a device (all by default)")
+    inst.add_argument("devices", type=Path, metavar="DEVICES.yaml")
+    inst.add_argument("names", nargs="*", metavar="NAME")
+    inst.add_argument("--wheel", type=Path, default=None,
+                      help="the edgetwin wheel to install (default: built from this tree)")
+    inst.add_argument("--native-binary", type=Path, default=None,
+                      help="a native runner built for the device (adb: with the NDK)")
+    inst.set_defaults(func=run_install)
+    chk = dsub.add_parser("check", help="connect to each device and print what it is")
+    chk.add_argument("devices", type=Path, metavar="DEVICES.yaml")
+    chk.add_argument("names", nargs="*", metavar="NAME")
+    chk.add_argument("--json", action="store_true", help="one JSON object per device")
+    chk.set_defaults(func=run_check)
+
+
+def add_agent_parser(sub: Any) -> None:
+    from hil.agent import build_parser
+
+    p = sub.add_parser("agent", help="the device-side agent (started by a transport)",
+                       description="Speak the agent protocol on stdin/stdout; never listens "
+                       "on a network port.")
+    build_parser(p)
+    p.set_defaults(func=_run_agent)
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from hil.agent import run_agent
+
+    return run_agent(args)
+
+
+def validation_observer(scenario: Scenario, base: Path) -> Observer | None:
+    """Periodic validation on attached devices, where the scenario has a section for it."""
+    if scenario.validation is None:
+        return None
+    from hil.validation import PeriodicValidation
+
+    return PeriodicValidation(scenario, base)
+
+
+def attached_target(args: argparse.Namespace) -> Target:
+    """`calibrate --device NAME --devices FILE`: the device's agent as the bench; the
+    profile goes to the device's profile file, named as that file is."""
+    from hil.remote_bench import AgentBench
+
+    inventory = load_inventory(args.devices)
+    device = inventory.get(args.device)
+    if args.out is not None:
+        out = args.out
+    elif device.profile_path is not None:
+        out = device.profile_path
+    else:
+        out = Path(f"{device.name}.yaml")
+    existing = device.load_profile() if device.profile_path is not None else None
+    name = args.name or (existing.name if existing else out.stem)
+    bench = AgentBench(device, f"{out.stem}.trace.jsonl",
+                       log=lambda line: print(f"edgetwin: {line}", file=sys.stderr))
+    return Target(bench, name, out)
+
+
+def run_install(args: argparse.Namespace) -> int:
+    from hil.install import install
+
+    inventory = load_inventory(args.devices)
+    devices = [inventory.get(n) for n in args.names] if args.names else inventory.devices
+    for d in devices:
+        install(d, wheel=args.wheel, native_binary=args.native_binary,
+                log=lambda line: print(line, file=sys.stderr))
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from hil.check import COLUMNS, check_all
+
+    rows = check_all(load_inventory(args.devices), args.names or None)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+    else:
+        table = Table(title=f"devices of {args.devices}", title_justify="left")
+        for col in COLUMNS:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*[str(row.get(c, "-")) for c in COLUMNS])
+        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+    return 0 if all(r.get("reachable") == "yes" for r in rows) else 1
+
+
+def add_replay_parser(sub: Any) -> None:
+    p = sub.add_parser("replay", help="replay sampled sessions of a run on attached devices",
+                       description="Run a stratified sample of an emulated run's sessions on "
+                       "the attached devices standing for their profiles; report predicted "
+                       "against measured, and whether the emulator's decisions hold.")
+    p.add_argument("run", type=Path, metavar="RUN_DIR")
+    p.add_argument("--devices", type=Path, required=True, metavar="DEVICES.yaml")
+    p.add_argument("--sample", type=int, default=40, help="sessions to replay (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/replay")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="write a corrected profile per device class, scored on half the "
+                   "sessions")
+    p.add_argument("--retries", type=int, default=3,
+                   help="reconnections of a failing device before it gives up (default 3)")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=run_replay)
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from hil import replay as rp
+    from hil.crosscheck import crosscheck
+    from hil.crossreport import write_report
+    from hil.recalibrate import recalibrate
+    from profiles.errors import InputError
+
+    if args.sample <= 0:
+        raise InputError("--sample", str(args.sample), "must be > 0")
+    if args.retries < 0:
+        raise InputError("--retries", str(args.retries), "must be >= 0")
+    out = args.out or args.run / "replay"
+    prepared = rp.prepare(args.run, args.devices)
+    options = rp.ReplayOptions(args.sample, args.seed, args.retries)
+    journal, todo = rp.open_journal(prepared, args.devices, out, options)
+    console = Console(stderr=True, highlight=False)
+    total = len(journal.header["sample"])
+    busy: set[str] = set()
+    errors = [0]
+    with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True,
+                  disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("", total=total, completed=total - len(todo), state="")
+
+        def show() -> None:
+            bar.update(task, state=f"devices busy: {', '.join(sorted(busy)) or '-'}; "
+                       f"errors {errors[0]}")
+
+        def done(device: str, ok: bool) -> None:
+            bar.advance(task)
+            show()
+
+        def error(device: str, line: str) -> None:
+            errors[0] += 1
+            console.print(f"edgetwin: {line}")
+            show()
+
+        def set_busy(device: str, on: bool) -> None:
+            (busy.add if on else busy.discard)(device)
+            show()
+
+        try:
+            rp.DevicePool(prepared, journal, options, rp.Progress(done, error, set_busy)
+                          ).run(todo)
+        except KeyboardInterrupt:
+            console.print(f"interrupted: {len(journal.replayed())} of {total} sessions "
+                          f"replayed, journaled in {journal.path}; run the same command to "
+                          "carry on")
+            return 130
+    replayed, lost = journal.replayed(), journal.lost()
+    report = crosscheck(prepared, journal.header, replayed, lost)
+    if args.recalibrate:
+        report["recalibration"] = recalibrate(prepared, replayed, out, args.seed)
+    write_report(report, replayed, out, plots=not args.no_plots)
+    _print_replay(report, out)
+    return 0
+
+
+def _print_replay(r: dict[str, Any], out: Path) -> None:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v * 100:.1f} %"
+
+    st = r.get("step_time") or {}
+    print(f"replayed {r['sessions_replayed']} of {r['sessions_sampled']} sessions "
+          f"({r['sessions_lost']} lost): step time median |error| "
+          f"{pct(st.get('median_abs_error'))}, {pct(st.get('within_10pct'))} within +-10 %; "
+          f"decisions agree {pct(r['decision_agreement'])} (uniform "
+          f"{pct(r['strata']['uniform']['decision_agreement'])}, near the deadline "
+          f"{pct(r['strata']['near_deadline']['decision_agreement'])}); selection agreement "
+          f"{pct(r['selection_agreement'])}")
+    print(f"wrote {out}/ (crosscheck.md, crosscheck.json, journal.jsonl, plots)")

@@ -1,0 +1,178 @@
+"""crosscheck.json, crosscheck.md and the plots of a replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hil.crosscheck import METRICS
+
+LABELS = {"step_time": "step time", "session_time": "session time",
+          "peak_memory": "peak memory", "energy": "energy"}
+UNITS = {"step_time": ("step_s", "median_step_s", "s"),
+         "session_time": ("compute_s", "compute_s", "s"),
+         "peak_memory": ("peak_memory_mb", "peak_memory_mb", "MiB"),
+         "energy": ("energy_j", "energy_j", "J")}
+
+
+def write_report(report: dict[str, Any], replayed: list[dict[str, Any]], out: Path,
+                 plots: bool = True) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "crosscheck.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    names = write_plots(replayed, out) if plots else []
+    (out / "crosscheck.md").write_text(markdown(report, names))
+    return names
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:+.1f} %" if v < 0 else f"{v * 100:.1f} %"
+
+
+def _row(name: str, f: dict[str, Any]) -> str:
+    cells = []
+    for m in METRICS:
+        s = f.get(m)
+        cells.append("n/a" if s is None else
+                     f"{s['median_abs_error'] * 100:.1f} % ({s['within_10pct'] * 100:.0f} %)")
+    agree = f.get("decision_agreement")
+    return (f"| {name} | {f.get('sessions', 0)} | " + " | ".join(cells) +
+            f" | {'-' if agree is None else f'{agree * 100:.1f} %'} |")
+
+
+def markdown(r: dict[str, Any], plots: list[str]) -> str:
+    head = "| | sessions | " + " | ".join(LABELS[m] for m in METRICS) + " | decisions agree |"
+    rule = "|---|---:|" + "---:|" * len(METRICS) + "---:|"
+    lines = [
+        f"# Cross-check of {Path(r['run']).name} on attached devices", "",
+        f"Run `{r['run']}`, devices `{r['devices']}`, sample seed {r['seed']}: "
+        f"{r['sessions_sampled']} sessions sampled, {r['sessions_replayed']} replayed, "
+        f"{r['sessions_lost']} lost.", "",
+        "Each cell: median |error| of the prediction (share within +-10 %). Error is "
+        "predicted / measured - 1. Decisions agree: the session's outcome is the same when "
+        "the measured step time, power and peak memory replace the predicted ones in the "
+        "emulator's session model, with the run's round close times.", "",
+        head, rule, _row("all", r),
+        *(_row(f"stratum: {k.replace('_', '-')}", v) for k, v in r["strata"].items()),
+        *(_row(f"device: {k}", v) for k, v in r["per_device"].items()), ""]
+    signed = ", ".join(f"{LABELS[m]} {_pct(r[m]['mean_signed_error'])}" for m in METRICS
+                       if r.get(m))
+    lines += [f"Mean signed error: {signed}.", ""]
+    sel = r.get("selection_agreement")
+    lines += [f"Selection agreement: {'-' if sel is None else f'{sel * 100:.1f} %'} of the "
+              "clients the policy selected in the sampled rounds stay selected when each "
+              "group's costs are scaled by what its devices measured"
+              + (" (" + ", ".join(f"{g} {v * 100:.1f} %" for g, v in
+                                  r["selection_agreement_by_group"].items()) + ")"
+                 if r["selection_agreement_by_group"] else "") + ".", ""]
+    t = r["transfers"]
+    lines += ["Transfers (medians): download modelled on the clients' links "
+              f"{_s(t['download_s']['modelled'])}, measured on the devices' own "
+              f"{_s(t['download_s']['measured'])}; upload {_s(t['upload_s']['modelled'])} "
+              f"and {_s(t['upload_s']['measured'])}. The decision check keeps the modelled "
+              "ones: a group's link describes a population, not the cable to the test "
+              "device.", ""]
+    if r["upload_bytes_mismatches"]:
+        lines += [f"Upload bytes differing from the workload model: "
+                  f"{len(r['upload_bytes_mismatches'])} sessions.", ""]
+    else:
+        lines += ["Upload bytes: every replayed session sent exactly the predicted bytes.", ""]
+    if r["disagreements"]:
+        lines += ["## Decisions that flip", "", "| session | group | device | stratum | "
+                  "emulated | with measured figures |", "|---:|---|---|---|---|---|"]
+        lines += [f"| {d['session']} | {d['group']} | {d['device']} | {d['stratum']} | "
+                  f"{d['emulated']} | {d['with_measured_figures']} |" for d in r["disagreements"]]
+        lines += [""]
+    if r["lost"]:
+        lines += ["## Lost", "", "| session | device | reason |", "|---:|---|---|"]
+        lines += [f"| {e['session']} | {e['device'] or '-'} | {e['reason']} |"
+                  for e in r["lost"]]
+        lines += [""]
+    if r.get("recalibration"):
+        lines += ["## Recalibrated profiles", "", "| profile | sessions fitted | scored | "
+                  "step factor | median |error| before | after | file |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for c in r["recalibration"]:
+            lines.append(f"| {c['profile']} | {c['fitted']} | {c['scored']} | "
+                         f"x{c['step_factor']:.3f} | {c['before']['median_abs_error'] * 100:.1f} % "
+                         f"| {c['after']['median_abs_error'] * 100:.1f} % | {c['file']} |")
+        lines += [""]
+    lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f} s"
+
+
+def write_plots(replayed: list[dict[str, Any]], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [e for e in replayed if not e["measured"].get("out_of_memory")]
+    names = []
+    fig, axes = plt.subplots(2, 2, figsize=(9, 8))
+    for ax, metric in zip(axes.flat, METRICS, strict=True):
+        pk, mk, unit = UNITS[metric]
+        pts = [(e["predicted"][pk], e["measured"][mk]) for e in ok
+               if e["measured"].get(mk) is not None]
+        ax.set_title(LABELS[metric])
+        if not pts:
+            ax.text(0.5, 0.5, "no meter readable", ha="center", va="center",
+                    transform=ax.transAxes)
+            continue
+        lo = min(min(p) for p in pts) * 0.8
+        hi = max(max(p) for p in pts) * 1.25
+        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], alpha=0.15,
+                        color="grey", label="+-10 %")
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1)
+        for device in sorted({e["device"] for e in ok}):
+            mine = [(e["predicted"][pk], e["measured"][mk]) for e in ok
+                    if e["device"] == device and e["measured"].get(mk) is not None]
+            ax.scatter([m for _, m in mine], [p for p, _ in mine], s=14, label=device)
+        ax.set_xlabel(f"measured {unit}")
+        ax.set_ylabel(f"predicted {unit}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "predicted_vs_measured.png", dpi=110)
+    plt.close(fig)
+    names.append("predicted_vs_measured.png")
+
+    from hil.crosscheck import signed_errors
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for metric in METRICS:
+        errs = sorted(abs(x) for x in signed_errors(ok, metric))
+        if errs:
+            ax.step([x * 100 for x in errs], [(i + 1) / len(errs) for i in range(len(errs))],
+                    where="post", label=LABELS[metric])
+    ax.axvline(10, color="grey", lw=1, ls="--")
+    ax.set_xlabel("|error| %")
+    ax.set_ylabel("share of sessions")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "error_cdf.png", dpi=110)
+    plt.close(fig)
+    names.append("error_cdf.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    t0 = min((e["started_at"] for e in ok), default=0.0)
+    for device in sorted({e["device"] for e in ok}):
+        mine = sorted((e["finished_at"] - t0, signed_errors([e], "step_time"))
+                      for e in ok if e["device"] == device)
+        xs = [t for t, err in mine if err]
+        ys = [err[0] * 100 for _, err in mine if err]
+        ax.plot(xs, ys, marker="o", ms=3, lw=1, label=device)
+    ax.axhspan(-10, 10, color="grey", alpha=0.15)
+    ax.set_xlabel("replay wall time s")
+    ax.set_ylabel("step time error %")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "error_over_time.png", dpi=110)
+    plt.close(fig)
+    names.append("error_over_time.png")
+    return names

@@ -1,0 +1,187 @@
+"""Calibration of an attached device: the measurements run on it, through its agent.
+
+Every measurement streams back as it is taken and is journaled here by the
+calibration; the agent also keeps its own copy on the device. A link that drops is
+reconnected with backoff, the device's copy is pulled to recover what was
+measured but not yet received, and the calibration carries on with what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from calibration.allocator import StepMemory
+from calibration.bench import HostFacts, Plan
+from calibration.opsuite import Case
+from calibration.power import PowerReading
+from calibration.probe_models import Probe
+from calibration.trace import Measurement, parse_line
+from hil.inventory import Device
+from hil.link import AgentError, AgentLink
+from hil.sessions import native_ops, probe_field, session_fields
+from hil.transports import LinkError, transport_for
+from profiles.setup import TrainingSetup
+from profiles.workload import build_workload
+
+CASES_PER_REQUEST = 16
+RETRIES = 4
+BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
+
+
+def connect(device: Device, retries: int = RETRIES,
+            sleep: Callable[[float], None] = time.sleep) -> AgentLink:
+    """A link to the device's agent, retried with backoff unless the failure is one that
+    trying again cannot mend."""
+    for attempt in range(retries + 1):
+        try:
+            return AgentLink(transport_for(device))
+        except LinkError as err:
+            if err.permanent or attempt == retries:
+                raise
+            sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+    raise AssertionError("unreachable")
+
+
+class AgentBench:
+    """Calibration measurements on an attached device, through its agent."""
+
+    def __init__(self, device: Device, journal: str,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.dev = device
+        self.transport = transport_for(device)
+        self.device: str = device.runner.torch_device
+        self.native = device.runner.kind == "native"
+        self.origin = (f"attached device {device.name} ({device.transport.kind}, "
+                       f"{device.runner.kind} runner)")
+        self.journal = f"calibration/{journal}"  # the device's own copy, in its work dir
+        self.heap_retention_measurable = not self.native and self.device == "cpu"
+        self.log = log or (lambda line: None)
+        self.link = connect(device)
+
+    def close(self) -> None:
+        self.link.close()
+
+    def facts(self) -> dict[str, Any]:
+        return dict(self._call("facts", 600.0)["facts"])
+
+    # --- op cases ----------------------------------------------------------------------------
+    def measure(self, cases: Sequence[Case], plan: Plan,
+                record: Callable[[Measurement], None]) -> None:
+        left = {c.id: c for c in cases}
+        retries = 0
+        while left:
+            batch = list(left.values())[:CASES_PER_REQUEST]
+            try:
+                for ev in self.link.events(
+                        "calibrate", 900.0, stage="ops", cases=[_case_field(c) for c in batch],
+                        journal=self.journal, min_time_s=plan.min_time_s,
+                        max_reps=plan.max_reps, quick=plan.quick,
+                        torch_device=self.device):
+                    self._measurement(ev, left, record)
+                    if ev["event"] == "error":
+                        raise AgentError(self.dev.name, ev.get("code", ""),
+                                         ev.get("message", ""))
+                retries = 0
+            except LinkError as err:
+                retries += 1
+                if err.permanent or retries > RETRIES:
+                    raise
+                self.log(f"{err}; reconnecting")
+                time.sleep(BACKOFF_S[min(retries - 1, len(BACKOFF_S) - 1)])
+                self.link.close()
+                self.link = connect(self.dev)
+                for m in self._recover():
+                    if m.case in left:
+                        del left[m.case]
+                        record(m)
+
+    def _measurement(self, ev: dict[str, Any], left: dict[str, Case],
+                     record: Callable[[Measurement], None]) -> None:
+        if ev["event"] == "skipped":  # a runner without this op kind
+            left.pop(str(ev.get("case")), None)
+        elif ev["event"] == "measurement":
+            m = parse_line(str(ev["trace"]), f"{self.dev.name} (agent)", 1)
+            if m.case in left:
+                del left[m.case]
+                record(m)
+
+    def _recover(self) -> Iterator[Measurement]:
+        """Measurements the device journaled that the dropped link did not carry."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "device.trace.jsonl"
+            try:
+                self.transport.pull(f"{self.transport.workdir}/{self.journal}", local)
+            except LinkError:
+                return
+            for number, line in enumerate(local.read_text().splitlines(), start=1):
+                with contextlib.suppress(Exception):  # a torn last line is measured again
+                    yield parse_line(line, str(local), number)
+
+    # --- probe steps, memory, host --------------------------------------------------------------
+    def probe_step_s(self, probe: Probe, steps: int, seed: int) -> float:
+        if self.native:  # the runner's own training step: the probe's op list
+            w = build_workload(probe.arch, probe.method,
+                               TrainingSetup(batch=probe.batch, seq=probe.seq))
+            got = self._call("session", 1800.0, **session_fields(
+                probe.arch, probe.method, w.setup, steps + 2, b"", seed, "cpu",
+                ops=native_ops(w)))
+            return float(statistics.median(got["step_time_s"][2:]))
+        got = self._call("calibrate", 1800.0, stage="probes", probes=[_probe_field(
+            probe, steps, seed)], torch_device=self.device, timeout_s=3600.0)
+        return float(got["probes"][0])
+
+    def probe_memory(self, probe: Probe) -> StepMemory:
+        got = self._call("calibrate", 1800.0, stage="retention",
+                         probes=[_probe_field(probe, 3, 0)], torch_device=self.device,
+                         timeout_s=3600.0)
+        return StepMemory(**got["retention"][0])
+
+    def host(self, quick: bool) -> HostFacts:
+        got = self._call("calibrate", 1800.0, stage="host", quick=quick,
+                         torch_device=self.device, timeout_s=3600.0)
+        d = dict(got["host"])
+        power = d.pop("power", None)
+        return HostFacts(**d, power=PowerReading(**power) if power else None)
+
+    def _call(self, kind: str, silence_s: float, **fields: Any) -> dict[str, Any]:
+        """A request's result, with the stage's streamed values collected under their
+        event name; a dropped link is reconnected and the request asked again."""
+        for attempt in range(RETRIES + 1):
+            try:
+                collected: dict[str, list[Any]] = {}
+                last: dict[str, Any] = {}
+                for ev in self.link.events(kind, silence_s, **fields):
+                    name = ev["event"]
+                    if name == "probe":
+                        collected.setdefault("probes", []).append(ev["step_s"])
+                    elif name == "retention":
+                        collected.setdefault("retention", []).append(
+                            {k: ev[k] for k in ("baseline_bytes", "high_water_bytes")})
+                    last = ev
+                if last.get("event") == "error":
+                    raise AgentError(self.dev.name, str(last.get("code")),
+                                     str(last.get("message")))
+                return {**last, **collected}
+            except LinkError as err:
+                if err.permanent or attempt == RETRIES:
+                    raise
+                self.log(f"{err}; reconnecting")
+                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                self.link.close()
+                self.link = connect(self.dev)
+        raise AssertionError("unreachable")
+
+
+def _case_field(c: Case) -> dict[str, Any]:
+    return {"op": c.op, "impl": c.impl, "phase": c.phase, "shape": list(c.shape),
+            "flops": c.flops, "bytes": c.bytes, "kernels": c.kernels}
+
+
+def _probe_field(p: Probe, steps: int, seed: int) -> dict[str, Any]:
+    return probe_field(p.arch, p.method, p.batch, p.seq, steps, seed)
