@@ -397,6 +397,10 @@ def resolve_profile(name: str, base: Path) -> DeviceProfile:
 
 
 def _check_profile(where: str, key: str, name: str, base: Path) -> DeviceProfile:
+    if Path(name).suffix in (".yaml", ".yml") and not (base / name).exists():
+        raise InputError(where, key, f"file {name!r} does not exist (relative to {base}): "
+                         "calibrate the device that stands for it (docs/devices.md), or name "
+                         "a shipped profile")
     try:
         return resolve_profile(name, base)
     except InputError as err:

@@ -3,7 +3,21 @@
 // line) to stdout or --out FILE, for devices without Python (phones over adb).
 // FLOPs and bytes are counted as profiles/ops.py counts them.
 //
+// The same binary is also the native runner: `opbench --agent --workdir DIR` speaks the
+// agent protocol of hil/protocol.py on stdin/stdout (see agent.hpp).
+//
 //   g++ -O2 -std=c++17 -o opbench opbench.cpp && ./opbench --quick --out trace.jsonl
+//   ./opbench --agent --workdir /data/local/tmp/edgetwin
+//
+// The headers beside this file are included, not compiled on their own: building this
+// one file builds everything (with g++ or the Android NDK's clang++).
+
+// sched_getaffinity and the CPU_* macros (agent facts) are GNU extensions; define it
+// before any system header is included.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,34 +32,15 @@
 #include <string>
 #include <vector>
 
+#include "agent.hpp"
+#include "kernels.hpp"
+#include "timing.hpp"
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-struct Stats {
-  double median, min, max, mean, std;
-  int reps;
-};
-
-Stats time_it(const std::function<void()>& fn, double min_time_s, int max_reps) {
-  fn();  // warm-up
-  std::vector<double> s;
-  double total = 0;
-  while (s.size() < 3 || (total < min_time_s && static_cast<int>(s.size()) < max_reps)) {
-    auto t0 = Clock::now();
-    fn();
-    double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-    s.push_back(dt);
-    total += dt;
-  }
-  std::vector<double> sorted = s;
-  std::sort(sorted.begin(), sorted.end());
-  double mean = total / s.size(), var = 0;
-  for (double x : s) var += (x - mean) * (x - mean);
-  size_t n = sorted.size();
-  double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-  return {median, sorted.front(), sorted.back(), mean, std::sqrt(var / n), static_cast<int>(n)};
-}
+using edgetwin::matmul;
+using edgetwin::Stats;
+using edgetwin::time_it;
 
 std::string shape_str(const std::vector<long>& shape, const char* sep) {
   std::ostringstream o;
@@ -76,21 +71,11 @@ std::vector<float> randv(size_t n, std::mt19937& rng) {
   return v;
 }
 
-// C[m x n] = A[m x k] B[k x n], i-k-j order (the naive trainer's loop, cache-friendlier)
-void matmul(const float* a, const float* b, float* c, long m, long k, long n) {
-  std::fill(c, c + m * n, 0.f);
-  for (long i = 0; i < m; ++i)
-    for (long p = 0; p < k; ++p) {
-      float av = a[i * k + p];
-      const float* brow = b + p * n;
-      float* crow = c + i * n;
-      for (long j = 0; j < n; ++j) crow[j] += av * brow[j];
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--agent") == 0) return edgetwin::agent_main(argc, argv);
   bool quick = false;
   std::string out_path;
   for (int i = 1; i < argc; ++i) {
@@ -98,7 +83,9 @@ int main(int argc, char** argv) {
     if (a == "--quick") quick = true;
     else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
     else {
-      std::cerr << "usage: opbench [--quick] [--out FILE]\n";
+      std::cerr << "usage: opbench [--quick] [--out FILE]\n"
+                   "       opbench --agent --workdir DIR [--max-line-bytes N] [--timeout-s S] "
+                   "[--max-memory-mb M]\n";
       return 2;
     }
   }
