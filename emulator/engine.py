@@ -212,7 +212,8 @@ class Engine:
                     proc.interrupt()
             # the moment the round stopped waiting: where every session had ended by
             # itself, the deadline it would still have waited for
-            waited = close if cut == DEADLINE or state.event.triggered else start + o.deadline_s
+            closed_at_target = o.close_at_target and state.event.triggered
+            waited = close if cut == DEADLINE or closed_at_target else start + o.deadline_s
             cut_s = np.full(len(chosen), waited)
             cut = DEADLINE if waited != close else cut
             outcome = self.model.account(planned, cut_s, cut)
