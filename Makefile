@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo workload-demo test lint bench clean
+.PHONY: demo workload-demo hil-demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ workload-demo: $(VENV)/.core
 	$(BIN)/edgetwin workload --model gemma-3-270m --method lora --lora-rank 8 --lora-alpha 32 \
 	  --lora-targets q_proj,k_proj,v_proj,o_proj --batch 1 --seq 64 --grad-accum 8 \
 	  --serialization npy --device all --plot runs/workload.png
+
+# the attached-device loop on this host: two local device classes calibrated, a run over
+# them simulated and replayed on them (about ten minutes; see docs/devices.md)
+HIL_DEVICES := scenarios/devices/hil_local.yaml
+scenarios/calibrated/%.yaml: | $(VENV)/.full
+	$(BIN)/edgetwin calibrate --device $* --devices $(HIL_DEVICES) --quick --resume
+
+hil-demo: scenarios/calibrated/one-core.yaml scenarios/calibrated/two-core.yaml
+	$(BIN)/edgetwin simulate scenarios/hil_local.yaml --out runs/hil-local
+	$(BIN)/edgetwin replay runs/hil-local --devices $(HIL_DEVICES) --sample 40
 
 lint: $(VENV)/.full
 	$(BIN)/ruff check .

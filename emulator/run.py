@@ -22,6 +22,7 @@ from emulator.observer import Observer
 from emulator.report import write_plots, write_report
 from emulator.scenario import Scenario, resolved
 from profiles.errors import InputError
+from profiles.version import package_version
 
 
 @dataclass
@@ -30,15 +31,6 @@ class RunOutput:
     summary: dict[str, Any]
     folder: Path
     wall_s: float
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgetwin")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def simulate(scenario: Scenario, out: Path, *, plots: bool = True,

@@ -33,6 +33,7 @@ from profiles.method import Method
 from profiles.models import ModelArch
 from profiles.schema import from_mapping
 from profiles.setup import TrainingSetup
+from profiles.version import package_version
 
 MIB = 1024 * 1024
 POLL_S = 0.02
@@ -256,7 +257,7 @@ class Agent:
                 "host": platform.node(), "cpu": cpu or platform.processor(),
                 "cores": os.cpu_count() or 0, "cpus": cpus, "threads": self.threads,
                 "ram_mb": round(_ram_mb(), 1), "python": platform.python_version(),
-                "edgetwin": _version(), "meters": readable_meters(),
+                "edgetwin": package_version(), "meters": readable_meters(),
                 "workdir": str(self.workdir)}
 
 
@@ -323,15 +324,6 @@ def _ram_mb() -> float:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) / 1024
     return 4096.0
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgetwin")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

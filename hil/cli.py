@@ -10,6 +10,7 @@ from typing import NoReturn
 from hil.link import AgentError
 from hil.transports import LinkError
 from profiles.errors import InputError
+from profiles.version import package_version
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="edgetwin", description="A calibrated digital twin of an edge "
                      "fleet that fine-tunes LLMs by federated learning.")
-    parser.add_argument("--version", action="version", version=f"edgetwin {_version()}")
+    parser.add_argument("--version", action="version", version=f"edgetwin {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     profile_commands.add_workload_parser(sub)
     profile_commands.add_profiles_parser(sub)
@@ -52,15 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgetwin: interrupted", file=sys.stderr)
         return 130
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgetwin")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

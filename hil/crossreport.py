@@ -122,6 +122,7 @@ def write_plots(replayed: list[dict[str, Any]], out: Path) -> list[str]:
         if not pts:
             ax.text(0.5, 0.5, "no meter readable", ha="center", va="center",
                     transform=ax.transAxes)
+            ax.set_axis_off()
             continue
         lo = min(min(p) for p in pts) * 0.8
         hi = max(max(p) for p in pts) * 1.25

@@ -11,6 +11,7 @@ NDK is pushed (adb).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,8 +48,11 @@ def build_wheel(log: Callable[[str], None]) -> Path:
                         "edgetwin-*.whl", permanent=True)
     out = Path(tempfile.mkdtemp(prefix="edgetwin-wheel-"))
     log("building the edgetwin wheel")
+    leftover = not (ROOT / "build").exists()  # setuptools builds in the tree: tidy after it
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                            str(out), str(ROOT)], capture_output=True, text=True, timeout=900)
+    if leftover:
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
     wheels = sorted(out.glob("edgetwin-*.whl"))
     if done.returncode != 0 or not wheels:
         last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from calibration.opsuite import Case
+
 PROTOCOL = "edgetwin-agent"
 VERSION = 1
 KINDS = ("facts", "calibrate", "session")
@@ -111,19 +113,6 @@ class Bounds:
 
 
 @dataclass(frozen=True)
-class CaseSpec:
-    """One op-suite case (calibration.opsuite.Case), as it travels."""
-
-    op: str
-    impl: str
-    phase: str
-    shape: tuple[int, ...]
-    flops: float
-    bytes: float
-    kernels: int
-
-
-@dataclass(frozen=True)
 class ProbeSpec:
     """One probe training step: model, method, batch x sequence, steps to time."""
 
@@ -145,7 +134,7 @@ class Calibrate:
     id: str
     stage: str
     bounds: Bounds
-    cases: tuple[CaseSpec, ...] = ()
+    cases: tuple[Case, ...] = ()
     probes: tuple[ProbeSpec, ...] = ()
     journal: str | None = None  # relative to the work directory: the device's own copy
     min_time_s: float = 0.05
@@ -250,7 +239,7 @@ def _payload(d: dict[str, Any], rid: str) -> bytes:
     return data
 
 
-def _case(c: Any, rid: str, i: int) -> CaseSpec:
+def _case(c: Any, rid: str, i: int) -> Case:
     if not isinstance(c, dict):
         raise ProtocolError(BAD_VALUE, f"cases[{i}]: expected an object", rid)
     f = _Fields(c, rid, set(), prefix=f"cases[{i}].")
@@ -259,7 +248,7 @@ def _case(c: Any, rid: str, i: int) -> CaseSpec:
             isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 34 for d in shape):
         raise ProtocolError(BAD_VALUE, f"cases[{i}].shape: expected 1-6 positive integers",
                             rid)
-    spec = CaseSpec(f.text("op", None) or "", f.text("impl", None) or "",
+    spec = Case(f.text("op", None) or "", f.text("impl", None) or "",
                     f.text("phase", None) or "", tuple(shape),
                     f.number("flops", 0.0, 1e18, None), f.number("bytes", 0.0, 1e15, None),
                     int(f.number("kernels", 0, 10_000, 1, integer=True)))

@@ -216,3 +216,12 @@ def test_sigterm_stops_the_agent_and_its_worker(tmp_path: Path) -> None:
     from tests.hil_helpers import agent_processes
 
     assert not agent_processes(tmp_path / "work")
+
+
+def test_edgetwin_agent_is_the_same_agent(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "agent", "--workdir",
+                           str(tmp_path / "w")], input=proto.encode(proto.request("x", "1")),
+                          capture_output=True, timeout=120)
+    hello, error = (json.loads(line) for line in proc.stdout.splitlines())
+    assert hello["event"] == "hello" and error["code"] == "unknown_kind"
+    assert proc.returncode == 0

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hil.agent import kill_tree
 from tests.hil_helpers import (
     agent_processes,
     edgetwin,
@@ -70,22 +70,8 @@ class Sshd:
     def kill(self) -> None:
         """The daemon and every connection it serves, as when a device drops off."""
         assert self.proc is not None
-        pids = _tree(self.proc.pid)
-        for pid in reversed(pids):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        kill_tree(self.proc.pid)
         self.proc.wait(timeout=10)
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        with contextlib.suppress(OSError, ValueError):
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-    return out
 
 
 @pytest.fixture(scope="module")
