@@ -181,7 +181,7 @@ class Agent:
         terminal event (which is emitted too when `forward`)."""
         from hil import worker
 
-        ctx = _context()
+        ctx = _context(task)
         receive, send = ctx.Pipe(duplex=False)
         child = ctx.Process(target=worker.run, args=(task, spec, send, self.threads),
                             daemon=False)
@@ -191,6 +191,7 @@ class Agent:
         deadline = time.monotonic() + bounds.timeout_s
         last: dict[str, Any] = {}
         emitted = False
+        next_check = 0.0
         try:
             while True:
                 if receive.poll(POLL_S):
@@ -205,9 +206,11 @@ class Agent:
                     if name in proto.TERMINAL:
                         last = {"event": name, **msg}
                         break
-                    continue
-                if not child.is_alive() and not receive.poll(0):
+                elif not child.is_alive():
                     break
+                if time.monotonic() < next_check:  # the bounds, every POLL_S however busy
+                    continue
+                next_check = time.monotonic() + POLL_S
                 used = tree_rss_mb(child.pid or 0)
                 if used > bounds.max_memory_mb:
                     self.stop_child()
@@ -279,11 +282,15 @@ def _check_session(req: Session) -> None:
                             "grad_accum over 10,000", req.id)
 
 
-def _context() -> Any:
+# what each kind of work imports; the agent imports it once, before its first child
+PRELOAD = {"session": ("torch", "transformers", "peft")}
+
+
+def _context(task: str) -> Any:
     """Children are forked from an agent that imported the training libraries once (no
     torch op has run in it, so no thread pool is copied): a session starts in
     milliseconds, with the resident set of a trainer process."""
-    for name in ("torch", "transformers", "peft"):
+    for name in PRELOAD.get(task, ("torch",)):
         with contextlib.suppress(ImportError):
             __import__(name)
     return multiprocessing.get_context("fork")
