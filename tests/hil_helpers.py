@@ -113,3 +113,25 @@ def agent_processes(workdir: Path) -> list[tuple[int, int]]:
         if b"hil.agent" in cmd and str(workdir).encode() in cmd:
             out.append((int(proc.name), ppid))
     return out
+
+
+def with_standin_profiles(scenario: Path, folder: Path) -> Path:
+    """A shipped scenario ready to run here: one over profiles that calibration writes
+    (`calibrated/NAME.yaml`) is copied into `folder` beside stand-ins of those profiles
+    (a shipped profile under each name) and the models it names; any other is itself."""
+    text = scenario.read_text()
+    if "calibrated/" not in text:
+        return scenario
+    import shutil
+
+    copy = folder / scenario.name
+    copy.write_text(text)
+    for model in (scenario.parent / "models").iterdir():
+        shutil.copytree(model, folder / "models" / model.name, dirs_exist_ok=True)
+    (folder / "calibrated").mkdir(exist_ok=True)
+    data = yaml.safe_load(text)
+    for group in data["fleet"]["groups"]:
+        if group["profile"].startswith("calibrated/"):
+            name = Path(group["profile"]).stem
+            profile_named("laptop-x86-8core", name, folder / "calibrated" / f"{name}.yaml")
+    return copy

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from .emulator_helpers import SCENARIOS
+from .hil_helpers import with_standin_profiles
 
 SHIPPED = sorted(p.name for p in SCENARIOS.glob("*.yaml"))
 OUTPUTS = ("summary.json", "rounds.csv", "client_sessions.csv", "scenario.resolved.yaml",
@@ -29,7 +30,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for name in SHIPPED:
         folder = tmp_path_factory.mktemp(name.removesuffix(".yaml"))
-        done = simulate(SCENARIOS / name, folder)
+        scenario = with_standin_profiles(SCENARIOS / name, tmp_path_factory.mktemp("scenario"))
+        done = simulate(scenario, folder)
         assert done.returncode == 0, done.stderr
         out[name] = folder
     return out

@@ -14,7 +14,7 @@ from emulator.scenario import Scenario, load_scenario
 from profiles.errors import InputError
 
 from .emulator_helpers import SCENARIOS
-from .hil_helpers import profile_named
+from .hil_helpers import with_standin_profiles
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenarios.md"
 
@@ -48,13 +48,10 @@ def test_shipped_scenarios_load(tmp_path: Path) -> None:
             continue
         # a scenario over profiles calibrated where it runs: refused in one line until they
         # exist, loaded once they do (stand-ins here)
-        copy = tmp_path / path.name
-        copy.write_text(path.read_text())
-        for model in (SCENARIOS / "models").iterdir():
-            shutil.copytree(model, tmp_path / "models" / model.name, dirs_exist_ok=True)
+        bare = tmp_path / "bare" / path.name
+        bare.parent.mkdir()
+        bare.write_text(path.read_text())
+        shutil.copytree(SCENARIOS / "models", bare.parent / "models")
         with pytest.raises(InputError, match="calibrate the device that stands for it"):
-            load_scenario(copy)
-        (tmp_path / "calibrated").mkdir(exist_ok=True)
-        for name in ("one-core", "two-core"):
-            profile_named("laptop-x86-8core", name, tmp_path / "calibrated" / f"{name}.yaml")
-        assert load_scenario(copy).name
+            load_scenario(bare)
+        assert load_scenario(with_standin_profiles(path, tmp_path)).name
