@@ -139,9 +139,6 @@ class AgentLink:
             for raw in stream:
                 self._stderr.append(raw.decode(errors="replace").rstrip())
 
-    def stderr_tail(self) -> str:
-        return "\n".join(self._stderr)
-
     def close(self) -> None:
         """Close the agent's stdin (it then stops), and kill it if it lingers."""
         with contextlib.suppress(OSError, ValueError):
