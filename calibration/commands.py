@@ -66,9 +66,13 @@ def _target(args: argparse.Namespace, attached: AttachedTarget | None) -> Target
     if args.device not in ("local", "cuda"):
         raise InputError("--device", args.device, "expected local or cuda, or a device name "
                          "with --devices DEVICES.yaml")
-    name = args.name or f"local-{platform.node() or 'host'}"
+    name = _default_name(args)
     return Target(LocalBench("cpu" if args.device == "local" else "cuda", args.threads), name,
                   args.out or Path(f"{name}.yaml"))
+
+
+def _default_name(args: argparse.Namespace) -> str:
+    return str(args.name or f"local-{platform.node() or 'host'}")
 
 
 def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = None) -> int:
@@ -82,10 +86,9 @@ def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = No
 
     console = Console(stderr=True, highlight=False)
     if args.import_metrics:
-        name = args.name or f"local-{platform.node() or 'host'}"
-        return _import(args, args.out or Path(f"{name}.yaml"))
+        return _import(args, args.out or Path(f"{_default_name(args)}.yaml"))
     if args.from_trace:
-        name = args.name or f"local-{platform.node() or 'host'}"
+        name = _default_name(args)
         out = args.out or Path(f"{name}.yaml")
         records = read_records(args.from_trace)
         if not records.measurements:

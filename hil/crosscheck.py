@@ -143,10 +143,11 @@ def selection_agreement(prepared: Prepared, entries: list[dict[str, Any]]
 
 
 # --- the whole report ---------------------------------------------------------------------------
-def figures(prepared: Prepared, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Error summaries and decision agreement of a set of replayed sessions."""
+def figures(entries: list[dict[str, Any]], decided: dict[int, str]) -> dict[str, Any]:
+    """Error summaries and decision agreement of a set of replayed sessions; `decided`
+    holds each session's outcome with the measured figures."""
     out: dict[str, Any] = {m: error_summary(signed_errors(entries, m)) for m in METRICS}
-    agree = [decision(prepared, e) == e["outcome"] for e in entries]
+    agree = [decided[int(e["session"])] == e["outcome"] for e in entries]
     out["decision_agreement"] = round(sum(agree) / len(agree), 4) if agree else None
     out["sessions"] = len(entries)
     return out
@@ -159,22 +160,23 @@ def crosscheck(prepared: Prepared, header: dict[str, Any], replayed: list[dict[s
         "run": header["run"], "devices": header["devices"], "seed": header["seed"],
         "sessions_sampled": len(header["sample"]), "sessions_replayed": len(replayed),
         "sessions_lost": len(lost)}
-    report.update(figures(prepared, replayed))
+    decided = {int(e["session"]): decision(prepared, e) for e in replayed}
+    report.update(figures(replayed, decided))
     overall, per_group = selection_agreement(prepared, replayed)
     report["selection_agreement"] = None if overall is None else round(overall, 4)
     groups = prepared.results.fleet.groups
     report["selection_agreement_by_group"] = {groups[g].name: round(v, 4)
                                               for g, v in sorted(per_group.items())}
     report["per_device"] = {
-        d: figures(prepared, [e for e in replayed if e["device"] == d])
+        d: figures([e for e in replayed if e["device"] == d], decided)
         for d in sorted({e["device"] for e in replayed})}
-    report["strata"] = {st: figures(prepared, [e for e in replayed if e["stratum"] == st])
+    report["strata"] = {st: figures([e for e in replayed if e["stratum"] == st], decided)
                         for st in (UNIFORM, NEAR)}
     report["disagreements"] = [
         {"session": e["session"], "device": e["device"], "group": e["group"],
-         "emulated": e["outcome"], "with_measured_figures": decision(prepared, e),
+         "emulated": e["outcome"], "with_measured_figures": decided[int(e["session"])],
          "stratum": e["stratum"]}
-        for e in replayed if decision(prepared, e) != e["outcome"]]
+        for e in replayed if decided[int(e["session"])] != e["outcome"]]
     report["transfers"] = _transfers(replayed)
     report["upload_bytes_mismatches"] = [
         {"session": e["session"], "predicted": e["predicted"]["upload_bytes"],

@@ -82,11 +82,6 @@ class Device:
     index: int = 0
     source: str = ""
 
-    @property
-    def key(self) -> str:
-        """How messages name this device: the file and its entry."""
-        return f"{self.source}: devices[{self.index}] ({self.name})"
-
     def load_profile(self) -> DeviceProfile | None:
         """The profile this device stands for; None until it has one."""
         if self.profile is None:

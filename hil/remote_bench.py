@@ -90,12 +90,7 @@ class AgentBench:
                 retries = 0
             except LinkError as err:
                 retries += 1
-                if err.permanent or retries > RETRIES:
-                    raise
-                self.log(f"{err}; reconnecting")
-                time.sleep(BACKOFF_S[min(retries - 1, len(BACKOFF_S) - 1)])
-                self.link.close()
-                self.link = connect(self.dev)
+                self._reconnect(err, retries)
                 for m in self._recover():
                     if m.case in left:
                         del left[m.case]
@@ -169,13 +164,18 @@ class AgentBench:
                                      str(last.get("message")))
                 return {**last, **collected}
             except LinkError as err:
-                if err.permanent or attempt == RETRIES:
-                    raise
-                self.log(f"{err}; reconnecting")
-                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
-                self.link.close()
-                self.link = connect(self.dev)
+                self._reconnect(err, attempt + 1)
         raise AssertionError("unreachable")
+
+    def _reconnect(self, err: LinkError, attempt: int) -> None:
+        """After the `attempt`-th failure: a new link after a backoff, or `err` raised
+        where trying again cannot help or the retries are spent."""
+        if err.permanent or attempt > RETRIES:
+            raise err
+        self.log(f"{err}; reconnecting")
+        time.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
+        self.link.close()
+        self.link = connect(self.dev)
 
 
 def _case_field(c: Case) -> dict[str, Any]:

@@ -12,6 +12,7 @@ does not slow the other's measurement.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import statistics
 import threading
@@ -256,7 +257,7 @@ class DevicePool:
         self.progress.on_busy(device.name, True)
         started = time.time()
         try:
-            with self.turns.get(device.name, _NO_TURN):
+            with self.turns.get(device.name) or contextlib.nullcontext():
                 measured = replay_session(link, device, s)
         finally:
             self.progress.on_busy(device.name, False)
@@ -286,17 +287,6 @@ class DevicePool:
                 "profile": self.p.profile_name(s), "round": s.round, "outcome": s.outcome,
                 "steps": s.local_steps, "started_at": round(started, 3),
                 "finished_at": round(time.time(), 3), "predicted": predicted(s), **extra}
-
-
-class _NoTurn:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_TURN = _NoTurn()
 
 
 def _cpu_turns(inventory: Inventory) -> dict[str, threading.Lock]:

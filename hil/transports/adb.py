@@ -30,22 +30,10 @@ class AdbTransport(Transport):
     def push(self, local: Path, remote: str) -> None:
         parent = remote.rsplit("/", 1)[0] or "/"
         self.run(["mkdir", "-p", parent])
-        self._client("push", str(local), remote)
+        self.client(self._adb("push", str(local), remote))
 
     def pull(self, remote: str, local: Path) -> None:
-        self._client("pull", remote, str(local))
-
-    def _client(self, *args: str) -> None:
-        import subprocess
-
-        try:
-            out = subprocess.run(self._adb(*args), capture_output=True, timeout=600,
-                                 start_new_session=True)
-        except OSError as err:
-            raise LinkError(f"{self.device.name}: cannot start {self.config.adb} "
-                            f"({err.strerror})") from None
-        if out.returncode != 0:
-            raise self.failure(out.returncode, out.stderr.decode(errors="replace"))
+        self.client(self._adb("pull", remote, str(local)))
 
     def failure(self, returncode: int | None, stderr: str) -> LinkError:
         s, name = self.config.serial, self.device.name

@@ -86,20 +86,25 @@ class Transport(ABC):
     def run(self, argv: list[str], input: bytes | None = None,
             timeout_s: float = 600.0) -> str:
         """Run one command on the device; its stdout, or a LinkError naming why not."""
+        return self.client(self.command(argv), input, timeout_s).decode(errors="replace")
+
+    def client(self, cmd: list[str], input: bytes | None = None,
+               timeout_s: float = 600.0) -> bytes:
+        """Run the local client program (`ssh`, `adb`, ...) once; its stdout, or a
+        LinkError naming why not."""
         preexec, env = self.child_setup()
         try:
-            out = subprocess.run(self.command(argv), input=input, capture_output=True,
-                                 timeout=timeout_s, start_new_session=True,
-                                 preexec_fn=preexec, env=env)
+            out = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout_s,
+                                 start_new_session=True, preexec_fn=preexec, env=env)
         except subprocess.TimeoutExpired:
-            raise LinkError(f"{self.device.name}: {shlex.join(argv)[:80]} did not finish in "
+            raise LinkError(f"{self.device.name}: {shlex.join(cmd)[:80]} did not finish in "
                             f"{timeout_s:g} s") from None
         except OSError as err:
             raise LinkError(f"{self.device.name}: cannot start {err.filename or 'the client'} "
                             f"({err.strerror})") from None
         if out.returncode != 0:
             raise self.failure(out.returncode, out.stderr.decode(errors="replace"))
-        return str(out.stdout.decode(errors="replace"))
+        return out.stdout
 
 
 def shell_join(argv: list[str]) -> str:

@@ -52,17 +52,7 @@ class SshTransport(Transport):
         self.run(["sh", "-c", script], input=local.read_bytes())
 
     def pull(self, remote: str, local: Path) -> None:
-        out = self._run_bytes(["cat", remote])
-        local.write_bytes(out)
-
-    def _run_bytes(self, argv: list[str]) -> bytes:
-        import subprocess
-
-        out = subprocess.run(self.command(argv), capture_output=True, timeout=600,
-                             start_new_session=True)
-        if out.returncode != 0:
-            raise self.failure(out.returncode, out.stderr.decode(errors="replace"))
-        return out.stdout
+        local.write_bytes(self.client(self.command(["cat", remote])))
 
     def failure(self, returncode: int | None, stderr: str) -> LinkError:
         c, name = self.config, self.device.name
