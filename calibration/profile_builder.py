@@ -31,6 +31,9 @@ from profiles.schema import to_mapping
 Progress = Callable[[int, int, str], None]
 # No power meter: whole-machine power from an assumed model, and the profile says so.
 IDLE_W, PER_THREAD_W = 10.0, 6.0
+# Calibration does not measure standby drain (idle, screen off, off the charger, between
+# sessions): a screen-off, radio-idle phone's, about 1.2 Wh a day of a 15 Wh battery.
+STANDBY_W = 0.05
 
 
 def build_profile(name: str, records: TraceRecords, trace_path: Path, *, quick: bool,
@@ -147,7 +150,7 @@ def _host_sections(gpu: bool, host: HostFacts | None, today: str
         "storage": {"read_mb_per_s": round(host.read_mb_per_s, 1),
                     "write_mb_per_s": round(host.write_mb_per_s, 1)},
         "network": {"downlink_mbps": 1000.0, "uplink_mbps": 1000.0, "rtt_ms": 1.0},
-        "power": {"idle_w": idle_w, "io_w": idle_w + 2.0},
+        "power": {"idle_w": idle_w, "io_w": idle_w + 2.0, "standby_w": STANDBY_W},
         "thermal": {"ambient_c": 25.0, "resistance_c_per_w": 0.5, "time_constant_s": 300.0,
                     "throttle_start_c": 95.0, "throttle_full_c": 105.0,
                     "min_speed_factor": 0.8},
@@ -160,6 +163,8 @@ def _host_sections(gpu: bool, host: HostFacts | None, today: str
         "network": entry("assumed", "LAN defaults; not measured"),
         "power": entry("assumed", "power model, no meter") if power is None else
         entry("calibrated", "NVML total-energy counter, idle between calibration loads"),
+        "power.standby_w": entry("assumed", "not measured: a screen-off, radio-idle phone's "
+                                 "standby drain; set the device's value here"),
         "thermal": entry("assumed", "a cooled host that does not throttle"),
     }
     return sections, provenance

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emulator.config import Scenario
 from emulator.observer import Observer
-from emulator.scenario import Scenario, load_scenario
+from emulator.scenario import load_scenario
 
 # what watches a run beside the engine (periodic validation on attached devices), given
 # by the layer above: scenario and its folder in, an observer (or None) out
 ObserverFor = Callable[[Scenario, Path], Observer | None]
+PLAIN_PROGRESS_S = 2.0  # without a terminal, a progress line at most this often
 
 
 def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> None:
@@ -49,12 +52,18 @@ def run_simulate(args: argparse.Namespace, observer_for: ObserverFor | None = No
                   console=console, disable=args.quiet or not sys.stderr.isatty(),
                   transient=True) as bar:
         task = bar.add_task(scenario.name, total=total, hours=0.0)
-        last = [0.0]
+        last = [0.0, -math.inf]  # the bar's last update, the last plain line
+        plain = not args.quiet and not sys.stderr.isatty()  # a log, not a terminal
 
         def progress(rnd: int, now_s: float) -> None:
-            if time.perf_counter() - last[0] > 0.1:
+            now = time.perf_counter()
+            if now - last[0] > 0.1:
                 bar.update(task, completed=rnd + 1, hours=now_s / 3600)
-                last[0] = time.perf_counter()
+                last[0] = now
+            if plain and now - last[1] > PLAIN_PROGRESS_S:
+                print(f"{scenario.name}: round {rnd + 1}/{total or '?'}, virtual "
+                      f"{now_s / 3600:.1f} h", file=sys.stderr, flush=True)
+                last[1] = now
 
         observer = observer_for(scenario, args.scenario.parent) if observer_for else None
         try:

@@ -7,7 +7,6 @@ than with how many clients sit idle.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,37 +14,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from emulator.scenario import Group, Scenario, resolve_model, resolve_profile
+from emulator.config import GroupConfig, Scenario
+from emulator.costs import CostTable, GroupCost, group_costs
+from emulator.scenario import resolve_profile
 from emulator.streams import Streams
-from profiles.costmodel import MIB, predict_step
 from profiles.device import DeviceProfile
-from profiles.method import Method
-from profiles.setup import Sharding, TrainingSetup
-from profiles.workload import Workload, build_workload
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class GroupCost:
-    """What one optimizer step and one round's transfers cost a nominal unit of a group."""
-
-    group: int
-    rank: int
-    profile: DeviceProfile
-    workload: Workload
-    step_s: float  # at speed 1, excluding the energy-aware sleep
-    step_energy_j: float
-    peak_memory_mb: float
-    upload_bytes: int
-    download_bytes: int
-    split_step_bytes: int  # SplitLoRA: up + down per optimizer step
-    split_server_s: float  # SplitLoRA: server-side layers per optimizer step
-
-    @property
-    def busy_w(self) -> float:
-        return self.step_energy_j / self.step_s
 
 
 @dataclass
@@ -53,7 +29,7 @@ class Fleet:
     """Column arrays over all clients; `cost_index[i]` points into `costs`."""
 
     n: int
-    groups: list[Group]
+    groups: list[GroupConfig]
     profiles: list[DeviceProfile]
     group: I64
     speed: F64
@@ -63,6 +39,7 @@ class Fleet:
     rank: I64
     cost_index: I64
     costs: list[GroupCost]
+    cost_table: CostTable
     downlink_mbps: F64
     uplink_mbps: F64
     latency_s: F64
@@ -75,26 +52,6 @@ class Fleet:
     window_length_h: F64
     plug_start_h: F64
     plug_length_h: F64
-
-
-def method_for(s: Scenario, rank: int) -> Method:
-    w = s.workload
-    return Method(
-        kind=w.method, lora_rank=rank, lora_alpha=w.lora_alpha * rank / w.lora_rank,
-        lora_targets=w.lora_targets,
-        fedprox_mu=w.fedprox_mu if w.algorithm == "fedprox" else 0.0,
-        split_layer=w.split_layer if w.algorithm == "splitlora" else None)
-
-
-def setup_for(s: Scenario, g: Group) -> TrainingSetup:
-    st = g.setup
-    sharding = Sharding(st.shard_budget_mb, st.shard_encoding, st.shard_store) \
-        if st.shard_budget_mb else None
-    return TrainingSetup(
-        batch=st.batch, seq=st.seq, grad_accum=st.grad_accum, dtype=st.dtype,
-        optimizer=s.workload.optimizer, activation_checkpointing=st.activation_checkpointing,
-        memory_efficient_attention=st.memory_efficient_attention, sharding=sharding,
-        serialization=st.serialization or s.network.serialization)
 
 
 def build_fleet(s: Scenario, streams: Streams, base: Path) -> Fleet:
@@ -138,12 +95,13 @@ def build_fleet(s: Scenario, streams: Streams, base: Path) -> Fleet:
     else:
         tz, wstart, wlen = np.zeros(n), np.zeros(n), np.full(n, 24.0)
     plug_start = np.mod(s.availability.plug_start_h.sample(av, n), 24.0)
-    costs, cost_index = _group_costs(s, profiles, group, rank, base)
+    costs, cost_index = group_costs(s, profiles, group, rank, base)
     temp0 = np.array([s.thermal.initial_c if s.thermal.initial_c is not None
                       else p.thermal.ambient_c for p in profiles])[group]
     return Fleet(n=n, groups=list(s.fleet.groups), profiles=profiles, group=group, speed=speed,
                  usable_ram_mb=ram, examples=examples, local_steps=local_steps, rank=rank,
-                 cost_index=cost_index, costs=costs, downlink_mbps=down, uplink_mbps=up,
+                 cost_index=cost_index, costs=costs,
+                 cost_table=CostTable.of(costs), downlink_mbps=down, uplink_mbps=up,
                  latency_s=lat, battery_capacity_j=cap, battery_j=battery,
                  temperature_c=temp0.astype(np.float64), last_touch_s=np.zeros(n), tz_h=tz,
                  window_start_h=wstart, window_length_h=wlen, plug_start_h=plug_start,
@@ -166,32 +124,3 @@ def _local_steps(s: Scenario, examples: F64, group: I64) -> I64:
         epochs = s.data.local_epochs or 1.0
         steps = np.ceil(examples * epochs / per_step).astype(np.int64)
     return np.clip(steps, 1, s.data.max_local_steps)
-
-
-def _group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,
-                 rank: I64, base: Path) -> tuple[list[GroupCost], I64]:
-    """One cost table entry per (group, rank) pair in use: computed once, looked up after."""
-    model = resolve_model(s.workload.model, base)
-    width = int(rank.max()) + 1
-    keys, cost_index = np.unique(group * width + rank, return_inverse=True)
-    costs: list[GroupCost] = []
-    for key in keys.tolist():
-        gi, r = divmod(int(key), width)
-        g = s.fleet.groups[gi]
-        w = build_workload(model, method_for(s, r), setup_for(s, g))
-        c = predict_step(profiles[gi], w)
-        split_bytes = w.step_upload_bytes + w.step_download_bytes
-        server_s = 0.0
-        if w.method.split_layer:
-            whole = build_workload(model, dataclasses.replace(w.method, split_layer=None),
-                                   setup_for(s, g))
-            server_s = max(0.0, whole.step_flops - w.step_flops) / s.server.flops_per_s
-        local_only = s.workload.algorithm == "local_only"
-        step_s = c.compute_time_s + c.storage_time_s
-        costs.append(GroupCost(
-            group=gi, rank=r, profile=profiles[gi], workload=w, step_s=step_s,
-            step_energy_j=c.step_energy_j, peak_memory_mb=c.peak_memory_bytes / MIB,
-            upload_bytes=0 if local_only else w.payload.upload_bytes,
-            download_bytes=0 if local_only else w.payload.download_bytes,
-            split_step_bytes=split_bytes, split_server_s=server_s))
-    return costs, cost_index.astype(np.int64)

@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 
 from emulator.engine import Results
+from emulator.records import SESSION_COLUMNS
 from emulator.session import COMPLETED, STATUSES
 
-SESSION_COLUMNS = ("client", "group", "round", "start_s", "end_s", "download_s", "compute_s",
-                   "upload_s", "steps", "energy_j", "peak_memory_mb", "upload_bytes",
-                   "download_bytes", "status")
 _FORMATS = {"start_s": "%.3f", "end_s": "%.3f", "download_s": "%.3f", "compute_s": "%.3f",
             "upload_s": "%.3f", "energy_j": "%.3f", "peak_memory_mb": "%.1f"}
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from emulator.engine import Engine, RoundRow
-    from emulator.policies import Context
+    from emulator.selection.policies import Context, Pool
     from emulator.session import Outcome, Planned
 
 I64 = npt.NDArray[np.int64]
@@ -27,10 +27,12 @@ F64 = npt.NDArray[np.float64]
 class Observer:
     """Hooks of a run, each a no-op here."""
 
-    def selected(self, ctx: Context, candidates: I64, k: int, chosen: I64,
-                 rng_state: Mapping[str, Any], rnd: int) -> None:
-        """A policy chose `chosen` of `candidates` for `k` slots in round `rnd`; the
-        selection stream was at `rng_state` before it chose."""
+    watches_selection = False  # set to have `selected` called (it copies the stream state)
+
+    def selected(self, ctx: Context, pool: Pool, chosen: I64, rng_state: Mapping[str, Any],
+                 rnd: int) -> None:
+        """A policy chose `chosen` of a synchronous round's check-in `pool` in round `rnd`;
+        the selection stream was at `rng_state` before it chose."""
 
     def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64) -> None:
         """Sessions were settled: their rows of client_sessions.csv, in order."""

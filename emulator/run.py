@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulator.config import Scenario
 from emulator.engine import Engine, ProgressFn, Results
 from emulator.metrics import summary, write_rounds_csv, write_sessions_csv, write_summary
 from emulator.observer import Observer
 from emulator.report import write_plots, write_report
-from emulator.scenario import Scenario, resolved
+from emulator.scenario import resolved
 from profiles.errors import InputError
 from profiles.version import package_version
 

@@ -14,10 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.config import Scenario
 from emulator.engine import Engine, Results
 from emulator.metrics import write_sessions_csv
 from emulator.observer import Observer
-from emulator.scenario import Scenario, load_scenario
+from emulator.scenario import load_scenario
 from profiles.errors import InputError
 from profiles.schema import load_yaml
 

@@ -1,4 +1,5 @@
-"""Scenario files: typed, defaults filled in, unknown keys rejected, checked as a whole.
+"""Scenario files: parsed into `emulator.config`, defaults filled in, unknown keys
+rejected, checked as a whole.
 
 A scenario names the fleet (device groups), the workload, data, network,
 availability, battery, thermal, memory, server, orchestration, selection policy,
@@ -9,222 +10,18 @@ cross-checks; `resolved` writes it back with every default filled in.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
+from emulator.config import Scenario
 from emulator.dist import Dist
+from emulator.selection.params import POLICY_NAMES
 from profiles.device import DeviceProfile, load_profile
 from profiles.errors import InputError
 from profiles.models import CATALOGUE, ModelArch, load_model
 from profiles.schema import from_mapping, load_yaml, to_mapping
-
-
-@dataclass(frozen=True)
-class Spread:
-    """How clients of one group differ from the profile's nominal unit."""
-
-    speed: Dist = Dist("lognormal", mean=1.0, cv=0.1, low=0.3, high=2.0)
-    usable_ram: Dist = Dist("lognormal", mean=1.0, cv=0.05, low=0.5, high=1.5)
-    background_load: Dist = Dist("uniform", low=0.0, high=0.2)
-
-
-@dataclass(frozen=True)
-class GroupNetwork:
-    """Per-client link, drawn once per client; per-session jitter on top."""
-
-    downlink_mbps: Dist = Dist("lognormal", mean=50.0, cv=0.6, low=1.0)
-    uplink_mbps: Dist = Dist("lognormal", mean=20.0, cv=0.6, low=0.5)
-    latency_ms: Dist = Dist("lognormal", mean=40.0, cv=0.5, low=1.0)
-    session_jitter_cv: float = 0.2
-    trace: str | None = None  # CSV time_s,downlink_mbps,uplink_mbps: a multiplier over time
-
-
-@dataclass(frozen=True)
-class GroupSetup:
-    batch: int = 1
-    seq: int = 128
-    grad_accum: int = 1
-    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
-    activation_checkpointing: bool = False
-    memory_efficient_attention: bool = False
-    shard_budget_mb: float | None = None
-    shard_encoding: Literal["fp32", "fp16", "int8", "int4"] = "fp16"
-    shard_store: Literal["ram", "flash"] = "flash"
-    serialization: Literal["raw", "npy", "npy64"] | None = None  # default: network's
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    profile: str
-    count: int | None = None
-    share: float | None = None
-    setup: GroupSetup = GroupSetup()
-    spread: Spread = Spread()
-    network: GroupNetwork = GroupNetwork()
-    lora_rank: Dist | None = None  # FlexLoRA: this group's ranks (default: workload's)
-    plugged_share: float = 0.3  # share of the day this group's devices sit on a charger
-
-
-@dataclass(frozen=True)
-class Fleet:
-    clients: int = 100
-    groups: tuple[Group, ...] = ()
-
-
-@dataclass(frozen=True)
-class Workload:
-    model: str = "gemma-3-270m"
-    algorithm: Literal["fedavg", "fedprox", "flexlora", "splitlora", "local_only"] = "fedavg"
-    method: Literal["full", "lora"] = "lora"
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    fedprox_mu: float = 0.01
-    split_layer: int | None = None
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-
-
-@dataclass(frozen=True)
-class Data:
-    examples_per_client: Dist = Dist("lognormal", mean=200.0, cv=1.0, low=1.0)
-    dirichlet_alpha: float | None = None  # if set: sizes are Dirichlet shares of the total
-    total_examples: int | None = None
-    local_steps: int | None = 10  # optimizer steps per round; or derive from epochs
-    local_epochs: float | None = None
-    max_local_steps: int = 200
-
-
-@dataclass(frozen=True)
-class Network:
-    serialization: Literal["raw", "npy", "npy64"] = "raw"
-
-
-@dataclass(frozen=True)
-class Diurnal:
-    """Each client is on for a daily window of its own local time."""
-
-    timezones_h: Dist = Dist("choice", values=(-8.0, -5.0, 0.0, 1.0, 5.5, 8.0, 9.0))
-    window_start_h: Dist = Dist("uniform", low=0.0, high=24.0)
-    window_length_h: Dist = Dist("uniform", low=4.0, high=12.0)
-
-
-@dataclass(frozen=True)
-class Availability:
-    diurnal: Diurnal | None = None
-    charging_only: bool = False
-    plug_start_h: Dist = Dist("normal", mean=23.0, std=1.5)  # local time a charger goes on
-    mean_session_s: float | None = 3600.0  # churn: mean online spell; null for none
-    online_fraction: float = 0.8  # churn: share of the time a client is online
-    dropout_per_hour: float = 0.0  # hazard of abandoning a session while training
-    trace: str | None = None  # CSV client,start_s,end_s of online intervals
-
-
-@dataclass(frozen=True)
-class Battery:
-    initial_pct: Dist = Dist("uniform", low=20.0, high=100.0)
-    min_pct_to_join: float = 20.0
-    abort_below_pct: float = 5.0
-    charge_w: float = 15.0
-    energy_aware_sleep: bool = False
-
-
-@dataclass(frozen=True)
-class Thermal:
-    enabled: bool = True
-    initial_c: float | None = None  # default: the profile's ambient
-
-
-@dataclass(frozen=True)
-class Server:
-    aggregate_overhead_s: float = 0.5
-    aggregate_mb_per_s: float = 500.0  # how fast the server folds in received updates
-    flops_per_s: float = 1.0e14  # SplitLoRA's server-side layers
-
-
-@dataclass(frozen=True)
-class AsyncConfig:
-    buffer_size: int = 10
-    concurrency: int = 100
-    max_staleness: int = 10
-
-
-@dataclass(frozen=True)
-class Orchestration:
-    mode: Literal["sync", "async"] = "sync"
-    clients_per_round: int = 10
-    overcommit: float = 0.0
-    deadline_s: float = 3600.0
-    close_at_target: bool = True  # sync: close the round once clients_per_round reported
-    min_reports: int = 1  # sync: fewer than this by the deadline and the round fails
-    async_: AsyncConfig = AsyncConfig()
-
-
-@dataclass(frozen=True)
-class Selection:
-    policy: str = "random"
-    pool_factor: float = 10.0  # candidates drawn per slot to fill
-    oort_alpha: float = 2.0
-    oort_epsilon: float = 0.1
-    power_of_choice_d: float = 3.0
-    deadline_safety: float = 0.9
-
-
-@dataclass(frozen=True)
-class Stop:
-    rounds: int | None = 10
-    virtual_time_s: float | None = None
-    energy_j: float | None = None
-    traffic_bytes: float | None = None
-
-
-@dataclass(frozen=True)
-class Validation:
-    """Periodic validation: every `every_rounds`-th round, `sample` of its sessions are
-    replayed on the attached devices of `devices` while the run goes on."""
-
-    devices: str  # a devices.yaml, relative to the scenario
-    every_rounds: int = 10
-    sample: int = 4
-    recalibrate: bool = False  # correct the group's costs for the rest of the run
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    fleet: Fleet
-    workload: Workload = Workload()
-    data: Data = Data()
-    network: Network = Network()
-    availability: Availability = Availability()
-    battery: Battery = Battery()
-    thermal: Thermal = Thermal()
-    server: Server = Server()
-    orchestration: Orchestration = Orchestration()
-    selection: Selection = Selection()
-    stop: Stop = Stop()
-    validation: Validation | None = None
-    seed: int | None = None
-    description: str = ""
-    source: str = field(default="", compare=False)  # the file it came from
-
-    @property
-    def group_counts(self) -> list[int]:
-        """Clients per group: counts as given, shares rounded by largest remainder."""
-        n = self.fleet.clients
-        fixed = [g.count for g in self.fleet.groups]
-        if all(c is not None for c in fixed):
-            return [int(c) for c in fixed if c is not None]
-        shares = [g.share or 0.0 for g in self.fleet.groups]
-        raw = [s * n for s in shares]
-        counts = [int(r) for r in raw]
-        order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - counts[i]), i))
-        for i in order[: n - sum(counts)]:
-            counts[i] += 1
-        return counts
 
 
 def load_scenario(path: Path, overrides: list[str] | None = None,
@@ -362,11 +159,9 @@ def check_scenario(s: Scenario, base: Path) -> None:
         raise InputError(where, "orchestration.overcommit", "must be >= 0")
     if o.mode == "async" and (o.async_.buffer_size <= 0 or o.async_.concurrency <= 0):
         raise InputError(where, "orchestration.async", "buffer_size and concurrency must be > 0")
-    from emulator.policies import POLICIES
-
-    if s.selection.policy not in POLICIES:
+    if s.selection.policy not in POLICY_NAMES:
         raise InputError(where, "selection.policy", f"unknown policy {s.selection.policy!r} "
-                         f"(known: {', '.join(sorted(POLICIES))})")
+                         f"(known: {', '.join(sorted(POLICY_NAMES))})")
     if s.stop.rounds is None and s.stop.virtual_time_s is None and s.stop.energy_j is None \
             and s.stop.traffic_bytes is None:
         raise InputError(where, "stop", "give at least one stopping rule")

@@ -3,10 +3,14 @@ idle time cools it toward ambient, and heat beyond a threshold throttles it."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
 
 
 def relax_c(temp_c: F64, power_w: F64, dt_s: F64, ambient_c: F64, resistance_c_per_w: F64,
@@ -20,3 +24,34 @@ def speed_factor(temp_c: F64, start_c: F64, full_c: F64, min_factor: F64) -> F64
     """1 below the throttle threshold, falling linearly to `min_factor` at `full_c`."""
     frac = np.clip((temp_c - start_c) / (full_c - start_c), 0.0, 1.0)
     return 1.0 - frac * (1.0 - min_factor)
+
+
+@dataclass(frozen=True)
+class ThermalArrays:
+    """The thermal parameters of a batch of clients, one entry each."""
+
+    ambient_c: F64
+    resistance_c_per_w: F64
+    time_constant_s: F64
+    throttle_start_c: F64
+    throttle_full_c: F64
+    min_speed_factor: F64
+
+    def relax(self, temp_c: F64, power_w: F64 | float, dt_s: F64) -> F64:
+        return relax_c(temp_c, np.asarray(power_w), dt_s, self.ambient_c,
+                       self.resistance_c_per_w, self.time_constant_s)
+
+    def speed_factor(self, temp_c: F64) -> F64:
+        return speed_factor(temp_c, self.throttle_start_c, self.throttle_full_c,
+                            self.min_speed_factor)
+
+    def cannot_throttle(self, temp_c: F64, power_w: F64) -> B:
+        """Below the throttle point now and at the equilibrium of `power_w`: the device
+        stays below it however long it runs (a margin covers rounding)."""
+        hottest = np.maximum(temp_c, self.ambient_c + power_w * self.resistance_c_per_w)
+        return hottest < self.throttle_start_c - 1e-9
+
+    def subset(self, m: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> ThermalArrays:
+        """The entries `m` (a mask, or indices: one per client of a batch)."""
+        return ThermalArrays(**{f.name: getattr(self, f.name)[m]
+                                for f in dataclasses.fields(self)})

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from calibration.commands import Target
+from emulator.config import Scenario
 from emulator.observer import Observer
-from emulator.scenario import Scenario
 from hil.inventory import load_inventory
 
 

@@ -16,17 +16,17 @@ rounds sampled, with each group's costs scaled by what its devices measured.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import statistics
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from emulator.observer import I64, Observer
-from emulator.policies import POLICIES, Context
 from emulator.runfolder import rerun
+from emulator.selection.policies import Context, Policy, Pool
+from emulator.selection.registry import POLICIES
 from emulator.session import STATUSES, SessionCosts, SessionModel
 from hil.replay import Prepared
 from hil.runsessions import RunSession
@@ -87,28 +87,28 @@ def decision(prepared: Prepared, e: dict[str, Any]) -> str:
 class SelectionCheck(Observer):
     """Asks the policy again, in the sampled rounds, with the groups' costs scaled."""
 
+    watches_selection = True
+
     def __init__(self, rounds: set[int], factors: Mapping[int, tuple[float, float, float]],
-                 policy: Callable[[Context, I64, int], I64]) -> None:
+                 policy: Policy) -> None:
         self.rounds, self.factors, self.policy = rounds, factors, policy
         self.kept: dict[int, int] = {}  # by group
         self.chosen: dict[int, int] = {}
 
-    def selected(self, ctx: Context, candidates: I64, k: int, chosen: I64,
-                 rng_state: Mapping[str, Any], rnd: int) -> None:
+    def selected(self, ctx: Context, pool: Pool, chosen: I64, rng_state: Mapping[str, Any],
+                 rnd: int) -> None:
         if rnd not in self.rounds or len(chosen) == 0:
             return
-        model = copy.copy(ctx.model)
-        group = np.array([c.group for c in model.f.costs])
-        scale = np.array([self.factors.get(int(g), (1.0, 1.0, 1.0)) for g in group])
-        model.c_step_s = ctx.model.c_step_s * scale[:, 0]
-        model.c_busy_w = ctx.model.c_busy_w * scale[:, 1]
-        model.c_peak_mb = ctx.model.c_peak_mb * scale[:, 2]
+        view = ctx.clients
+        scale = np.array([self.factors.get(int(g), (1.0, 1.0, 1.0)) for g in view.costs.group])
+        costs = view.costs.scaled(scale[:, 0], scale[:, 1], scale[:, 2])
         rng = np.random.default_rng()
         rng.bit_generator.state = dict(rng_state)
-        again = self.policy(dataclasses.replace(ctx, model=model, rng=rng), candidates, k)
+        again = pool.clients[self.policy(
+            dataclasses.replace(ctx, clients=view.with_costs(costs), rng=rng), pool)]
         stays = np.isin(chosen, again)
-        for g in np.unique(model.f.group[chosen]).tolist():
-            mine = model.f.group[chosen] == g
+        for g in np.unique(view.group[chosen]).tolist():
+            mine = view.group[chosen] == g
             self.kept[g] = self.kept.get(g, 0) + int(stays[mine].sum())
             self.chosen[g] = self.chosen.get(g, 0) + int(mine.sum())
 

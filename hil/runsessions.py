@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emulator.costs import GroupCost
 from emulator.engine import Results
-from emulator.fleet import GroupCost
 from emulator.observer import F64, I64, Observer
 from emulator.session import CANCELLED, COMPLETED, DEADLINE, STATUSES, Outcome, Planned
 

@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from emulator.config import Scenario
 from emulator.engine import Engine, RoundRow
 from emulator.observer import F64, Observer
-from emulator.scenario import Scenario, resolve_profile
+from emulator.scenario import resolve_profile
 from emulator.session import STATUSES, Outcome, Planned
 from hil.crosscheck import decision_with
 from hil.inventory import Device, load_inventory
@@ -88,7 +87,7 @@ class PeriodicValidation(Observer):
                 continue
             agree = decision_with(model, s, measured) == STATUSES[s.status]
             by_device.setdefault((device.name, s.group), []).append(
-                (float(model.c_step_s[k]), float(measured["median_step_s"]), agree))
+                (float(model.costs.step_s[k]), float(measured["median_step_s"]), agree))
         self._rows(engine, row.round, by_device)
 
     def _rows(self, engine: Engine, rnd: int,
@@ -109,8 +108,8 @@ class PeriodicValidation(Observer):
             return
         for group, ratios in sorted(factors.items()):
             factor = statistics.median(ratios)
-            engine.model.c_step_s[np.array([c.group == group for c in engine.fleet.costs])] \
-                *= factor
+            costs = engine.model.costs
+            costs.step_s[costs.group == group] *= factor
             self.corrections.append({"round": rnd, "group": engine.fleet.groups[group].name,
                                      "step_factor": round(factor, 4)})
             for r in self.rows:

@@ -110,7 +110,7 @@ def predict_step(profile: DeviceProfile, workload: Workload, *, speed_factor: fl
     energy += compute_energy
     sleep = 0.0
     if workload.setup.energy_aware_sleep is not None:
-        sleep = workload.setup.energy_aware_sleep.sleep_s(battery_pct, temperature_c)
+        sleep = float(workload.setup.energy_aware_sleep.sleep_s(battery_pct, temperature_c))
         energy += sleep * profile.power.idle_w
     runtime = int(profile.memory.runtime_overhead_mb * MIB)
     retained = retained_heap_bytes(profile, workload)  # resident during and between steps

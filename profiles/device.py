@@ -77,6 +77,9 @@ class NetworkSpec:
 class PowerSpec:
     idle_w: float
     io_w: float  # while waiting on storage or the network
+    # drain while idle, screen off, off the charger, between sessions (what a battery
+    # loses while its device waits for the next round)
+    standby_w: float
 
 
 @dataclass(frozen=True)
@@ -98,13 +101,6 @@ class ThermalSpec:
     throttle_start_c: float
     throttle_full_c: float
     min_speed_factor: float
-
-    def speed_factor(self, temperature_c: float) -> float:
-        if temperature_c <= self.throttle_start_c:
-            return 1.0
-        span = self.throttle_full_c - self.throttle_start_c
-        frac = min(1.0, (temperature_c - self.throttle_start_c) / span)
-        return 1.0 - frac * (1.0 - self.min_speed_factor)
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,6 @@ class Method:
             return True
         return any(_peft_match(lin.name, t) for t in self.lora_targets)
 
-    @property
-    def lora_scaling(self) -> float:
-        return self.lora_alpha / self.lora_rank
-
 
 def _peft_match(name: str, target: str) -> bool:
     return name == target or name.endswith("." + target)

@@ -1,7 +1,7 @@
 """The published runs the shipped reference profiles are built from and checked against.
 
-Figures as published by EdgeFlowerTune and MobileFineTuner (see the project's
-reference/published_measurements.yaml); ranges are min-max across one cohort.
+Figures as published by EdgeFlowerTune and MobileFineTuner (see
+profiles/reference/published_measurements.yaml); ranges are min-max across one cohort.
 `solve_contraction_rate` is how a published step time becomes a per-op cost: the
 one unknown (the device's matmul/attention throughput) is solved so the op list of
 the published workload takes the published time, every other op kind priced by

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from profiles.errors import InputError
 
@@ -42,10 +45,13 @@ class EnergyAwareSleep:
     low_hz: float = 0.5
     max_sleep_ms: float = 5000.0
 
-    def sleep_s(self, battery_pct: float, temperature_c: float) -> float:
-        f_battery = self.low_hz if battery_pct < self.battery_threshold_pct else self.high_hz
-        f_temp = self.low_hz if temperature_c > self.temperature_threshold_c else self.high_hz
-        return min(1000.0 / min(f_battery, f_temp), self.max_sleep_ms) / 1000.0
+    def sleep_s(self, battery_pct: npt.ArrayLike, temperature_c: npt.ArrayLike) -> Any:
+        """The sleep after one step, for one device (floats) or many (arrays) alike."""
+        f_battery = np.where(np.asarray(battery_pct) < self.battery_threshold_pct,
+                             self.low_hz, self.high_hz)
+        f_temp = np.where(np.asarray(temperature_c) > self.temperature_threshold_c,
+                          self.low_hz, self.high_hz)
+        return np.minimum(1000.0 / np.minimum(f_battery, f_temp), self.max_sleep_ms) / 1000.0
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from emulator.config import Scenario
 from emulator.engine import Engine, Results
-from emulator.scenario import Scenario, check_scenario
+from emulator.scenario import check_scenario
 from profiles.schema import from_mapping
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"

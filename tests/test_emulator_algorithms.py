@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from emulator.session import COMPLETED
 
 from .emulator_helpers import SCENARIOS, run, small_scenario
-from .processes import start_interruptible
+from .processes import start_interruptible, wait_for_line
 
 ALWAYS_ON = {"mean_session_s": None, "online_fraction": 1.0}
 ROUND = {"clients_per_round": 8, "deadline_s": 10_000}
@@ -73,9 +72,12 @@ def test_interrupted_simulation_keeps_what_it_simulated(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = start_interruptible(
         [sys.executable, "-m", "hil.cli", "simulate", str(SCENARIOS / "thousand_clients.yaml"),
-         "--out", str(out), "--no-plots", "--quiet", "--set", "stop.rounds=100000",
+         "--out", str(out), "--no-plots", "--set", "stop.rounds=100000",
          "--set", "fleet.clients=20000", "--set", "orchestration.clients_per_round=500"])
-    time.sleep(6)
+    assert proc.stderr is not None
+    # rounds are being simulated once the first progress line is out
+    first = wait_for_line(proc.stderr, "round ", timeout_s=60)
+    assert "thousand-clients: round" in first
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -10,7 +10,7 @@ import pytest
 from emulator import battery, thermal
 from emulator.availability import Availability, Trace, in_daily_window, window_end_s, window_seconds
 from emulator.network import BandwidthTrace, jitter, transfer_s
-from emulator.session import OOM, SessionModel
+from emulator.session import DEADLINE, OOM, SessionModel
 from emulator.streams import Streams
 from profiles.errors import InputError
 
@@ -179,5 +179,16 @@ def test_session_model_is_the_seam_for_other_orchestrators() -> None:
     model = SessionModel(s, build_fleet(s, streams, SCENARIOS), streams, SCENARIOS)
     c = np.array([0, 1, 30])
     p = model.plan(c, np.zeros(3), 0)
-    o = model.account(p, np.full(3, np.inf), 0)
-    assert np.all(o.end_s == p.stop_s) and np.all(o.energy_j > 0)
+    whole = model.account(p, np.full(3, np.inf), DEADLINE)  # nothing cuts them short
+    assert np.all(whole.status == p.stop_cause) and np.all(whole.energy_j > 0)
+    # cut half-way through the local steps: each has done about half its steps and
+    # spent between its download's energy and the whole session's
+    mid = (p.download_end_s + p.compute_end_s) / 2
+    cut = model.account(p, mid, DEADLINE)
+    ran = p.stop_s > mid
+    assert ran.any()
+    assert np.all(cut.end_s[ran] == mid[ran]) and np.all(cut.status[ran] == DEADLINE)
+    assert np.all(cut.steps[ran] == p.steps[ran] // 2)
+    assert np.all((p.download_j[ran] < cut.energy_j[ran])
+                  & (cut.energy_j[ran] < whole.energy_j[ran]))
+    assert np.all(cut.upload_bytes[ran] == 0)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emulator.config import SelectionConfig
 from emulator.engine import Engine
-from emulator.policies import POLICIES
 from emulator.runfolder import load_run
-from emulator.scenario import Selection
+from emulator.selection.registry import POLICIES
 from emulator.session import STATUSES
 from hil.crosscheck import SelectionCheck, decision
 from hil.replay import prepare
@@ -105,7 +105,7 @@ def test_selection_asked_again_with_unchanged_costs_keeps_every_client(
         tiny_run: tuple[Path, Path]) -> None:
     run = load_run(tiny_run[0])
     for policy in ("random", "deadline_aware", "oort"):
-        scenario = dataclasses.replace(run.scenario, selection=Selection(policy=policy))
+        scenario = dataclasses.replace(run.scenario, selection=SelectionConfig(policy=policy))
         check = SelectionCheck({0, 1, 2}, {}, POLICIES[policy])
         Engine(scenario, run.base, run.seed, observer=check).run()
         assert sum(check.chosen.values()) > 0

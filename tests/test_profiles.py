@@ -61,6 +61,24 @@ def test_missing_key(tmp_path: Path) -> None:
     assert "network.uplink_mbps: missing required key" in _error(_write(tmp_path, d))
 
 
+def test_missing_standby_drain(tmp_path: Path) -> None:
+    d = _profile_dict()
+    del d["power"]["standby_w"]
+    path = _write(tmp_path, d)
+    with pytest.raises(InputError) as err:
+        load_profile(str(path))
+    assert (err.value.where, err.value.key) == (str(path), "power.standby_w")
+    assert str(err.value) == f"{path}: power.standby_w: missing required key"
+    assert "\n" not in str(err.value)
+
+
+def test_shipped_profiles_give_standby_drain_a_source() -> None:
+    for name in SHIPPED:
+        p = load_profile(name)
+        assert p.power.standby_w > 0
+        assert p.provenance["power.standby_w"].kind == "assumed"
+
+
 def test_wrong_type(tmp_path: Path) -> None:
     d = _profile_dict()
     d["compute"]["matmul"]["flops_per_s"] = "fast"

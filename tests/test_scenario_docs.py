@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from emulator.config import Scenario
 from emulator.dist import Dist
-from emulator.scenario import Scenario, load_scenario
+from emulator.scenario import load_scenario
 from profiles.errors import InputError
 
 from .emulator_helpers import SCENARIOS

@@ -13,6 +13,7 @@ from profiles.costmodel import predict_step
 from profiles.device import load_profile
 from profiles.method import Method
 from profiles.models import CATALOGUE
+from profiles.modules import linears
 from profiles.setup import EnergyAwareSleep, Sharding, TrainingSetup
 from profiles.workload import build_workload
 
@@ -37,7 +38,13 @@ def test_costs_are_positive_and_memory_adds_up(name: str, method: Method,
     assert all(op.flops >= 0 and op.bytes >= 0 and op.count >= 1 for op in w.ops)
     m = w.memory
     assert m.peak_bytes >= m.persistent_bytes > 0
-    assert 0 < w.trainable_params <= w.total_params or method.kind == "lora"
+    assert w.trainable_params == sum(math.prod(shape) for _, shape in w.trainable_tensors)
+    if method.kind == "full":  # every unique weight, a tied output head counted once
+        assert w.trainable_params == w.total_params > 0
+    else:  # an A (r x in) and a B (out x r) per targeted projection, beside the frozen base
+        adapters = sum(method.lora_rank * (lin.in_features + lin.out_features)
+                       for lin in linears(CATALOGUE[name]) if method.is_lora_target(lin))
+        assert 0 < w.trainable_params == adapters < w.total_params
     c = predict_step(PHONE, w)
     assert c.step_time_s > 0 and c.step_energy_j > 0
 

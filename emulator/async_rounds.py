@@ -1,0 +1,359 @@
+"""Buffered asynchronous aggregation (FedBuff-style), without a process per session.
+
+Semantics. The server keeps `concurrency` sessions in flight. A session reports when
+it ends, or `deadline_s` after it started, cut there. The server takes reports in that
+order, one at a time: a completed report at most `max_staleness` model versions old
+goes into the buffer, an older one is discarded. Each report taken frees a slot, and
+the server invites clients for the free slots at once (`concurrency` minus the
+sessions not yet taken), with the current model version. When a report fills the
+buffer to `buffer_size`, the server aggregates (for `aggregate_s`), publishes the next
+version, and only then invites for that report's slot; reports that arrive meanwhile
+wait and are taken when it is done. Invitations at one instant are one launch: one
+check-in pool, one policy call, one planned batch.
+
+How it runs. Sessions never interact once planned, so the server can look ahead: it
+takes the next reports in order (a short loop over numbers), and makes the launches
+they owe as one batch of launches; the earliest new session to report bounds what
+holds, and what comes after it is looked at again. Randomness is keyed by launch
+number, so how far it looks ahead changes nothing. Each look-ahead is one timeout.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emulator.checkin import many_launches
+from emulator.engine import F64, I64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
+from emulator.session import CANCELLED, COMPLETED, DEADLINE, Outcome, Planned, join, take
+
+if TYPE_CHECKING:
+    from emulator.engine import Engine
+
+NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
+LOOK_AHEAD = 16  # reports looked at first; adapts to how many held last time
+
+
+@dataclass
+class ServerState:
+    """What the server carries from one report to the next."""
+
+    version: int = 0
+    free_s: float = 0.0  # aggregating until then
+    staleness: list[int] = field(default_factory=list)  # of the reports in the buffer
+    discarded: int = 0
+    window_start_s: float = 0.0
+    window_selected: int = 0
+    window_energy_j: float = 0.0
+    window_up: float = 0.0
+    window_down: float = 0.0
+    taken_energy_j: float = 0.0  # of every report taken, for the stopping rules
+    taken_traffic_bytes: float = 0.0
+    since_aggregation: int = 0
+    owed: list[float] = field(default_factory=list)  # instants owing a launch, in order
+    launches: int = 0  # launches made so far: each one's number keys its draws
+    stop_reason: str = ""
+
+
+@dataclass
+class Launch:
+    at_s: float
+    count: int  # slots to fill
+    version: int
+
+
+@dataclass
+class Scan:
+    """The server's steps through the next reports: how many it took, at which instants,
+    the aggregations they made and the launches they owe."""
+
+    state: ServerState
+    taken: int = 0
+    last_s: float = 0.0  # the latest instant it reached
+    rows: list[RoundRow] = field(default_factory=list)
+    launches: list[Launch] = field(default_factory=list)
+
+
+class AsyncRounds:
+    """The buffered asynchronous server."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.orchestration = engine.scenario.orchestration
+        self.settings = self.orchestration.async_
+        self.state = ServerState(owed=[0.0])
+        self.next_seq = 0
+        self.look_ahead = LOOK_AHEAD
+        until = engine.scenario.stop.virtual_time_s
+        self.until_s = math.inf if until is None else until
+        # the sessions in flight (launched, their reports not yet taken), one batch
+        self.flight: Planned | None = None
+        self.report_s: F64 = np.zeros(0)
+        self.version: I64 = np.zeros(0, dtype=np.int64)  # the version each started with
+        self.completed = np.zeros(0, dtype=bool)
+        self.energy_j: F64 = np.zeros(0)
+        self.up: F64 = np.zeros(0)
+        self.down: F64 = np.zeros(0)
+        self.written = np.zeros(0, dtype=bool)  # the session's end written to its client
+
+    # --- the server ------------------------------------------------------------------------
+    def serve(self) -> Generator[Any, Any, None]:
+        engine, env = self.engine, self.engine.env
+        idle_since: float | None = None
+        while not self.state.stop_reason:
+            if not len(self.report_s) and not self.state.owed:
+                idle_since = float(env.now) if idle_since is None else idle_since
+                if env.now - idle_since >= MAX_IDLE_S:
+                    engine.stop_reason = "no eligible clients for a week of virtual time"
+                    return
+                if env.now + IDLE_RETRY_S >= self.until_s:
+                    break
+                yield env.timeout(IDLE_RETRY_S)
+                self.state.owed = [float(env.now)]
+                continue
+            end_s = self.step()
+            if end_s is None:  # nothing more before the stop time
+                break
+            if len(self.report_s):
+                idle_since = None
+            yield env.timeout(max(end_s - float(env.now), 0.0))
+        if self.state.stop_reason:
+            engine.stop_reason = self.state.stop_reason
+        elif math.isfinite(self.until_s):
+            yield env.timeout(max(self.until_s - float(env.now), 0.0))
+
+    def step(self) -> float | None:
+        """Look ahead, keep what holds, and say up to when."""
+        order = np.lexsort((self.flight.key, self.report_s)) if self.flight is not None \
+            else np.zeros(0, dtype=np.int64)
+        ahead = self.scan(copy.deepcopy(self.state), order, self.look_ahead, math.inf, None)
+        if ahead.taken == 0 and not ahead.launches:
+            return None
+        self._write_ended(order, max([ahead.last_s] + [x.at_s for x in ahead.launches]))
+        new, valid, first_report_s = self._launch(ahead.launches)
+        limit = int(np.searchsorted(self.report_s[order], first_report_s, side="right"))
+        # launches after the last that holds stay owed (and are counted again next time)
+        bound = math.nextafter(ahead.launches[valid - 1].at_s, math.inf) \
+            if valid < len(ahead.launches) else math.inf
+        actual = np.bincount(new[1], minlength=valid) if new is not None else np.zeros(0)
+        done = self.scan(self.state, order, min(limit, ahead.taken), bound,
+                         [int(x) for x in actual[:valid]])
+        self.look_ahead = max(8, 2 * done.taken) if done.taken < ahead.taken else \
+            2 * self.look_ahead
+        assert len(done.launches) == valid, "the launches that hold are those made again"
+        for row in done.rows:
+            self.engine.round_done(row)
+        self._take(order[: done.taken])
+        if new is not None:
+            self._start(*new, done.launches)
+        return max([done.last_s] + [x.at_s for x in done.launches])
+
+    def scan(self, st: ServerState, order: I64, most: int, launch_bound: float,
+             actual: list[int] | None) -> Scan:
+        """Step the server through the next `most` reports (in `order`); launches at
+        `launch_bound` or later stay owed. `actual` (per launch, in order) is how many
+        each got; without it each is taken to fill its slots."""
+        a = self.settings
+        out = Scan(state=st, last_s=float(self.engine.env.now))
+        in_flight = len(self.report_s)
+
+        def launch_before(t: float) -> None:
+            nonlocal in_flight
+            while st.owed and st.owed[0] < t and st.owed[0] < launch_bound:
+                at = st.owed.pop(0)
+                while st.owed and st.owed[0] == at:
+                    st.owed.pop(0)
+                count = a.concurrency - in_flight
+                if count <= 0:
+                    continue
+                got = count if actual is None else actual[len(out.launches)]
+                out.launches.append(Launch(at, count, st.version))
+                st.window_selected += got
+                in_flight += got
+                out.last_s = max(out.last_s, at)
+
+        horizon = min(launch_bound, self.until_s)
+        for i in order[: most].tolist():
+            now = max(float(self.report_s[i]), st.free_s)
+            if now >= horizon:  # launches before it are made; it waits for the next look
+                launch_before(horizon)
+                break
+            launch_before(now)
+            age = st.version - int(self.version[i])
+            fresh = bool(self.completed[i]) and age <= a.max_staleness
+            fills = fresh and len(st.staleness) + 1 >= a.buffer_size
+            if fills:  # launches owed at this instant come before the aggregation
+                launch_before(math.nextafter(now, math.inf))
+            in_flight -= 1
+            out.taken += 1
+            out.last_s = max(out.last_s, now)
+            st.since_aggregation += 1
+            st.window_energy_j += float(self.energy_j[i])
+            st.window_up += float(self.up[i])
+            st.window_down += float(self.down[i])
+            st.taken_energy_j += float(self.energy_j[i])
+            st.taken_traffic_bytes += float(self.up[i] + self.down[i])
+            if fresh:
+                st.staleness.append(age)
+            elif self.completed[i]:
+                st.discarded += 1
+            if fills:
+                end = now + self.engine.aggregate_s(st.window_up)
+                if end >= self.until_s:  # the stop comes first
+                    break
+                out.rows.append(self._row(st, now, end))
+                out.last_s = end
+                if self._stop_rule(st, len(self.engine.rounds) + len(out.rows)):
+                    break
+                bisect.insort(st.owed, end)
+            else:
+                bisect.insort(st.owed, now)
+            if self._stop_rule(st, len(self.engine.rounds) + len(out.rows)):
+                break
+        else:
+            nxt = out.taken
+            if nxt < len(order):
+                launch_before(min(max(float(self.report_s[order[nxt]]), st.free_s), horizon))
+            else:
+                launch_before(horizon)
+        return out
+
+    def _row(self, st: ServerState, closed_s: float, end_s: float) -> RoundRow:
+        row = RoundRow(
+            round=st.version, start_s=st.window_start_s, closed_s=closed_s, end_s=end_s,
+            selected=st.window_selected, reported=len(st.staleness), aggregated=True,
+            energy_j=st.window_energy_j, upload_bytes=st.window_up,
+            download_bytes=st.window_down, mean_staleness=float(np.mean(st.staleness)),
+            discarded_stale=st.discarded)
+        st.version += 1
+        st.free_s = st.window_start_s = end_s
+        st.staleness, st.discarded, st.since_aggregation = [], 0, 0
+        st.window_energy_j = st.window_up = st.window_down = 0.0
+        st.window_selected = 0
+        return row
+
+    def _stop_rule(self, st: ServerState, rounds: int) -> bool:
+        """Aggregations count `stop.rounds`; energy and traffic count the reports taken."""
+        stop, a = self.engine.scenario.stop, self.settings
+        if stop.rounds is not None and rounds >= stop.rounds:
+            st.stop_reason = "rounds"
+        elif stop.energy_j is not None and st.taken_energy_j >= stop.energy_j:
+            st.stop_reason = "energy"
+        elif stop.traffic_bytes is not None and st.taken_traffic_bytes >= stop.traffic_bytes:
+            st.stop_reason = "traffic"
+        elif st.since_aggregation > NO_PROGRESS_BUFFERS * a.buffer_size + a.concurrency:
+            st.stop_reason = "no progress: sessions keep failing, nothing to aggregate"
+        return bool(st.stop_reason)
+
+    # --- launches --------------------------------------------------------------------------
+    def _launch(self, launches: list[Launch]) -> tuple[tuple[Planned, I64] | None, int, float]:
+        """Select and plan the launches at once: the planned sessions and each one's launch,
+        how many launches hold (up to the first that a new session's report, a short
+        launch or a client already invited makes uncertain) and the earliest report of
+        the sessions of those that hold."""
+        if not launches:
+            return None, 0, math.inf
+        engine = self.engine
+        at = np.array([x.at_s for x in launches])
+        count = np.array([x.count for x in launches], dtype=np.int64)
+        ids = self.state.launches + np.arange(len(launches), dtype=np.int64)
+        clients, launch = many_launches(engine, at, count, ids)
+        start = at[launch]
+        seq = self.next_seq + np.arange(len(clients), dtype=np.int64)
+        p = engine.model.plan(clients, start, seq, start=engine.model.state_at(clients, start))
+        report = self._report_s(p)
+        got = np.bincount(launch, minlength=len(launches))
+        first = np.full(len(launches), math.inf)
+        np.minimum.at(first, launch, report)
+        _, once = np.unique(clients, return_index=True)
+        repeated = np.ones(len(clients), dtype=bool)
+        repeated[once] = False
+        clash = np.zeros(len(launches), dtype=bool)
+        clash[launch[repeated]] = True
+        valid, earliest = 0, math.inf
+        for j in range(len(launches)):
+            if at[j] >= earliest or clash[j]:
+                break
+            valid = j + 1
+            earliest = min(earliest, first[j])
+            if got[j] < count[j]:
+                break
+        keep = launch < valid
+        return (take(p, keep), launch[keep]), valid, earliest
+
+    def _report_s(self, p: Planned) -> F64:
+        deadline = self.orchestration.deadline_s
+        return p.start_s + np.maximum(np.minimum(p.stop_s, p.start_s + deadline) - p.start_s,
+                                      0.0)
+
+    def _start(self, p: Planned, launch: I64, made: list[Launch]) -> None:
+        """The sessions of the launches that hold are in flight."""
+        engine = self.engine
+        report = self._report_s(p)
+        engine.launch(p.client, report)
+        o = self._outcome(p)
+        versions = np.array([x.version for x in made], dtype=np.int64)
+        self.flight = p if self.flight is None else join([self.flight, p])
+        self.report_s = np.concatenate([self.report_s, report])
+        self.version = np.concatenate([self.version, versions[launch]])
+        self.completed = np.concatenate([self.completed, o.status == COMPLETED])
+        self.energy_j = np.concatenate([self.energy_j, o.energy_j])
+        self.up = np.concatenate([self.up, np.round(o.upload_bytes)])
+        self.down = np.concatenate([self.down, np.round(o.download_bytes)])
+        self.written = np.concatenate([self.written, np.zeros(len(report), dtype=bool)])
+        self.next_seq += len(report)
+        self.state.launches += len(made)
+
+    # --- reports ---------------------------------------------------------------------------
+    def _write_ended(self, order: I64, t_s: float) -> None:
+        """Write to their clients the sessions that have ended by `t_s` (each client's charge
+        and temperature as its session left them), so that launches until then see them;
+        their reports are recorded when the server takes them."""
+        due = order[(self.report_s[order] <= t_s) & ~self.written[order]]
+        if len(due):
+            p = take(self.flight, due)  # type: ignore[arg-type]
+            self.engine.model.settle(p, self._outcome(p))
+            self.written[due] = True
+
+    def _outcome(self, p: Planned) -> Outcome:
+        return self.engine.model.account(p, p.start_s + self.orchestration.deadline_s, DEADLINE)
+
+    def _record(self, idx: I64) -> None:
+        p = take(self.flight, idx)  # type: ignore[arg-type]
+        cut = p.start_s + self.orchestration.deadline_s
+        self.engine.record(p, self._outcome(p), self.version[idx], cut, DEADLINE)
+
+    def _take(self, idx: I64) -> None:
+        """The server has taken these reports (in order): recorded, they leave the flight."""
+        if not len(idx):
+            return
+        self._record(idx)
+        keep = np.ones(len(self.report_s), dtype=bool)
+        keep[idx] = False
+        self.flight = take(self.flight, keep)  # type: ignore[arg-type]
+        for name in ("report_s", "version", "completed", "energy_j", "up", "down", "written"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def finish(self, now_s: float) -> None:
+        """At the stop: sessions that had ended by now are recorded as they ended; those
+        still running are cancelled now."""
+        if self.flight is None or not len(self.report_s):
+            return
+        order = np.lexsort((self.flight.key, self.report_s))
+        ended = order[self.report_s[order] <= now_s]
+        running = order[self.report_s[order] > now_s]
+        if len(ended):
+            self._record(ended)
+        if len(running):
+            running = running[np.argsort(self.flight.key[running], kind="stable")]
+            p = take(self.flight, running)
+            cut = np.full(len(running), now_s)
+            o = self.engine.model.account(p, cut, CANCELLED)
+            self.engine.record(p, o, self.version[running], cut, CANCELLED)
+        self.flight, self.report_s = None, np.zeros(0)

@@ -1,0 +1,61 @@
+"""The sessions a run recorded, as columns: one list of columns for the engine, the
+metrics and the CSV, filled batch by batch into preallocated arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator.session import Outcome, Planned
+
+# the columns of client_sessions.csv, in order, with their array types
+SESSION_COLUMNS: dict[str, type[np.generic]] = {
+    "client": np.int64, "group": np.int64, "round": np.int64, "start_s": np.float64,
+    "end_s": np.float64, "download_s": np.float64, "compute_s": np.float64,
+    "upload_s": np.float64, "steps": np.int64, "energy_j": np.float64,
+    "peak_memory_mb": np.float64, "upload_bytes": np.float64, "download_bytes": np.float64,
+    "status": np.int64}
+
+Columns = dict[str, npt.NDArray[Any]]
+
+
+class SessionLog:
+    """Session rows in preallocated columns that double when full."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.n = 0
+        self._cols: Columns = {k: np.empty(max(capacity, 1), dtype=t)
+                               for k, t in SESSION_COLUMNS.items()}
+        self.energy_j = 0.0  # running totals, for the stopping rules
+        self.traffic_bytes = 0.0
+
+    def add(self, p: Planned, o: Outcome, group: npt.NDArray[np.int64],
+            rnd: npt.NDArray[np.int64]) -> None:
+        up, down = np.round(o.upload_bytes), np.round(o.download_bytes)
+        self.append({"client": p.client, "group": group, "round": rnd, "start_s": p.start_s,
+                     "end_s": o.end_s, "download_s": o.download_s, "compute_s": o.compute_s,
+                     "upload_s": o.upload_s, "steps": o.steps, "energy_j": o.energy_j,
+                     "peak_memory_mb": p.peak_memory_mb, "upload_bytes": up,
+                     "download_bytes": down, "status": o.status})
+        self.energy_j += float(o.energy_j.sum())
+        self.traffic_bytes += float(up.sum() + down.sum())
+
+    def append(self, rows: Columns) -> None:
+        m = len(rows["client"])
+        if self.n + m > len(self._cols["client"]):
+            size = max(2 * len(self._cols["client"]), self.n + m)
+            for k, col in self._cols.items():
+                grown = np.empty(size, dtype=col.dtype)
+                grown[: self.n] = col[: self.n]
+                self._cols[k] = grown
+        for k, col in self._cols.items():
+            col[self.n: self.n + m] = rows[k]
+        self.n += m
+
+    def columns(self) -> Columns:
+        """The rows so far (empty when none)."""
+        if self.n == 0:
+            return {}
+        return {k: col[: self.n] for k, col in self._cols.items()}

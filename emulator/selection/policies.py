@@ -1,0 +1,160 @@
+"""Client selection policies: each picks, for every slot group of a check-in pool, the
+clients to invite.
+
+A pool holds, for one or more launch groups (a synchronous round is one; buffered
+asynchronous aggregation may refill several instants at once), clients drawn
+uniformly from the idle fleet and found online and charged enough (the check-in of a
+real deployment), about `pool_factor` per slot to fill. Ranking a pool rather than the
+whole fleet keeps a round's cost proportional to the clients it asks, not to the fleet.
+Every policy works on all groups at once, vectorised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator.selection.view import ClientView
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Candidates of one or more launch groups, group by group, each group's by id."""
+
+    clients: I64
+    group: I64  # the launch group of each candidate
+    k: I64  # per group: how many to invite
+    now_s: F64  # per group: when
+    battery_j: F64  # per candidate: its charge then
+
+    @property
+    def groups(self) -> int:
+        return len(self.k)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One selection: the deadline, the clients, the randomness and the policy's own
+    parameters. One group draws from `rng` (the selection stream); several draw
+    `uniforms(clients, group)`, a pure function of who and which launch, so that how
+    the launches are batched changes nothing."""
+
+    deadline_s: float
+    clients: ClientView
+    rng: np.random.Generator
+    params: Any
+    uniforms: Callable[[I64, I64], F64] | None = None
+
+
+Policy = Callable[[Context, Pool], I64]  # the places in the pool of those it invites
+
+
+# --- per-group building blocks -------------------------------------------------------------
+def rank_within(group: I64, *keys: npt.NDArray[Any]) -> I64:
+    """Each candidate's rank in its group by `keys` (the last key most significant)."""
+    order = np.lexsort((*keys, group))
+    starts = np.searchsorted(group[order], group[order], side="left")
+    rank = np.empty(len(group), dtype=np.int64)
+    rank[order] = np.arange(len(group)) - starts
+    return rank
+
+
+def count_per_group(pool: Pool, m: B) -> I64:
+    return np.bincount(pool.group[m], minlength=pool.groups)
+
+
+def choose_random(ctx: Context, pool: Pool, m: B, k: I64) -> B:
+    """Per group, `k` of the candidates in `m` at random (all of them when fewer)."""
+    if ctx.uniforms is None:  # one group: the selection stream's own choice
+        c, want = pool.clients[m], int(k[0])
+        out = np.zeros(len(pool.clients), dtype=bool)
+        if len(c) <= want:
+            out[m] = True
+        elif want > 0:
+            out[m] = np.isin(c, ctx.rng.choice(c, want, replace=False))
+        return out
+    u = np.where(m, ctx.uniforms(pool.clients, pool.group), np.inf)
+    return m & (rank_within(pool.group, pool.clients, u) < k[pool.group])
+
+
+def top(pool: Pool, m: B, score: F64, k: I64) -> tuple[B, I64]:
+    """Per group, the `k` in `m` with the highest score (ties by client id), and ranks."""
+    rank = rank_within(pool.group, pool.clients, np.where(m, -score, np.inf), ~m)
+    return m & (rank < k[pool.group]), rank
+
+
+def in_order(pool: Pool, *parts: tuple[B, I64]) -> I64:
+    """The chosen candidates (their places in the pool) group by group: each part's, in
+    the part's order."""
+    chosen = np.zeros(len(pool.clients), dtype=bool)
+    part = np.zeros(len(pool.clients), dtype=np.int64)
+    within = np.zeros(len(pool.clients), dtype=np.int64)
+    for i, (m, order) in enumerate(parts):
+        chosen |= m
+        part[m] = i
+        within[m] = order[m]
+    idx = np.flatnonzero(chosen)
+    return idx[np.lexsort((within[idx], part[idx], pool.group[idx]))]
+
+
+def _loss_proxy(ctx: Context, c: I64) -> F64:
+    """A stand-in for a client's local loss: high until it has trained, decaying after."""
+    return np.exp(-0.2 * ctx.clients.participations[c])  # type: ignore[no-any-return]
+
+
+# --- the policies --------------------------------------------------------------------------
+def random_policy(ctx: Context, pool: Pool) -> I64:
+    every = np.ones(len(pool.clients), dtype=bool)
+    return in_order(pool, (choose_random(ctx, pool, every, pool.k), pool.clients))
+
+
+def deadline_aware(ctx: Context, pool: Pool) -> I64:
+    """Those predicted to finish within the deadline (with a safety margin), at random;
+    the fastest of the rest where too few fit."""
+    duration = ctx.clients.predicted_duration_s(pool.clients)
+    fits = duration <= ctx.params.safety * ctx.deadline_s
+    first = choose_random(ctx, pool, fits, pool.k)
+    short = pool.k - count_per_group(pool, first)
+    rest, rank = top(pool, ~fits, -duration, short)
+    return in_order(pool, (first, pool.clients), (rest, rank))
+
+
+def battery_aware(ctx: Context, pool: Pool) -> I64:
+    """Highest predicted charge left after the session; plugged-in devices count as full."""
+    view = ctx.clients
+    c = pool.clients
+    left = view.battery_pct(pool.battery_j, c, view.predicted_energy_j(c))
+    score = np.where(view.plugged(c, pool.now_s[pool.group]), 100.0, left)
+    chosen, rank = top(pool, score > view.abort_below_pct, score, pool.k)
+    return in_order(pool, (chosen, rank))
+
+
+def oort(ctx: Context, pool: Pool) -> I64:
+    """Oort-style: statistical utility x system penalty, with epsilon exploration."""
+    p, view, c = ctx.params, ctx.clients, pool.clients
+    explore_n = np.round(p.epsilon * pool.k).astype(np.int64)
+    explore = choose_random(ctx, pool, view.participations[c] == 0, explore_n)
+    duration = view.predicted_duration_s(c)
+    util = view.examples[c] * _loss_proxy(ctx, c)
+    slow = duration > ctx.deadline_s
+    util = np.where(slow, util * (ctx.deadline_s / duration) ** p.alpha, util)
+    rest, rank = top(pool, ~explore, util, pool.k - count_per_group(pool, explore))
+    return in_order(pool, (explore, c), (rest, rank))
+
+
+def power_of_choice(ctx: Context, pool: Pool) -> I64:
+    """Draw d x k candidates, keep the k with the highest loss (Cho et al.)."""
+    every = np.ones(len(pool.clients), dtype=bool)
+    d = np.maximum(1, np.round(ctx.params.d * pool.k)).astype(np.int64)
+    drawn = choose_random(ctx, pool, every, d)
+    score = _loss_proxy(ctx, pool.clients) * ctx.clients.examples[pool.clients]
+    chosen, rank = top(pool, drawn, score, pool.k)
+    return in_order(pool, (chosen, rank))

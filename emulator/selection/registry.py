@@ -1,0 +1,28 @@
+"""Selection policies by name, with the parameters the scenario gives each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.config import SelectionConfig
+from emulator.selection.policies import (
+    Policy,
+    battery_aware,
+    deadline_aware,
+    oort,
+    power_of_choice,
+    random_policy,
+)
+
+POLICIES: dict[str, Policy] = {
+    "random": random_policy,
+    "deadline_aware": deadline_aware,
+    "battery_aware": battery_aware,
+    "oort": oort,
+    "power_of_choice": power_of_choice,
+}
+
+
+def policy_for(cfg: SelectionConfig) -> tuple[Policy, Any]:
+    """The named policy and its parameters (None for a policy that takes none)."""
+    return POLICIES[cfg.policy], getattr(cfg, cfg.policy, None)

@@ -1,0 +1,71 @@
+"""The clients as a selection policy sees them: nominal predictions and what a server
+would know, read-only. Policies rank with this, never with the session model; the
+charge of the candidates comes with the pool, as of when they checked in."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator.battery import percent
+from emulator.costs import CostTable
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+
+def read_only(a: I64) -> I64:
+    """A view of `a` that sees its updates but cannot write them."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """Per-client arrays indexed by client id; `costs` by `cost_index`."""
+
+    costs: CostTable
+    cost_index: I64
+    group: I64
+    speed: F64
+    local_steps: I64
+    examples: F64
+    downlink_mbps: F64
+    uplink_mbps: F64
+    latency_s: F64
+    capacity_j: F64  # inf for mains power
+    participations: I64  # sessions started so far
+    plugged_at: Callable[[I64, F64], B]
+    abort_below_pct: float
+
+    def predicted_duration_s(self, c: I64) -> F64:
+        """The server's estimate of a session: nominal transfers and steps at the
+        client's speed."""
+        k = self.cost_index[c]
+        transfer = (self.costs.download_bytes[k] * 8 / (self.downlink_mbps[c] * 1e6)
+                    + self.costs.upload_bytes[k] * 8 / (self.uplink_mbps[c] * 1e6)
+                    + 2 * self.latency_s[c])
+        return transfer + self.local_steps[c] * self.costs.step_s[k] / self.speed[c]
+
+    def predicted_energy_j(self, c: I64) -> F64:
+        """Nominal energy of the local steps."""
+        k = self.cost_index[c]
+        return self.local_steps[c] * self.costs.step_s[k] / self.speed[c] * self.costs.busy_w[k]
+
+    def battery_pct(self, battery_j: F64, c: I64, minus_j: F64 | float = 0.0) -> F64:
+        """Clients `c` at charge `battery_j`, less `minus_j`, in percent; mains reads 100."""
+        return percent(battery_j - minus_j, self.capacity_j[c])
+
+    def plugged(self, c: I64, t_s: F64) -> B:
+        """Whether each client is on its charger at its time."""
+        return self.plugged_at(c, t_s)
+
+    def with_costs(self, costs: CostTable) -> ClientView:
+        """The same clients predicted with other nominal costs."""
+        return dataclasses.replace(self, costs=costs)

@@ -1,0 +1,141 @@
+"""The local steps of a batch of sessions: when they end, what they cost, whether the
+battery gives out first.
+
+Clients that can neither throttle nor sleep between steps take every step at the same
+speed, so their steps are one closed form; the rest (a device that may heat past its
+throttle point, or MobileFineTuner's energy-aware sleep) go step by step, vectorised
+over the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator import battery as batt
+from emulator import thermal
+from profiles.setup import EnergyAwareSleep
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """Per session of the batch: what the steps start from and what each one costs."""
+
+    start_s: F64  # when the first step starts (the download's end)
+    planned: I64  # steps to take
+    step_s: F64  # one step at speed 1
+    speed: F64
+    busy_w: F64
+    split_s: F64  # SplitLoRA's exchange per step (0 otherwise)
+    io_w: F64
+    idle_w: F64
+    battery_j: F64  # charge when the steps start
+    capacity_j: F64
+    abort_j: F64  # the trainer stops at this charge (-inf on mains power)
+    charging_w: F64
+    temp_c: F64
+    thermal: thermal.ThermalArrays | None  # None: thermal model off
+    sleep: EnergyAwareSleep | None  # None: no energy-aware sleep
+
+
+@dataclass(frozen=True)
+class StepResult:
+    end_s: F64
+    energy_j: F64
+    done: I64
+    battery_fail_s: F64  # when the battery gave out (inf if it did not)
+    temp_c: F64
+
+
+def run_steps(x: StepInputs) -> StepResult:
+    """All sessions' steps: the closed form where it holds, step by step elsewhere."""
+    steady = np.ones(x.planned.shape, dtype=bool) if x.sleep is None else \
+        np.zeros(x.planned.shape, dtype=bool)
+    if x.thermal is not None and x.sleep is None:
+        steady = x.thermal.cannot_throttle(x.temp_c, x.busy_w)
+    if steady.all():
+        return _closed_form(x)
+    if not steady.any():
+        return _step_by_step(x)
+    out = [_closed_form(_subset(x, steady)), _step_by_step(_subset(x, ~steady))]
+    merged = {}
+    for name in ("end_s", "energy_j", "done", "battery_fail_s", "temp_c"):
+        col = np.empty(x.planned.shape, dtype=getattr(out[0], name).dtype)
+        col[steady], col[~steady] = getattr(out[0], name), getattr(out[1], name)
+        merged[name] = col
+    return StepResult(**merged)
+
+
+def _subset(x: StepInputs, m: B) -> StepInputs:
+    th = x.thermal.subset(m) if x.thermal is not None else None
+    arrays: dict[str, Any] = {k: v[m] for k, v in vars(x).items() if isinstance(v, np.ndarray)}
+    return dataclasses.replace(x, thermal=th, **arrays)
+
+
+def _closed_form(x: StepInputs) -> StepResult:
+    """Every step alike: n steps take n times one; the battery, falling (or rising) by the
+    same amount each step, gives out at the first step that takes it to the abort line."""
+    compute_s = x.step_s / x.speed
+    dt = compute_s + x.split_s
+    e = x.busy_w * compute_s + x.io_w * x.split_s
+    gain = x.charging_w * dt - e  # charge per step
+    finite = np.isfinite(x.capacity_j)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        falling = np.ceil((x.battery_j - x.abort_j) / -gain)
+    first = np.minimum(x.battery_j - e + x.charging_w * dt, x.capacity_j)
+    death = np.where(gain >= 0, np.where(first <= x.abort_j, 1, np.inf),
+                     np.maximum(falling, 1.0))
+    death = np.where(finite & (x.planned > 0), death, np.inf)
+    died = death <= x.planned
+    done = np.where(died, death, x.planned).astype(np.int64)
+    end = x.start_s + done * dt
+    temp = x.temp_c if x.thermal is None else x.thermal.relax(x.temp_c, x.busy_w,
+                                                                done * compute_s)
+    return StepResult(end_s=end, energy_j=done * e, done=done,
+                      battery_fail_s=np.where(died, end, np.inf), temp_c=temp)
+
+
+def _step_by_step(x: StepInputs) -> StepResult:
+    """Step by step, vectorised over the batch: throttling and sleeps change each step."""
+    n = len(x.planned)
+    t = x.start_s.copy()
+    energy = np.zeros(n)
+    bat = x.battery_j.copy()
+    temp = x.temp_c.copy()
+    done = np.zeros(n, dtype=np.int64)
+    battery_fail = np.full(n, np.inf)
+    finite = np.isfinite(x.capacity_j)
+    th = x.thermal
+    for step in range(int(x.planned.max(initial=0))):
+        active = (step < x.planned) & ~np.isfinite(battery_fail)
+        if not active.any():
+            break
+        factor = th.speed_factor(temp) if th is not None else 1.0
+        compute_s = x.step_s / (x.speed * factor)
+        dt = compute_s + x.split_s
+        e = x.busy_w * compute_s + x.io_w * x.split_s
+        if th is not None:
+            temp = np.where(active, th.relax(temp, x.busy_w, compute_s), temp)
+        if x.sleep is not None:  # between optimizer steps, not after the last
+            rest = np.where(step + 1 < x.planned,
+                            x.sleep.sleep_s(batt.percent(bat - e, x.capacity_j), temp), 0.0)
+            dt = dt + rest
+            e = e + x.idle_w * rest
+            if th is not None:
+                temp = np.where(active, th.relax(temp, x.idle_w, rest), temp)
+        t = np.where(active, t + dt, t)
+        energy = np.where(active, energy + e, energy)
+        bat = np.where(active, np.minimum(bat - e + x.charging_w * dt, x.capacity_j), bat)
+        done = np.where(active, done + 1, done)
+        died = active & finite & (bat <= x.abort_j)
+        battery_fail[died] = t[died]
+    return StepResult(end_s=t, energy_j=energy, done=done, battery_fail_s=battery_fail,
+                      temp_c=temp)

@@ -1,0 +1,95 @@
+"""Synchronous rounds: select, plan every session of the round at once, wait once.
+
+A round selects `clients_per_round x (1 + overcommit)` clients and closes at the
+first of: `clients_per_round` reports in (unless `close_at_target` is off), every
+session ended, the deadline. Sessions never interact once planned, so that moment
+is known when the round starts: the round is one timeout to it (and one for the
+aggregation), however many clients it asks. Sessions still running then are cut:
+`deadline` if the deadline closed the round, `cancelled` if the target did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emulator.engine import F64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
+from emulator.session import CANCELLED, COMPLETED, DEADLINE, Planned
+
+if TYPE_CHECKING:
+    from emulator.engine import Engine
+
+
+class SyncRounds:
+    """The synchronous server."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.orchestration = engine.scenario.orchestration
+
+    def serve(self) -> Generator[Any, Any, None]:
+        engine, env, o = self.engine, self.engine.env, self.orchestration
+        idle_since: float | None = None
+        rnd = 0
+        while not engine.should_stop():
+            start = float(env.now)
+            chosen = engine.select(math.ceil(o.clients_per_round * (1 + o.overcommit)), rnd)
+            if len(chosen) == 0:
+                idle_since = start if idle_since is None else idle_since
+                if start - idle_since >= MAX_IDLE_S:
+                    engine.stop_reason = "no eligible clients for a week of virtual time"
+                    return
+                yield env.timeout(IDLE_RETRY_S)
+                continue
+            idle_since = None
+            planned = engine.model.plan(chosen, np.full(len(chosen), start), rnd)
+            engine.launch(chosen)
+            delay, at_target = self.close_delay(planned, start, min(o.clients_per_round,
+                                                                    len(chosen)))
+            yield env.timeout(delay)
+            close = float(env.now)
+            # start + deadline - start need not equal deadline in floating point
+            cut = DEADLINE if close - start >= o.deadline_s - 1e-6 else CANCELLED
+            # the moment the round stopped waiting: where every session had ended by
+            # itself, the deadline it would still have waited for
+            waited = close if cut == DEADLINE or at_target else start + o.deadline_s
+            cut = DEADLINE if waited != close else cut
+            cut_s = np.full(len(chosen), waited)
+            outcome = engine.model.account(planned, cut_s, cut)
+            rounds = np.full(len(chosen), rnd)
+            engine.record(planned, outcome, rounds, cut_s, cut)
+            reported = int(np.sum(outcome.status == COMPLETED))
+            up = float(np.round(outcome.upload_bytes).sum())
+            aggregated = reported >= o.min_reports
+            if aggregated:
+                yield env.timeout(engine.aggregate_s(up))
+            row = RoundRow(
+                round=rnd, start_s=start, closed_s=close, end_s=float(env.now),
+                selected=len(chosen), reported=reported, aggregated=aggregated,
+                energy_j=float(outcome.energy_j.sum()), upload_bytes=up,
+                download_bytes=float(np.round(outcome.download_bytes).sum()))
+            engine.round_done(row)
+            engine.observer.round_closed(engine, row, planned, outcome, cut_s, cut)
+            rnd += 1
+
+    def close_delay(self, p: Planned, start: float, target: int) -> tuple[float, bool]:
+        """How long after `start` the round stops waiting, and whether the target closed
+        it: the first of the deadline, the `target`-th completed session's end and the
+        last session's end (each timed as `start + delay`, as a clock would)."""
+        o = self.orchestration
+        own: F64 = np.maximum(p.stop_s - start, 0.0)
+        delay = min(o.deadline_s, float(own.max()))
+        at_target_s = math.inf
+        if o.close_at_target:
+            completed = own[p.stop_cause == COMPLETED]
+            if len(completed) >= target:
+                kth = float(np.partition(completed, target - 1)[target - 1])
+                delay = min(delay, kth)
+                at_target_s = start + kth
+        return delay, at_target_s <= start + delay
+
+    def finish(self, now_s: float) -> None:
+        """A round cut short by the stopping rule is not recorded."""
