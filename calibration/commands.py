@@ -9,10 +9,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from calibration.bench import Bench, LocalBench
 from profiles.errors import InputError
+
+if TYPE_CHECKING:  # the bench is loaded when a calibration runs, not for every command
+    from calibration.bench import Bench
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ def _target(args: argparse.Namespace, attached: AttachedTarget | None) -> Target
         raise InputError("--device", args.device, "expected local or cuda, or a device name "
                          "with --devices DEVICES.yaml")
     name = _default_name(args)
+    from calibration.bench import LocalBench
+
     return Target(LocalBench("cpu" if args.device == "local" else "cuda", args.threads), name,
                   args.out or Path(f"{name}.yaml"))
 

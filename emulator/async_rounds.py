@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emulator.checkin import many_launches
+from emulator.checkin import launches as select_launches
 from emulator.engine import F64, I64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
 from emulator.session import CANCELLED, COMPLETED, DEADLINE, Outcome, Planned, join, take
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
 LOOK_AHEAD = 16  # reports looked at first; adapts to how many held last time
+CLASH_RETRIES = 4  # selections of one batch of launches, each with more clients held
 
 
 @dataclass
@@ -263,7 +264,7 @@ class AsyncRounds:
         at = np.array([x.at_s for x in launches])
         count = np.array([x.count for x in launches], dtype=np.int64)
         ids = self.state.launches + np.arange(len(launches), dtype=np.int64)
-        clients, launch = many_launches(engine, at, count, ids)
+        clients, launch = self._select(at, count, ids)
         start = at[launch]
         seq = self.next_seq + np.arange(len(clients), dtype=np.int64)
         p = engine.model.plan(clients, start, seq, start=engine.model.state_at(clients, start))
@@ -271,11 +272,7 @@ class AsyncRounds:
         got = np.bincount(launch, minlength=len(launches))
         first = np.full(len(launches), math.inf)
         np.minimum.at(first, launch, report)
-        _, once = np.unique(clients, return_index=True)
-        repeated = np.ones(len(clients), dtype=bool)
-        repeated[once] = False
-        clash = np.zeros(len(launches), dtype=bool)
-        clash[launch[repeated]] = True
+        clash = _first_repeats(clients, launch, len(launches))
         valid, earliest = 0, math.inf
         for j in range(len(launches)):
             if at[j] >= earliest or clash[j]:
@@ -287,10 +284,24 @@ class AsyncRounds:
         keep = launch < valid
         return (take(p, keep), launch[keep]), valid, earliest
 
+    def _select(self, at: F64, count: I64, ids: I64) -> tuple[I64, I64]:
+        """The launches' clients: a client invited by one launch is busy at the later ones,
+        so where a later launch chose it too, the launches are selected again with it
+        held (a few times at most; a clash left makes the launch uncertain)."""
+        held: tuple[I64, F64] | None = None
+        for _ in range(CLASH_RETRIES):
+            clients, launch = select_launches(self.engine, at, count, ids, self.state.version,
+                                              held)
+            clash = _first_repeats(clients, launch, len(at))
+            if not clash.any():
+                break
+            order = np.lexsort((at[launch], clients))
+            held = clients[order], at[launch][order]
+        return clients, launch
+
     def _report_s(self, p: Planned) -> F64:
-        deadline = self.orchestration.deadline_s
-        return p.start_s + np.maximum(np.minimum(p.stop_s, p.start_s + deadline) - p.start_s,
-                                      0.0)
+        """When each session reports: its own end, or its deadline (its `end_s`)."""
+        return np.minimum(p.stop_s, p.start_s + self.orchestration.deadline_s)
 
     def _start(self, p: Planned, launch: I64, made: list[Launch]) -> None:
         """The sessions of the launches that hold are in flight."""
@@ -357,3 +368,13 @@ class AsyncRounds:
             o = self.engine.model.account(p, cut, CANCELLED)
             self.engine.record(p, o, self.version[running], cut, CANCELLED)
         self.flight, self.report_s = None, np.zeros(0)
+
+
+def _first_repeats(clients: I64, launch: I64, launches: int) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Per launch: whether it chose a client an earlier launch chose."""
+    _, once = np.unique(clients, return_index=True)
+    repeated = np.ones(len(clients), dtype=bool)
+    repeated[once] = False
+    clash = np.zeros(launches, dtype=bool)
+    clash[launch[repeated]] = True
+    return clash

@@ -7,15 +7,14 @@ drawn from the availability stream, so an idle client costs nothing.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from emulator.csvfile import read_rows
 from emulator.streams import Streams
-from profiles.errors import InputError
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -56,27 +55,9 @@ class Trace:
 
     @classmethod
     def load(cls, path: Path) -> Trace:
-        rows: list[tuple[int, float, float]] = []
-        try:
-            with path.open(newline="") as fh:
-                reader = csv.DictReader(fh)
-                if reader.fieldnames is None or not {"client", "start_s", "end_s"} <= set(
-                        reader.fieldnames):
-                    raise InputError(str(path), "header", "expected columns client,start_s,end_s")
-                for line, row in enumerate(reader, start=2):
-                    try:
-                        c, a, b = int(row["client"]), float(row["start_s"]), float(row["end_s"])
-                    except (TypeError, ValueError):
-                        raise InputError(str(path), f"line {line}",
-                                         "client must be an integer, start_s/end_s numbers") \
-                            from None
-                    if b <= a or a < 0:
-                        raise InputError(str(path), f"line {line}", "needs 0 <= start_s < end_s")
-                    rows.append((c, a, b))
-        except OSError as err:
-            raise InputError(str(path), "", f"cannot read ({err.strerror})") from None
-        if not rows:
-            raise InputError(str(path), "", "no intervals")
+        rows = [(int(c), a, b) for c, a, b in read_rows(
+            path, ("client", "start_s", "end_s"), types="iff",
+            check=lambda r: None if 0 <= r[1] < r[2] else "needs 0 <= start_s < end_s")]
         ids = sorted({r[0] for r in rows})
         dense = {c: i for i, c in enumerate(ids)}
         period = max(r[2] for r in rows)
@@ -113,38 +94,42 @@ class Availability:
                  charging_only: bool, mean_session_s: float | None, online_fraction: float,
                  trace: Trace | None) -> None:
         self.streams = streams
-        self.tz, self.ws, self.wl = tz_h, window_start_h, window_length_h
-        self.ps, self.pl = plug_start_h, plug_length_h
+        self.tz_h, self.window_start_h, self.window_length_h = (tz_h, window_start_h,
+                                                                window_length_h)
+        self.plug_start_h, self.plug_length_h = plug_start_h, plug_length_h
         self.charging_only = charging_only
-        self.q = online_fraction
+        self.online_fraction = online_fraction
         # churn: epochs of this length are each online with probability q, so online
         # spells last epoch / (1 - q) on average
         self.epoch_s = (mean_session_s or 0.0) * (1.0 - online_fraction) \
             if mean_session_s and online_fraction < 1 else 0.0
         self.trace = trace
+        clients = np.arange(len(tz_h))
+        self.phase_s = self.streams.uniform("availability", clients,
+                                            np.full(clients.shape, -1)) * self.epoch_s
 
     def plugged(self, c: I64, t_s: F64) -> B:
-        return in_daily_window(t_s, self.tz[c], self.ps[c], self.pl[c])
+        return in_daily_window(t_s, self.tz_h[c], self.plug_start_h[c], self.plug_length_h[c])
 
     def _churn_on(self, c: I64, epoch: I64) -> B:
-        return self.streams.uniform("availability", c, epoch) < self.q
+        return self.streams.uniform("availability", c, epoch) < self.online_fraction
 
     def _epoch(self, c: I64, t_s: F64) -> I64:
         """Churn epochs start at a phase of each client's own, so spells do not all
         begin and end together."""
-        phase = self.streams.uniform("availability", c, np.full(c.shape, -1)) * self.epoch_s
-        return np.floor((t_s + phase) / self.epoch_s).astype(np.int64)
+        return np.floor((t_s + self.phase_s[c]) / self.epoch_s).astype(np.int64)
 
     def online(self, c: I64, t_s: F64) -> B:
         t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
         if self.trace is not None:
             on = self.trace.online(c, t_s)
         else:
-            on = in_daily_window(t_s, self.tz[c], self.ws[c], self.wl[c])
+            on = in_daily_window(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:
             on &= self.plugged(c, t_s)
-        if self.epoch_s > 0:
-            on &= self._churn_on(c, self._epoch(c, t_s))
+        if self.epoch_s > 0:  # churn, for those the windows let on
+            i = np.flatnonzero(on)
+            on[i] = self._churn_on(c[i], self._epoch(c[i], t_s[i]))
         return on
 
     def offline_at(self, c: I64, t_s: F64) -> F64:
@@ -153,11 +138,12 @@ class Availability:
         if self.trace is not None:
             end = self.trace.end_s(c, t_s)
         else:
-            end = window_end_s(t_s, self.tz[c], self.ws[c], self.wl[c])
+            end = window_end_s(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:
-            end = np.minimum(end, window_end_s(t_s, self.tz[c], self.ps[c], self.pl[c]))
+            end = np.minimum(end, window_end_s(t_s, self.tz_h[c], self.plug_start_h[c],
+                                               self.plug_length_h[c]))
         if self.epoch_s > 0:
-            phase = self.streams.uniform("availability", c, np.full(c.shape, -1)) * self.epoch_s
+            phase = self.phase_s[c]
             epoch = self._epoch(c, t_s) + 1
             churn_end = np.full(c.shape, np.inf)
             todo = np.ones(c.shape, dtype=bool)

@@ -1,18 +1,18 @@
 """Check-in: which idle clients a launch may ask, and which it asks.
 
-A launch draws a uniform pool of about `pool_factor` clients per slot from the whole
-fleet, keeps the idle ones that are online and charged enough, and lets the selection
-policy choose among them. A synchronous round is one launch, drawn from the check-in
-stream in turn. Buffered asynchronous aggregation launches at many instants; their
-pools are drawn as counter-based uniforms keyed by each launch's number, so that the
-launches can be selected many at once and the result does not depend on how many.
+A launch draws a uniform pool of `pool_factor` clients per slot from the whole fleet
+(again, up to four times, while fewer than that are eligible), keeps the idle ones
+that are online and charged enough, and lets the selection policy choose among them.
+A client's charge is worked out only when it is online at a check-in; it is written
+when its session ends. A synchronous round is one launch; buffered asynchronous
+aggregation launches at many instants. All draws are counter-based uniforms keyed by
+the launch's number, so that launches can be selected many at once and the result
+does not depend on how many.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -28,48 +28,26 @@ REDRAWS = 4  # draws per launch if availability is thin
 
 
 def one_launch(engine: Engine, k: int, rnd: int) -> I64:
-    """A synchronous round's clients: the pool's charge and temperature are brought up to
-    date (written) as they are checked."""
-    n, model = engine.fleet.n, engine.model
+    """A synchronous round's clients (launch number `rnd`)."""
     now = float(engine.env.now)
-    want = math.ceil(engine.scenario.selection.pool_factor * k)
-    found: list[I64] = []
-    have = 0
-    for _ in range(REDRAWS):
-        size = min(n, want)
-        pool = np.sort(engine.checkin_rng.choice(n, size, replace=False))
-        pool = pool[engine.busy_until_s[pool] <= now]
-        if found:
-            pool = np.setdiff1d(pool, np.concatenate(found), assume_unique=True)
-        model.bring_up_to_date(pool, np.full(pool.shape, now))
-        ok = pool[model.eligible(pool, now)]
-        found.append(ok)
-        have += len(ok)
-        if have >= want or size == n:
-            break
-    candidates = np.sort(np.concatenate(found)) if len(found) > 1 else found[0]
-    pool_ = Pool(clients=candidates, group=np.zeros(len(candidates), dtype=np.int64),
-                 k=np.array([k]), now_s=np.array([now]),
-                 battery_j=engine.fleet.battery_j[candidates])
-    ctx = engine.context()
-    watching = engine.observer.watches_selection
-    state: Mapping[str, Any] = engine.selection_rng.bit_generator.state if watching else {}
-    chosen = candidates[engine.policy(ctx, pool_)]
-    if watching:
-        engine.observer.selected(ctx, pool_, chosen, state, rnd)
+    chosen, _ = launches(engine, np.array([now]), np.array([k]), np.array([rnd]), rnd)
     return chosen
 
 
-def many_launches(engine: Engine, now_s: F64, k: I64, launch_id: I64) -> tuple[I64, I64]:
-    """The clients of several launches at once (launch `i` at `now_s[i]` for `k[i]` slots),
-    and the launch each is for; nothing is written."""
+def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, rnd: int,
+             held: tuple[I64, F64] | None = None) -> tuple[I64, I64]:
+    """The clients of one or more launches (launch `i` at `now_s[i]` for `k[i]` slots, its
+    draws keyed by `launch_id[i]`, in round or version `rnd`), and the launch each is for;
+    `held` clients (sorted, each with the first instant) are busy after the instant given
+    (invited by an earlier launch of the same batch). Each client's state is read as of
+    its launch; nothing is written."""
     n, model, streams = engine.fleet.n, engine.model, engine.streams
     want = np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
     found_c: list[I64] = []
     found_g: list[I64] = []
     found_b: list[F64] = []
     have = np.zeros(len(k), dtype=np.int64)
-    seen = np.zeros(0, dtype=np.int64)
+    seen = Drawn(n, len(k))
     for redraw in range(REDRAWS):
         todo = np.flatnonzero((have < want) & (k > 0))
         if not len(todo):
@@ -78,17 +56,19 @@ def many_launches(engine: Engine, now_s: F64, k: I64, launch_id: I64) -> tuple[I
         g = np.repeat(todo, size)
         draw = np.arange(len(g)) - np.repeat(np.cumsum(size) - size, size)
         every = np.repeat(size >= n, size)  # a pool as large as the fleet is the fleet
-        u = streams.uniform("checkin", launch_id[g], np.full(len(g), redraw), draw)
+        u = streams.uniform("checkin", (launch_id[g] * REDRAWS + redraw) << 32 | draw)
         c = np.where(every, draw, np.minimum((u * n).astype(np.int64), n - 1))
-        pair = np.unique(g * n + c)
-        pair = pair[~np.isin(pair, seen, assume_unique=True)]
-        seen = np.union1d(seen, pair)
-        g, c = pair // n, pair % n
+        g, c = seen.new(g, c)
         t = now_s[g]
         idle = engine.busy_until_s[c] <= t
+        if held is not None and len(held[0]):
+            at = np.minimum(np.searchsorted(held[0], c), len(held[0]) - 1)
+            idle &= ~((held[0][at] == c) & (held[1][at] < t))
         g, c, t = g[idle], c[idle], t[idle]
-        battery, _ = model.state_at(c, t)
-        ok = model.eligible(c, t, battery)
+        online = model.availability.online(c, t)  # the charge only of those online
+        g, c, t = g[online], c[online], t[online]
+        battery = model.battery_at(c, t)
+        ok = model.charged_enough(c, battery)
         found_c.append(c[ok])
         found_g.append(g[ok])
         found_b.append(battery[ok])
@@ -103,5 +83,38 @@ def many_launches(engine: Engine, now_s: F64, k: I64, launch_id: I64) -> tuple[I
     def uniforms(clients: I64, group: I64) -> F64:
         return streams.uniform("selection", keys[group], clients)
 
-    idx = engine.policy(engine.context(uniforms), pool)
-    return pool.clients[idx], pool.group[idx]
+    ctx = engine.context(uniforms)
+    idx = engine.policy(ctx, pool)
+    chosen = pool.clients[idx]
+    engine.observer.selected(ctx, pool, chosen, rnd)
+    return chosen, pool.group[idx]
+
+
+
+class Drawn:
+    """The (launch, client) pairs drawn so far: a mask for one launch, sorted keys for
+    several."""
+
+    def __init__(self, n: int, launches: int) -> None:
+        self.n = n
+        self.mask = np.zeros(n, dtype=bool) if launches == 1 else None
+        self.keys = np.zeros(0, dtype=np.int64)
+
+    def new(self, g: I64, c: I64) -> tuple[I64, I64]:
+        """The distinct pairs among these not drawn before, by launch and client."""
+        if self.mask is not None:
+            fresh = np.zeros(self.n, dtype=bool)
+            fresh[c] = True
+            fresh &= ~self.mask
+            self.mask |= fresh
+            c = np.flatnonzero(fresh)
+            return np.zeros(len(c), dtype=np.int64), c
+        keys = np.sort(g * self.n + c)
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
+        if len(self.keys):
+            at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            keys = keys[self.keys[at] != keys]
+            self.keys = np.sort(np.concatenate([self.keys, keys]))
+        else:
+            self.keys = keys
+        return keys // self.n, keys % self.n

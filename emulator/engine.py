@@ -86,8 +86,6 @@ class Engine:
         self.busy_until_s = np.zeros(self.fleet.n)  # when each client's session ends
         self.participations = np.zeros(self.fleet.n, dtype=np.int64)
         self.policy, self.policy_params = policy_for(scenario.selection)
-        self.selection_rng = self.streams.generator("selection")
-        self.checkin_rng = self.streams.generator("checkin")
         self.clients = self._client_view()
         self.rounds: list[RoundRow] = []
         self.log = SessionLog(_expected_sessions(scenario))
@@ -121,9 +119,9 @@ class Engine:
         """A synchronous round's check-in: `k` clients, or fewer if too few are eligible."""
         return one_launch(self, k, rnd)
 
-    def context(self, uniforms: Callable[[I64, I64], F64] | None = None) -> Context:
+    def context(self, uniforms: Callable[[I64, I64], F64]) -> Context:
         return Context(deadline_s=self.scenario.orchestration.deadline_s, clients=self.clients,
-                       rng=self.selection_rng, params=self.policy_params, uniforms=uniforms)
+                       params=self.policy_params, uniforms=uniforms)
 
     def launch(self, chosen: I64, until_s: F64 | float = math.inf) -> None:
         """The chosen clients are busy until `until_s` (their sessions end), and have one

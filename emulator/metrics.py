@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from emulator.engine import Results
+from emulator.fastcsv import Column, encode
 from emulator.records import SESSION_COLUMNS
 from emulator.session import COMPLETED, STATUSES
 
-_FORMATS = {"start_s": "%.3f", "end_s": "%.3f", "download_s": "%.3f", "compute_s": "%.3f",
-            "upload_s": "%.3f", "energy_j": "%.3f", "peak_memory_mb": "%.1f"}
+_DECIMALS = {"start_s": 3, "end_s": 3, "download_s": 3, "compute_s": 3, "upload_s": 3,
+             "energy_j": 3, "peak_memory_mb": 1}
 
 
 def _totals(sessions: dict[str, np.ndarray[Any, Any]], mask: np.ndarray[Any, Any]
@@ -54,7 +54,7 @@ def summary(r: Results, version: str, profile_hashes: dict[str, str]) -> dict[st
         "mean_round_s": round(float(np.mean(durations)), 3) if durations else 0.0,
         **_totals(s, everything),
         "fleet_clients": r.fleet.n,
-        "clients_participated": len(np.unique(s["client"])) if n else 0,
+        "clients_participated": int(np.count_nonzero(np.bincount(s["client"]))) if n else 0,
         "groups": {},
         "profiles_sha256": profile_hashes,
     }
@@ -68,23 +68,16 @@ def summary(r: Results, version: str, profile_hashes: dict[str, str]) -> dict[st
 def write_sessions_csv(r: Results, path: Path) -> None:
     s = r.sessions
     names = [g.name for g in r.fleet.groups]
-    buf = io.StringIO()
-    buf.write(",".join(SESSION_COLUMNS) + "\n")
-    if s:
-        cols = []
-        for k in SESSION_COLUMNS:
-            v = s[k]
-            if k == "group":
-                cols.append(np.array(names, dtype=object)[v.astype(np.int64)])
-            elif k == "status":
-                cols.append(np.array(STATUSES, dtype=object)[v.astype(np.int64)])
-            elif k in _FORMATS:
-                cols.append(np.char.mod(_FORMATS[k], v))
-            else:
-                cols.append(v.astype(np.int64).astype(str))
-        for row in zip(*cols, strict=True):
-            buf.write(",".join(row) + "\n")
-    path.write_text(buf.getvalue())
+    columns = []
+    for k in SESSION_COLUMNS:
+        v = s[k] if s else np.zeros(0)
+        if k == "group":
+            columns.append(Column(v, labels=names))
+        elif k == "status":
+            columns.append(Column(v, labels=STATUSES))
+        else:
+            columns.append(Column(v, decimals=_DECIMALS.get(k, 0)))
+    path.write_bytes(encode(list(SESSION_COLUMNS), columns))
 
 
 def write_rounds_csv(r: Results, path: Path) -> None:

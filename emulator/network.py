@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from profiles.errors import InputError
+from emulator.csvfile import read_rows
 
 F64 = npt.NDArray[np.float64]
 
@@ -42,28 +41,9 @@ class BandwidthTrace:
 
     @classmethod
     def load(cls, path: Path) -> BandwidthTrace:
-        rows: list[tuple[float, float, float]] = []
-        try:
-            with path.open(newline="") as fh:
-                reader = csv.DictReader(fh)
-                need = {"time_s", "downlink_mbps", "uplink_mbps"}
-                if reader.fieldnames is None or not need <= set(reader.fieldnames):
-                    raise InputError(str(path), "header",
-                                     "expected columns time_s,downlink_mbps,uplink_mbps")
-                for line, row in enumerate(reader, start=2):
-                    try:
-                        t, d, u = (float(row[k]) for k in ("time_s", "downlink_mbps",
-                                                           "uplink_mbps"))
-                    except (TypeError, ValueError):
-                        raise InputError(str(path), f"line {line}", "expected numbers") from None
-                    if d <= 0 or u <= 0 or t < 0:
-                        raise InputError(str(path), f"line {line}",
-                                         "bandwidth must be > 0 and time >= 0")
-                    rows.append((t, d, u))
-        except OSError as err:
-            raise InputError(str(path), "", f"cannot read ({err.strerror})") from None
-        if not rows:
-            raise InputError(str(path), "", "no rows")
+        rows = read_rows(path, ("time_s", "downlink_mbps", "uplink_mbps"), check=lambda r: (
+            None if r[0] >= 0 and r[1] > 0 and r[2] > 0
+            else "bandwidth must be > 0 and time >= 0"))
         arr = np.array(sorted(rows))
         return cls(arr[:, 0], arr[:, 1] / arr[:, 1].mean(), arr[:, 2] / arr[:, 2].mean())
 

@@ -8,7 +8,6 @@ costs. The engine calls these hooks; the default observer does nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +26,9 @@ F64 = npt.NDArray[np.float64]
 class Observer:
     """Hooks of a run, each a no-op here."""
 
-    watches_selection = False  # set to have `selected` called (it copies the stream state)
-
-    def selected(self, ctx: Context, pool: Pool, chosen: I64, rng_state: Mapping[str, Any],
-                 rnd: int) -> None:
-        """A policy chose `chosen` of a synchronous round's check-in `pool` in round `rnd`;
-        the selection stream was at `rng_state` before it chose."""
+    def selected(self, ctx: Context, pool: Pool, chosen: I64, rnd: int) -> None:
+        """A policy chose `chosen` from the check-in `pool` in round (or model version)
+        `rnd`; asked again with `ctx`, it chooses the same."""
 
     def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64) -> None:
         """Sessions were settled: their rows of client_sessions.csv, in order."""

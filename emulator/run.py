@@ -2,8 +2,9 @@
 
 The run folder holds summary.json, rounds.csv, client_sessions.csv,
 scenario.resolved.yaml (every default, the seed, the version, the profiles'
-hashes), run.json (wall time and host: the only file that differs between two
-runs of the same seed), the plots and report.md.
+hashes), run.json (wall time, the engine's time with the fleet's build in it, and
+the host: the only file that differs between two runs of the same seed), the plots
+and report.md.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True,
     t0 = time.perf_counter()
     seed = scenario.seed if scenario.seed is not None else secrets.randbits(32)
     base = Path(scenario.source).parent if scenario.source else Path(".")
+    t_build = time.perf_counter()
     engine = Engine(scenario, base, seed, progress, observer)
+    t_run = time.perf_counter()
     results = engine.run()
+    t_done = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     extra = observer.finish(out) if observer is not None else {}
     hashes = {g.profile: p.sha256 for g, p in zip(results.fleet.groups, results.fleet.profiles,
@@ -63,7 +67,8 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True,
     write_report(data, names, out / "report.md")
     wall = time.perf_counter() - t0
     (out / "run.json").write_text(json.dumps({
-        "wall_s": round(wall, 3), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_s": round(wall, 3), "build_s": round(t_run - t_build, 3),
+        "engine_s": round(t_done - t_build, 3), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(), "python": platform.python_version(),
         "scenario_dir": str(base.resolve()),
         "edgetwin_version": version, "seed": seed,

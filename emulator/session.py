@@ -140,29 +140,29 @@ class SessionModel:
         """Each client's charge and temperature at `t_s`, after idling (charging or the
         standby drain, and cooling) since it was last touched; nothing is written."""
         f = self.fleet
-        t0 = f.last_touch_s[c]
         t_s = np.broadcast_to(t_s, c.shape)
-        g = f.group[c]
-        battery = batt.idle_update_j(
-            f.battery_j[c], f.battery_capacity_j[c], t0, t_s, f.tz_h[c], f.plug_start_h[c],
-            f.plug_length_h[c], self.scenario.battery.charge_w, self.standby_w[g])
-        temp = self.group_thermal.subset(g).relax(f.temperature_c[c], np.zeros(c.shape),
-                                                  np.maximum(t_s - t0, 0.0))
-        return battery, temp
+        idle_s = np.maximum(t_s - f.last_touch_s[c], 0.0)
+        temp = self.group_thermal.subset(f.group[c]).relax(f.temperature_c[c],
+                                                           np.zeros(c.shape), idle_s)
+        return self.battery_at(c, t_s), temp
 
-    def bring_up_to_date(self, c: I64, t_s: F64) -> None:
-        """Write `state_at(c, t_s)` to the clients, as of `t_s`."""
+    def battery_at(self, c: I64, t_s: F64) -> F64:
+        """Each client's charge at `t_s` (see `state_at`); mains power stays infinite."""
         f = self.fleet
-        f.battery_j[c], f.temperature_c[c] = self.state_at(c, t_s)
-        f.last_touch_s[c] = t_s
+        out = f.battery_j[c]
+        i = np.flatnonzero(np.isfinite(f.battery_capacity_j[c]))
+        if len(i):
+            ci = c[i]
+            out[i] = batt.idle_update_j(
+                out[i], f.battery_capacity_j[ci], f.last_touch_s[ci],
+                np.broadcast_to(t_s, c.shape)[i], f.tz_h[ci], f.plug_start_h[ci],
+                f.plug_length_h[ci], self.scenario.battery.charge_w, self.standby_w[f.group[ci]])
+        return out
 
-    def eligible(self, c: I64, t_s: F64 | float, battery_j: F64 | None = None) -> B:
-        """Online at `t_s` and charged enough to join: at `battery_j`, or at the charge
-        written (call after `bring_up_to_date`)."""
-        ok = self.availability.online(c, np.broadcast_to(t_s, c.shape))
-        charge = self.fleet.battery_j[c] if battery_j is None else battery_j
-        pct = batt.percent(charge, self.fleet.battery_capacity_j[c])
-        return ok & (pct >= self.scenario.battery.min_pct_to_join)
+    def charged_enough(self, c: I64, battery_j: F64) -> B:
+        """Charged enough to join a round at `battery_j`."""
+        pct = batt.percent(battery_j, self.fleet.battery_capacity_j[c])
+        return pct >= self.scenario.battery.min_pct_to_join
 
     # --- planning -----------------------------------------------------------------------------
     def plan(self, c: I64, t0: F64, key: I64 | int, costs: SessionCosts | None = None,

@@ -45,7 +45,9 @@ class SyncRounds:
                 yield env.timeout(IDLE_RETRY_S)
                 continue
             idle_since = None
-            planned = engine.model.plan(chosen, np.full(len(chosen), start), rnd)
+            starts = np.full(len(chosen), start)
+            planned = engine.model.plan(chosen, starts, rnd,
+                                        start=engine.model.state_at(chosen, starts))
             engine.launch(chosen)
             delay, at_target = self.close_delay(planned, start, min(o.clients_per_round,
                                                                     len(chosen)))

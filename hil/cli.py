@@ -7,8 +7,6 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from hil.link import AgentError
-from hil.transports import LinkError
 from profiles.errors import InputError
 from profiles.version import package_version
 
@@ -47,12 +45,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"edgetwin: error: {err}", file=sys.stderr)
         return 2
-    except (LinkError, AgentError) as err:
-        print(f"edgetwin: error: {err}", file=sys.stderr)
-        return 3
     except KeyboardInterrupt:
         print("edgetwin: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if _device_error(err):
+            print(f"edgetwin: error: {err}", file=sys.stderr)
+            return 3
+        raise
+
+
+def _device_error(err: Exception) -> bool:
+    """A link to a device or its agent failed (imported only then: a simulation never
+    loads the device code)."""
+    from hil.link import AgentError
+    from hil.transports import LinkError
+
+    return isinstance(err, LinkError | AgentError)
 
 
 if __name__ == "__main__":

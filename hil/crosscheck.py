@@ -87,25 +87,20 @@ def decision(prepared: Prepared, e: dict[str, Any]) -> str:
 class SelectionCheck(Observer):
     """Asks the policy again, in the sampled rounds, with the groups' costs scaled."""
 
-    watches_selection = True
-
     def __init__(self, rounds: set[int], factors: Mapping[int, tuple[float, float, float]],
                  policy: Policy) -> None:
         self.rounds, self.factors, self.policy = rounds, factors, policy
         self.kept: dict[int, int] = {}  # by group
         self.chosen: dict[int, int] = {}
 
-    def selected(self, ctx: Context, pool: Pool, chosen: I64, rng_state: Mapping[str, Any],
-                 rnd: int) -> None:
+    def selected(self, ctx: Context, pool: Pool, chosen: I64, rnd: int) -> None:
         if rnd not in self.rounds or len(chosen) == 0:
             return
         view = ctx.clients
         scale = np.array([self.factors.get(int(g), (1.0, 1.0, 1.0)) for g in view.costs.group])
         costs = view.costs.scaled(scale[:, 0], scale[:, 1], scale[:, 2])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = dict(rng_state)
         again = pool.clients[self.policy(
-            dataclasses.replace(ctx, clients=view.with_costs(costs), rng=rng), pool)]
+            dataclasses.replace(ctx, clients=view.with_costs(costs)), pool)]
         stays = np.isin(chosen, again)
         for g in np.unique(view.group[chosen]).tolist():
             mine = view.group[chosen] == g

@@ -1,9 +1,10 @@
 """Which sessions of a run to replay: a sample stratified by outcome, and an
 over-represented stratum of sessions near the deadline.
 
-The `uniform` stratum is a proportional sample over outcomes (each outcome
-present gets at least one session where the budget allows), so its figures
-estimate the whole run. The `near_deadline` stratum draws from sessions whose end
+The `uniform` stratum is a proportional sample over outcomes and device groups
+(each outcome of each group present gets at least one session where the budget
+allows), so its figures estimate the whole run and every class of attached device
+has sessions to replay. The `near_deadline` stratum draws from sessions whose end
 lies close to the moment their round stopped waiting, where a small error in
 compute time flips the decision; it takes up to half the budget and is reported
 on its own.
@@ -45,13 +46,13 @@ def stratified_sample(sessions: Sequence[RunSession], n: int, seed: int
 
 def _by_outcome(sessions: Sequence[RunSession], n: int, rng: np.random.Generator
                 ) -> list[int]:
-    """A proportional sample over outcomes, by largest remainder, each outcome present
+    """A proportional sample over (outcome, group), by largest remainder, each present
     getting one first where `n` allows."""
     if n <= 0 or not sessions:
         return []
-    groups: dict[int, list[int]] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
     for s in sessions:
-        groups.setdefault(s.status, []).append(s.row)
+        groups.setdefault((s.status, s.group), []).append(s.row)
     keys = sorted(groups)
     sizes = np.array([len(groups[k]) for k in keys], dtype=float)
     alloc = np.zeros(len(keys), dtype=int)

@@ -93,6 +93,24 @@ def test_run_invariants(data: dict[str, Any]) -> None:
     if scen.orchestration.mode == "sync":
         assert sum(row.upload_bytes for row in r.rounds) == total["upload_bytes"]
         _check_round_closing(r, scen)
+    else:
+        _check_buffered(r, scen)
+
+
+def _check_buffered(r: Any, scen: Any) -> None:
+    """Buffered asynchronous aggregation: never more than `concurrency` sessions running,
+    none past its deadline, every aggregation a full buffer of fresh-enough reports."""
+    o, a = scen.orchestration, scen.orchestration.async_
+    s = r.sessions
+    assert np.all(s["end_s"] - s["start_s"] <= o.deadline_s + 1e-6)
+    events = sorted([(float(t), 1) for t in s["start_s"]] + [(float(t), -1) for t in s["end_s"]])
+    running = np.cumsum([d for _, d in events])  # ends sort before starts at one instant
+    assert running.max(initial=0) <= a.concurrency
+    for row in r.rounds:
+        assert row.aggregated and row.reported == a.buffer_size
+        assert 0 <= row.mean_staleness <= a.max_staleness
+        assert row.start_s <= row.closed_s <= row.end_s
+    assert sum(row.upload_bytes for row in r.rounds) <= int(s["upload_bytes"].sum())
 
 
 def _check_round_closing(r: Any, scen: Any) -> None:

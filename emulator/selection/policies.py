@@ -42,16 +42,15 @@ class Pool:
 
 @dataclass(frozen=True)
 class Context:
-    """One selection: the deadline, the clients, the randomness and the policy's own
-    parameters. One group draws from `rng` (the selection stream); several draw
-    `uniforms(clients, group)`, a pure function of who and which launch, so that how
-    the launches are batched changes nothing."""
+    """One selection: the deadline, the clients, the policy's own parameters, and its
+    randomness: `uniforms(clients, group)`, a pure function of who and which launch, so
+    that a policy asked again chooses the same, and how launches are batched changes
+    nothing."""
 
     deadline_s: float
     clients: ClientView
-    rng: np.random.Generator
     params: Any
-    uniforms: Callable[[I64, I64], F64] | None = None
+    uniforms: Callable[[I64, I64], F64]
 
 
 Policy = Callable[[Context, Pool], I64]  # the places in the pool of those it invites
@@ -73,22 +72,39 @@ def count_per_group(pool: Pool, m: B) -> I64:
 
 def choose_random(ctx: Context, pool: Pool, m: B, k: I64) -> B:
     """Per group, `k` of the candidates in `m` at random (all of them when fewer)."""
-    if ctx.uniforms is None:  # one group: the selection stream's own choice
-        c, want = pool.clients[m], int(k[0])
-        out = np.zeros(len(pool.clients), dtype=bool)
-        if len(c) <= want:
-            out[m] = True
-        elif want > 0:
-            out[m] = np.isin(c, ctx.rng.choice(c, want, replace=False))
-        return out
     u = np.where(m, ctx.uniforms(pool.clients, pool.group), np.inf)
+    if pool.groups == 1:  # the k smallest draws, without sorting them all
+        want = int(k[0])
+        out = np.zeros(len(u), dtype=bool)
+        if 0 < want < len(u):
+            out[np.argpartition(u, want - 1)[:want]] = True
+        elif want >= len(u):
+            out[:] = True
+        return m & out
     return m & (rank_within(pool.group, pool.clients, u) < k[pool.group])
 
 
 def top(pool: Pool, m: B, score: F64, k: I64) -> tuple[B, I64]:
     """Per group, the `k` in `m` with the highest score (ties by client id), and ranks."""
-    rank = rank_within(pool.group, pool.clients, np.where(m, -score, np.inf), ~m)
+    key = np.where(m, -score, np.inf)
+    if pool.groups == 1:  # partition rather than sort them all
+        return _top_one(pool, m, key, int(k[0]))
+    rank = rank_within(pool.group, pool.clients, key, ~m)
     return m & (rank < k[pool.group]), rank
+
+
+def _top_one(pool: Pool, m: B, key: F64, k: int) -> tuple[B, I64]:
+    """`top` for one group: the k lowest keys, ties by client id (the pool's order)."""
+    chosen = m.copy()
+    if k < int(m.sum()):
+        kth = np.partition(key, k - 1)[k - 1] if k > 0 else -np.inf
+        chosen = m & (key < kth)
+        ties = np.flatnonzero(m & (key == kth))
+        chosen[ties[: k - int(chosen.sum())]] = True
+    rank = np.zeros(len(key), dtype=np.int64)
+    idx = np.flatnonzero(chosen)
+    rank[idx[np.lexsort((pool.clients[idx], key[idx]))]] = np.arange(len(idx))
+    return chosen, rank
 
 
 def in_order(pool: Pool, *parts: tuple[B, I64]) -> I64:

@@ -1,0 +1,44 @@
+"""Reading the small numeric CSV files a scenario names (availability and bandwidth
+traces): the header checked, every row parsed, and a bad one named by its line."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from profiles.errors import InputError
+
+Row = tuple[float, ...]
+
+
+def read_rows(path: Path, columns: Sequence[str], check: Callable[[Row], str | None],
+              types: str = "") -> list[Row]:
+    """The rows of `path` as numbers, in `columns` order. `types` has one letter per
+    column, `i` for an integer (default: all numbers); `check` returns what is wrong
+    with a row, or None."""
+    rows: list[Row] = []
+    kinds = types or "f" * len(columns)
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+                raise InputError(str(path), "header", f"expected columns {','.join(columns)}")
+            for line, raw in enumerate(reader, start=2):
+                try:
+                    row = tuple(int(raw[c]) if kind == "i" else float(raw[c])
+                                for c, kind in zip(columns, kinds, strict=True))
+                except (TypeError, ValueError):
+                    ints = [c for c, kind in zip(columns, kinds, strict=True) if kind == "i"]
+                    need = f"{'/'.join(ints)} must be integers, the rest numbers" if ints \
+                        else "expected numbers"
+                    raise InputError(str(path), f"line {line}", need) from None
+                problem = check(row)
+                if problem:
+                    raise InputError(str(path), f"line {line}", problem)
+                rows.append(row)
+    except OSError as err:
+        raise InputError(str(path), "", f"cannot read ({err.strerror})") from None
+    if not rows:
+        raise InputError(str(path), "", "no rows")
+    return rows
