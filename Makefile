@@ -44,7 +44,7 @@ lint: $(VENV)/.full
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 bench: $(VENV)/.full
 	$(BIN)/python benchmarks/fleet_speed.py

@@ -47,7 +47,7 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, rnd: int,
     found_g: list[I64] = []
     found_b: list[F64] = []
     have = np.zeros(len(k), dtype=np.int64)
-    seen = Drawn(n, len(k))
+    seen = Drawn(n, len(k), int(np.minimum(want, n).sum()) * REDRAWS)
     for redraw in range(REDRAWS):
         todo = np.flatnonzero((have < want) & (k > 0))
         if not len(todo):
@@ -92,12 +92,13 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, rnd: int,
 
 
 class Drawn:
-    """The (launch, client) pairs drawn so far: a mask for one launch, sorted keys for
-    several."""
+    """The (launch, client) pairs drawn so far: a mask over the fleet for one launch that
+    draws a good share of it, sorted keys otherwise (a cost that grows with the draws,
+    not with the fleet)."""
 
-    def __init__(self, n: int, launches: int) -> None:
+    def __init__(self, n: int, launches: int, most: int) -> None:
         self.n = n
-        self.mask = np.zeros(n, dtype=bool) if launches == 1 else None
+        self.mask = np.zeros(n, dtype=bool) if launches == 1 and most * 8 >= n else None
         self.keys = np.zeros(0, dtype=np.int64)
 
     def new(self, g: I64, c: I64) -> tuple[I64, I64]:
