@@ -2,8 +2,8 @@
 
 Replay and periodic validation (in `hil`) need what the run folder does not keep:
 each session's uninterrupted plan and the cut that ended it, and each selection's
-candidates and random state, so that a policy can be asked again with other
-costs. The engine calls these hooks; the default observer does nothing.
+check-in pool and context (its draws keyed, so that the policy asked again with
+other costs draws the same). The engine calls these hooks; the default observer does nothing.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ from tests.hil_helpers import (
     wait_for,
 )
 
+# an sshd, a fresh home and a quick calibration through it: minutes, together
+pytestmark = pytest.mark.slow
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
