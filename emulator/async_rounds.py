@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
 LOOK_AHEAD = 16  # reports looked at first; adapts to how many held last time
-CLASH_RETRIES = 4  # selections of one batch of launches, each with more clients held
+RESELECTIONS = 8  # passes over one batch of launches, each with the earlier choices held
 
 
 @dataclass
@@ -255,16 +255,16 @@ class AsyncRounds:
     # --- launches --------------------------------------------------------------------------
     def _launch(self, launches: list[Launch]) -> tuple[tuple[Planned, I64] | None, int, float]:
         """Select and plan the launches at once: the planned sessions and each one's launch,
-        how many launches hold (up to the first that a new session's report, a short
-        launch or a client already invited makes uncertain) and the earliest report of
-        the sessions of those that hold."""
+        how many launches hold (up to the first that a new session's report or a short
+        launch makes uncertain, or one not yet settled) and the earliest report of the
+        sessions of those that hold."""
         if not launches:
             return None, 0, math.inf
         engine = self.engine
         at = np.array([x.at_s for x in launches])
         count = np.array([x.count for x in launches], dtype=np.int64)
         ids = self.state.launches + np.arange(len(launches), dtype=np.int64)
-        clients, launch = self._select(at, count, ids)
+        clients, launch, certain = self._select(at, count, ids)
         start = at[launch]
         seq = self.next_seq + np.arange(len(clients), dtype=np.int64)
         p = engine.model.plan(clients, start, seq, start=engine.model.state_at(clients, start))
@@ -272,10 +272,9 @@ class AsyncRounds:
         got = np.bincount(launch, minlength=len(launches))
         first = np.full(len(launches), math.inf)
         np.minimum.at(first, launch, report)
-        clash = _first_repeats(clients, launch, len(launches))
         valid, earliest = 0, math.inf
-        for j in range(len(launches)):
-            if at[j] >= earliest or clash[j]:
+        for j in range(certain):
+            if at[j] >= earliest:
                 break
             valid = j + 1
             earliest = min(earliest, first[j])
@@ -284,20 +283,31 @@ class AsyncRounds:
         keep = launch < valid
         return (take(p, keep), launch[keep]), valid, earliest
 
-    def _select(self, at: F64, count: I64, ids: I64) -> tuple[I64, I64]:
-        """The launches' clients: a client invited by one launch is busy at the later ones,
-        so where a later launch chose it too, the launches are selected again with it
-        held (a few times at most; a clash left makes the launch uncertain)."""
-        held: tuple[I64, F64] | None = None
-        for _ in range(CLASH_RETRIES):
-            clients, launch = select_launches(self.engine, at, count, ids, self.state.version,
-                                              held)
-            clash = _first_repeats(clients, launch, len(at))
-            if not clash.any():
-                break
+    def _select(self, at: F64, count: I64, ids: I64) -> tuple[I64, I64, int]:
+        """The launches' clients, and how many launches are certain. A client invited by
+        one launch is busy at the later ones: the launches are selected again with the
+        earlier ones' clients held until every launch's choice holds with the others'
+        (a launch's choice depends only on those before it, so each pass settles at
+        least one more; the rest are uncertain if it takes too many)."""
+        clients, launch = select_launches(self.engine, at, count, ids)
+        start = 1
+        for _ in range(RESELECTIONS):
+            if start >= len(at):
+                return clients, launch, len(at)
             order = np.lexsort((at[launch], clients))
             held = clients[order], at[launch][order]
-        return clients, launch
+            again, again_launch = select_launches(self.engine, at[start:], count[start:],
+                                                  ids[start:], held=held)
+            again_launch = again_launch + start
+            changed = [j for j in range(start, len(at)) if not np.array_equal(
+                clients[launch == j], again[again_launch == j])]
+            keep = launch < start
+            clients = np.concatenate([clients[keep], again])
+            launch = np.concatenate([launch[keep], again_launch])
+            if not changed:
+                return clients, launch, len(at)
+            start = changed[0] + 1
+        return clients, launch, start
 
     def _report_s(self, p: Planned) -> F64:
         """When each session reports: its own end, or its deadline (its `end_s`)."""
@@ -369,12 +379,3 @@ class AsyncRounds:
             self.engine.record(p, o, self.version[running], cut, CANCELLED)
         self.flight, self.report_s = None, np.zeros(0)
 
-
-def _first_repeats(clients: I64, launch: I64, launches: int) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    """Per launch: whether it chose a client an earlier launch chose."""
-    _, once = np.unique(clients, return_index=True)
-    repeated = np.ones(len(clients), dtype=bool)
-    repeated[once] = False
-    clash = np.zeros(launches, dtype=bool)
-    clash[launch[repeated]] = True
-    return clash

@@ -12,12 +12,13 @@ does not depend on how many.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from emulator.selection.policies import Pool
+from emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
     from emulator.engine import Engine
@@ -25,19 +26,23 @@ if TYPE_CHECKING:
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 REDRAWS = 4  # draws per launch if availability is thin
+Selected = Callable[[Context, Pool, I64, int], None]  # told what a policy chose
 
 
 def one_launch(engine: Engine, k: int, rnd: int) -> I64:
     """A synchronous round's clients (launch number `rnd`)."""
     now = float(engine.env.now)
-    chosen, _ = launches(engine, np.array([now]), np.array([k]), np.array([rnd]), rnd)
+    chosen, _ = launches(engine, np.array([now]), np.array([k]), np.array([rnd]),
+                         selected=engine.observer.selected, rnd=rnd)
     return chosen
 
 
-def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, rnd: int,
-             held: tuple[I64, F64] | None = None) -> tuple[I64, I64]:
+def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
+             held: tuple[I64, F64] | None = None, selected: Selected | None = None,
+             rnd: int = 0) -> tuple[I64, I64]:
     """The clients of one or more launches (launch `i` at `now_s[i]` for `k[i]` slots, its
-    draws keyed by `launch_id[i]`, in round or version `rnd`), and the launch each is for;
+    draws keyed by `launch_id[i]`), and the launch each is for, told to `selected` (with
+    round `rnd`) when given;
     `held` clients (sorted, each with the first instant) are busy after the instant given
     (invited by an earlier launch of the same batch). Each client's state is read as of
     its launch; nothing is written."""
@@ -86,7 +91,8 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, rnd: int,
     ctx = engine.context(uniforms)
     idx = engine.policy(ctx, pool)
     chosen = pool.clients[idx]
-    engine.observer.selected(ctx, pool, chosen, rnd)
+    if selected is not None:
+        selected(ctx, pool, chosen, rnd)
     return chosen, pool.group[idx]
 
 
