@@ -3,9 +3,13 @@
 
 The golden outputs were recorded from the engine that ran one SimPy process per
 session, before it was rewritten to run events per round. Regenerated since, each for a
-deliberate change (`python -m tests.golden_outputs`):
+deliberate change (`python -m tests.golden_outputs`); the rewrite itself reproduced
+every synchronous golden byte for byte first:
 - async: launches at one instant are one check-in and one policy call, drawn from
-  uniforms keyed by launch number; no launch follows the aggregation that ends the run.
+  uniforms keyed by launch number; no launch follows the aggregation that ends the run;
+- check-in (both modes): pool and policy draws are uniforms keyed by launch, not the
+  sequential selection and check-in generators; a candidate's charge is worked out
+  only when it is online, as of its check-in, and written only when a session ends.
 """
 
 from __future__ import annotations
