@@ -52,8 +52,8 @@ class ServerState:
     window_start_s: float = 0.0
     window_selected: int = 0
     window_energy_j: float = 0.0
-    window_up: float = 0.0
-    window_down: float = 0.0
+    window_up_bytes: float = 0.0
+    window_down_bytes: float = 0.0
     taken_energy_j: float = 0.0  # of every report taken, for the stopping rules
     taken_traffic_bytes: float = 0.0
     since_aggregation: int = 0
@@ -74,7 +74,6 @@ class Scan:
     """The server's steps through the next reports: how many it took, at which instants,
     the aggregations they made and the launches they owe."""
 
-    state: ServerState
     taken: int = 0
     last_s: float = 0.0  # the latest instant it reached
     rows: list[RoundRow] = field(default_factory=list)
@@ -99,8 +98,8 @@ class AsyncRounds:
         self.version: I64 = np.zeros(0, dtype=np.int64)  # the version each started with
         self.completed = np.zeros(0, dtype=bool)
         self.energy_j: F64 = np.zeros(0)
-        self.up: F64 = np.zeros(0)
-        self.down: F64 = np.zeros(0)
+        self.up_bytes: F64 = np.zeros(0)
+        self.down_bytes: F64 = np.zeros(0)
         self.written = np.zeros(0, dtype=bool)  # the session's end written to its client
 
     # --- the server ------------------------------------------------------------------------
@@ -127,6 +126,7 @@ class AsyncRounds:
         if self.state.stop_reason:
             engine.stop_reason = self.state.stop_reason
         elif math.isfinite(self.until_s):
+            engine.stop_reason = "virtual_time"
             yield env.timeout(max(self.until_s - float(env.now), 0.0))
 
     def step(self) -> float | None:
@@ -146,7 +146,7 @@ class AsyncRounds:
         done = self.scan(self.state, order, min(limit, ahead.taken), bound,
                          [int(x) for x in actual[:valid]])
         self.look_ahead = max(8, 2 * done.taken) if done.taken < ahead.taken else \
-            2 * self.look_ahead
+            min(2 * self.look_ahead, 4 * self.settings.concurrency)
         assert len(done.launches) == valid, "the launches that hold are those made again"
         for row in done.rows:
             self.engine.round_done(row)
@@ -161,7 +161,7 @@ class AsyncRounds:
         `launch_bound` or later stay owed. `actual` (per launch, in order) is how many
         each got; without it each is taken to fill its slots."""
         a = self.settings
-        out = Scan(state=st, last_s=float(self.engine.env.now))
+        out = Scan(last_s=float(self.engine.env.now))
         in_flight = len(self.report_s)
 
         def launch_before(t: float) -> None:
@@ -196,17 +196,18 @@ class AsyncRounds:
             out.last_s = max(out.last_s, now)
             st.since_aggregation += 1
             st.window_energy_j += float(self.energy_j[i])
-            st.window_up += float(self.up[i])
-            st.window_down += float(self.down[i])
+            st.window_up_bytes += float(self.up_bytes[i])
+            st.window_down_bytes += float(self.down_bytes[i])
             st.taken_energy_j += float(self.energy_j[i])
-            st.taken_traffic_bytes += float(self.up[i] + self.down[i])
+            st.taken_traffic_bytes += float(self.up_bytes[i] + self.down_bytes[i])
             if fresh:
                 st.staleness.append(age)
             elif self.completed[i]:
                 st.discarded += 1
             if fills:
-                end = now + self.engine.aggregate_s(st.window_up)
-                if end >= self.until_s:  # the stop comes first
+                end = now + self.engine.aggregate_s(st.window_up_bytes)
+                if end >= self.until_s:  # the stop comes first: busy aggregating till then
+                    st.free_s = end
                     break
                 out.rows.append(self._row(st, now, end))
                 out.last_s = end
@@ -229,13 +230,13 @@ class AsyncRounds:
         row = RoundRow(
             round=st.version, start_s=st.window_start_s, closed_s=closed_s, end_s=end_s,
             selected=st.window_selected, reported=len(st.staleness), aggregated=True,
-            energy_j=st.window_energy_j, upload_bytes=st.window_up,
-            download_bytes=st.window_down, mean_staleness=float(np.mean(st.staleness)),
+            energy_j=st.window_energy_j, upload_bytes=st.window_up_bytes,
+            download_bytes=st.window_down_bytes, mean_staleness=float(np.mean(st.staleness)),
             discarded_stale=st.discarded)
         st.version += 1
         st.free_s = st.window_start_s = end_s
         st.staleness, st.discarded, st.since_aggregation = [], 0, 0
-        st.window_energy_j = st.window_up = st.window_down = 0.0
+        st.window_energy_j = st.window_up_bytes = st.window_down_bytes = 0.0
         st.window_selected = 0
         return row
 
@@ -325,8 +326,8 @@ class AsyncRounds:
         self.version = np.concatenate([self.version, versions[launch]])
         self.completed = np.concatenate([self.completed, o.status == COMPLETED])
         self.energy_j = np.concatenate([self.energy_j, o.energy_j])
-        self.up = np.concatenate([self.up, np.round(o.upload_bytes)])
-        self.down = np.concatenate([self.down, np.round(o.download_bytes)])
+        self.up_bytes = np.concatenate([self.up_bytes, np.round(o.upload_bytes)])
+        self.down_bytes = np.concatenate([self.down_bytes, np.round(o.download_bytes)])
         self.written = np.concatenate([self.written, np.zeros(len(report), dtype=bool)])
         self.next_seq += len(report)
         self.state.launches += len(made)
@@ -346,9 +347,18 @@ class AsyncRounds:
         return self.engine.model.account(p, p.start_s + self.orchestration.deadline_s, DEADLINE)
 
     def _record(self, idx: I64) -> None:
+        """Record sessions (in order) as they ended: those not yet written to their clients
+        are written now; the others were, and their clients may be in newer sessions."""
+        unwritten = idx[~self.written[idx]]
+        if len(unwritten):
+            p = take(self.flight, unwritten)  # type: ignore[arg-type]
+            o = self._outcome(p)
+            self.engine.model.settle(p, o)
+            self.engine.busy_until_s[p.client] = o.end_s
+            self.written[unwritten] = True
         p = take(self.flight, idx)  # type: ignore[arg-type]
         cut = p.start_s + self.orchestration.deadline_s
-        self.engine.record(p, self._outcome(p), self.version[idx], cut, DEADLINE)
+        self.engine.record(p, self._outcome(p), self.version[idx], cut, DEADLINE, settle=False)
 
     def _take(self, idx: I64) -> None:
         """The server has taken these reports (in order): recorded, they leave the flight."""
@@ -357,8 +367,13 @@ class AsyncRounds:
         self._record(idx)
         keep = np.ones(len(self.report_s), dtype=bool)
         keep[idx] = False
+        self._take_out(keep)
+
+    def _take_out(self, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> None:
+        """Only the sessions `keep` stay in flight."""
         self.flight = take(self.flight, keep)  # type: ignore[arg-type]
-        for name in ("report_s", "version", "completed", "energy_j", "up", "down", "written"):
+        for name in ("report_s", "version", "completed", "energy_j", "up_bytes", "down_bytes",
+                     "written"):
             setattr(self, name, getattr(self, name)[keep])
 
     def finish(self, now_s: float) -> None:
@@ -377,5 +392,5 @@ class AsyncRounds:
             cut = np.full(len(running), now_s)
             o = self.engine.model.account(p, cut, CANCELLED)
             self.engine.record(p, o, self.version[running], cut, CANCELLED)
-        self.flight, self.report_s = None, np.zeros(0)
+        self._take_out(np.zeros(len(self.report_s), dtype=bool))
 

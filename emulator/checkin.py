@@ -1,7 +1,7 @@
 """Check-in: which idle clients a launch may ask, and which it asks.
 
 A launch draws a uniform pool of `pool_factor` clients per slot from the whole fleet
-(again, up to four times, while fewer than that are eligible), keeps the idle ones
+(again while fewer than that are eligible, four draws at most), keeps the idle ones
 that are online and charged enough, and lets the selection policy choose among them.
 A client's charge is worked out only when it is online at a check-in; it is written
 when its session ends. A synchronous round is one launch; buffered asynchronous
@@ -29,10 +29,10 @@ REDRAWS = 4  # draws per launch if availability is thin
 Selected = Callable[[Context, Pool, I64, int], None]  # told what a policy chose
 
 
-def one_launch(engine: Engine, k: int, rnd: int) -> I64:
-    """A synchronous round's clients (launch number `rnd`)."""
+def one_launch(engine: Engine, k: int, rnd: int, launch: int) -> I64:
+    """A synchronous round's clients (round `rnd`, its draws keyed by `launch`)."""
     now = float(engine.env.now)
-    chosen, _ = launches(engine, np.array([now]), np.array([k]), np.array([rnd]),
+    chosen, _ = launches(engine, np.array([now]), np.array([k]), np.array([launch]),
                          selected=engine.observer.selected, rnd=rnd)
     return chosen
 
@@ -41,11 +41,10 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
              held: tuple[I64, F64] | None = None, selected: Selected | None = None,
              rnd: int = 0) -> tuple[I64, I64]:
     """The clients of one or more launches (launch `i` at `now_s[i]` for `k[i]` slots, its
-    draws keyed by `launch_id[i]`), and the launch each is for, told to `selected` (with
-    round `rnd`) when given;
-    `held` clients (sorted, each with the first instant) are busy after the instant given
-    (invited by an earlier launch of the same batch). Each client's state is read as of
-    its launch; nothing is written."""
+    draws keyed by `launch_id[i]`), and the launch each is for; told to `selected`, with
+    round `rnd`, when given. `held` clients (sorted, each with its first instant) are busy
+    after that instant: an earlier launch of the same batch invited them. Each client's
+    state is read as of its launch; nothing is written."""
     n, model, streams = engine.fleet.n, engine.model, engine.streams
     want = np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
     found_c: list[I64] = []
@@ -83,10 +82,8 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
     c, g, b = np.concatenate(found_c), np.concatenate(found_g), np.concatenate(found_b)
     order = np.lexsort((c, g))
     pool = Pool(clients=c[order], group=g[order], k=k, now_s=now_s, battery_j=b[order])
-    keys = launch_id
-
-    def uniforms(clients: I64, group: I64) -> F64:
-        return streams.uniform("selection", keys[group], clients)
+    def uniforms(clients: I64, launch: I64) -> F64:
+        return streams.uniform("selection", launch_id[launch], clients)
 
     ctx = engine.context(uniforms)
     idx = engine.policy(ctx, pool)
@@ -94,7 +91,6 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
     if selected is not None:
         selected(ctx, pool, chosen, rnd)
     return chosen, pool.group[idx]
-
 
 
 class Drawn:

@@ -115,9 +115,10 @@ class Engine:
         return AsyncRounds(self)
 
     # --- selection ----------------------------------------------------------------------
-    def select(self, k: int, rnd: int) -> I64:
-        """A synchronous round's check-in: `k` clients, or fewer if too few are eligible."""
-        return one_launch(self, k, rnd)
+    def select(self, k: int, rnd: int, launch: int) -> I64:
+        """Round `rnd`'s check-in (draws keyed by `launch`): `k` clients, or fewer if too
+        few are eligible."""
+        return one_launch(self, k, rnd, launch)
 
     def context(self, uniforms: Callable[[I64, I64], F64]) -> Context:
         return Context(deadline_s=self.scenario.orchestration.deadline_s, clients=self.clients,
@@ -130,16 +131,19 @@ class Engine:
         self.participations[chosen] += 1
 
     # --- sessions -------------------------------------------------------------------------
-    def record(self, p: Planned, o: Outcome, rnd: I64, cut_s: F64, cut_status: int) -> None:
-        """Settle ended sessions into their clients, free them and keep their rows."""
-        self.model.settle(p, o)
-        self.busy_until_s[p.client] = o.end_s
+    def record(self, p: Planned, o: Outcome, rnd: I64, cut_s: F64, cut_status: int,
+               settle: bool = True) -> None:
+        """Keep ended sessions' rows; with `settle`, first write them into their clients
+        and free them (without, that was done as each ended)."""
+        if settle:
+            self.model.settle(p, o)
+            self.busy_until_s[p.client] = o.end_s
         self.observer.recorded(p, o, cut_s, cut_status, rnd)
         self.log.add(p, o, self.fleet.group[p.client], rnd)
 
     def should_stop(self) -> bool:
-        """Synchronous `stop.rounds` counts rounds run, failed ones included; asynchronous
-        ones count aggregations."""
+        """The synchronous stopping rules: `stop.rounds` counts rounds run, failed ones
+        included (the asynchronous rules are `AsyncRounds._stop_rule`)."""
         st = self.scenario.stop
         checks = [(st.rounds is not None and len(self.rounds) >= st.rounds, "rounds"),
                   (st.virtual_time_s is not None and self.env.now >= st.virtual_time_s,

@@ -27,8 +27,8 @@ class Observer:
     """Hooks of a run, each a no-op here."""
 
     def selected(self, ctx: Context, pool: Pool, chosen: I64, rnd: int) -> None:
-        """A policy chose `chosen` from the check-in `pool` in round (or model version)
-        `rnd`; asked again with `ctx`, it chooses the same."""
+        """A policy chose `chosen` from synchronous round `rnd`'s check-in `pool`; asked
+        again with `ctx`, it chooses the same."""
 
     def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64) -> None:
         """Sessions were settled: their rows of client_sessions.csv, in order."""

@@ -162,6 +162,23 @@ def check_scenario(s: Scenario, base: Path) -> None:
     if s.selection.policy not in POLICY_NAMES:
         raise InputError(where, "selection.policy", f"unknown policy {s.selection.policy!r} "
                          f"(known: {', '.join(sorted(POLICY_NAMES))})")
+    sel = s.selection
+    for key, ok, need in (
+            ("pool_factor", sel.pool_factor > 0, "must be > 0"),
+            ("deadline_aware.safety", sel.deadline_aware.safety > 0, "must be > 0"),
+            ("oort.alpha", sel.oort.alpha >= 0, "must be >= 0"),
+            ("oort.epsilon", 0 <= sel.oort.epsilon <= 1, "must be in [0, 1]"),
+            ("power_of_choice.d", sel.power_of_choice.d >= 1, "must be >= 1")):
+        if not ok:
+            raise InputError(where, f"selection.{key}", need)
+    if o.async_.max_staleness < 0:
+        raise InputError(where, "orchestration.async.max_staleness", "must be >= 0")
+    if o.min_reports < 0:
+        raise InputError(where, "orchestration.min_reports", "must be >= 0")
+    for key in ("rounds", "virtual_time_s", "energy_j", "traffic_bytes"):
+        value = getattr(s.stop, key)
+        if value is not None and value <= 0:
+            raise InputError(where, f"stop.{key}", f"must be > 0, got {value}")
     if s.stop.rounds is None and s.stop.virtual_time_s is None and s.stop.energy_j is None \
             and s.stop.traffic_bytes is None:
         raise InputError(where, "stop", "give at least one stopping rule")

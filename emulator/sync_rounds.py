@@ -29,14 +29,18 @@ class SyncRounds:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.orchestration = engine.scenario.orchestration
+        self.launches = 0  # check-ins so far (a retry after nobody was eligible counts)
+        self.open: tuple[Planned, int] | None = None  # a round's sessions, not yet settled
 
     def serve(self) -> Generator[Any, Any, None]:
-        engine, env, o = self.engine, self.engine.env, self.orchestration
+        engine, env, orch = self.engine, self.engine.env, self.orchestration
         idle_since: float | None = None
         rnd = 0
         while not engine.should_stop():
             start = float(env.now)
-            chosen = engine.select(math.ceil(o.clients_per_round * (1 + o.overcommit)), rnd)
+            chosen = engine.select(math.ceil(orch.clients_per_round * (1 + orch.overcommit)),
+                                   rnd, self.launches)
+            self.launches += 1
             if len(chosen) == 0:
                 idle_since = start if idle_since is None else idle_since
                 if start - idle_since >= MAX_IDLE_S:
@@ -49,23 +53,25 @@ class SyncRounds:
             planned = engine.model.plan(chosen, starts, rnd,
                                         start=engine.model.state_at(chosen, starts))
             engine.launch(chosen)
-            delay, at_target = self.close_delay(planned, start, min(o.clients_per_round,
+            self.open = planned, rnd
+            delay, at_target = self.close_delay(planned, start, min(orch.clients_per_round,
                                                                     len(chosen)))
             yield env.timeout(delay)
             close = float(env.now)
             # start + deadline - start need not equal deadline in floating point
-            cut = DEADLINE if close - start >= o.deadline_s - 1e-6 else CANCELLED
+            cut = DEADLINE if close - start >= orch.deadline_s - 1e-6 else CANCELLED
             # the moment the round stopped waiting: where every session had ended by
             # itself, the deadline it would still have waited for
-            waited = close if cut == DEADLINE or at_target else start + o.deadline_s
+            waited = close if cut == DEADLINE or at_target else start + orch.deadline_s
             cut = DEADLINE if waited != close else cut
             cut_s = np.full(len(chosen), waited)
             outcome = engine.model.account(planned, cut_s, cut)
             rounds = np.full(len(chosen), rnd)
             engine.record(planned, outcome, rounds, cut_s, cut)
+            self.open = None
             reported = int(np.sum(outcome.status == COMPLETED))
             up = float(np.round(outcome.upload_bytes).sum())
-            aggregated = reported >= o.min_reports
+            aggregated = reported >= orch.min_reports
             if aggregated:
                 yield env.timeout(engine.aggregate_s(up))
             row = RoundRow(
@@ -81,11 +87,11 @@ class SyncRounds:
         """How long after `start` the round stops waiting, and whether the target closed
         it: the first of the deadline, the `target`-th completed session's end and the
         last session's end (each timed as `start + delay`, as a clock would)."""
-        o = self.orchestration
+        orch = self.orchestration
         own: F64 = np.maximum(p.stop_s - start, 0.0)
-        delay = min(o.deadline_s, float(own.max()))
+        delay = min(orch.deadline_s, float(own.max()))
         at_target_s = math.inf
-        if o.close_at_target:
+        if orch.close_at_target:
             completed = own[p.stop_cause == COMPLETED]
             if len(completed) >= target:
                 kth = float(np.partition(completed, target - 1)[target - 1])
@@ -94,4 +100,14 @@ class SyncRounds:
         return delay, at_target_s <= start + delay
 
     def finish(self, now_s: float) -> None:
-        """A round cut short by the stopping rule is not recorded."""
+        """A round the stop cut short: its sessions still running are cancelled now and
+        recorded; rounds.csv keeps finished rounds only (nor one whose aggregation the
+        stop interrupted)."""
+        if self.open is None:
+            return
+        planned, rnd = self.open
+        cut_s = np.full(len(planned.client), now_s)
+        outcome = self.engine.model.account(planned, cut_s, CANCELLED)
+        self.engine.record(planned, outcome, np.full(len(planned.client), rnd), cut_s,
+                           CANCELLED)
+        self.open = None

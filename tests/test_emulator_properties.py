@@ -91,7 +91,8 @@ def test_run_invariants(data: dict[str, Any]) -> None:
     assert total["client_sessions"] == len(s["client"])
     scen = build(data)
     if scen.orchestration.mode == "sync":
-        assert sum(row.upload_bytes for row in r.rounds) == total["upload_bytes"]
+        if r.stop_reason != "virtual_time":  # a round the stop cut short has no row
+            assert sum(row.upload_bytes for row in r.rounds) == total["upload_bytes"]
         _check_round_closing(r, scen)
     else:
         _check_buffered(r, scen)

@@ -9,7 +9,10 @@ every synchronous golden byte for byte first:
   uniforms keyed by launch number; no launch follows the aggregation that ends the run;
 - check-in (both modes): pool and policy draws are uniforms keyed by launch, not the
   sequential selection and check-in generators; a candidate's charge is worked out
-  only when it is online, as of its check-in, and written only when a session ends.
+  only when it is online, as of its check-in, and written only when a session ends;
+- async: a session whose report waited in the server's queue while its client was
+  invited again is recorded without freeing that client a second time (the client
+  could otherwise run two sessions at once).
 """
 
 from __future__ import annotations
