@@ -81,7 +81,8 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
             break
     c, g, b = np.concatenate(found_c), np.concatenate(found_g), np.concatenate(found_b)
     order = np.lexsort((c, g))
-    pool = Pool(clients=c[order], group=g[order], k=k, now_s=now_s, battery_j=b[order])
+    pool = Pool(clients=c[order], launch=g[order], slots=k, now_s=now_s,
+                battery_j=b[order])
     def uniforms(clients: I64, launch: I64) -> F64:
         return streams.uniform("selection", launch_id[launch], clients)
 
@@ -90,7 +91,7 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
     chosen = pool.clients[idx]
     if selected is not None:
         selected(ctx, pool, chosen, rnd)
-    return chosen, pool.group[idx]
+    return chosen, pool.launch[idx]
 
 
 class Drawn:

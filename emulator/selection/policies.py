@@ -1,12 +1,12 @@
-"""Client selection policies: each picks, for every slot group of a check-in pool, the
+"""Client selection policies: each picks, for every launch in a check-in pool, the
 clients to invite.
 
-A pool holds, for one or more launch groups (a synchronous round is one; buffered
+A pool holds, for one or more launches (a synchronous round is one; buffered
 asynchronous aggregation may refill several instants at once), clients drawn
 uniformly from the idle fleet and found online and charged enough (the check-in of a
 real deployment), about `pool_factor` per slot to fill. Ranking a pool rather than the
 whole fleet keeps a round's cost proportional to the clients it asks, not to the fleet.
-Every policy works on all groups at once, vectorised.
+Every policy works on all launches at once, vectorised.
 """
 
 from __future__ import annotations
@@ -27,23 +27,23 @@ B = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class Pool:
-    """Candidates of one or more launch groups, group by group, each group's by id."""
+    """Candidates of one or more launches, launch by launch, each launch's by client id."""
 
     clients: I64
-    group: I64  # the launch group of each candidate
-    k: I64  # per group: how many to invite
-    now_s: F64  # per group: when
+    launch: I64  # the launch each candidate is for (an index into `slots`)
+    slots: I64  # per launch: how many to invite
+    now_s: F64  # per launch: when
     battery_j: F64  # per candidate: its charge then
 
     @property
-    def groups(self) -> int:
-        return len(self.k)
+    def launches(self) -> int:
+        return len(self.slots)
 
 
 @dataclass(frozen=True)
 class Context:
     """One selection: the deadline, the clients, the policy's own parameters, and its
-    randomness: `uniforms(clients, group)`, a pure function of who and which launch, so
+    randomness: `uniforms(clients, launch)`, a pure function of who and which launch, so
     that a policy asked again chooses the same, and how launches are batched changes
     nothing."""
 
@@ -56,24 +56,24 @@ class Context:
 Policy = Callable[[Context, Pool], I64]  # the places in the pool of those it invites
 
 
-# --- per-group building blocks -------------------------------------------------------------
-def rank_within(group: I64, *keys: npt.NDArray[Any]) -> I64:
-    """Each candidate's rank in its group by `keys` (the last key most significant)."""
-    order = np.lexsort((*keys, group))
-    starts = np.searchsorted(group[order], group[order], side="left")
-    rank = np.empty(len(group), dtype=np.int64)
-    rank[order] = np.arange(len(group)) - starts
+# --- per-launch building blocks ------------------------------------------------------------
+def rank_within(launch: I64, *keys: npt.NDArray[Any]) -> I64:
+    """Each candidate's rank in its launch by `keys` (the last key most significant)."""
+    order = np.lexsort((*keys, launch))
+    starts = np.searchsorted(launch[order], launch[order], side="left")
+    rank = np.empty(len(launch), dtype=np.int64)
+    rank[order] = np.arange(len(launch)) - starts
     return rank
 
 
-def count_per_group(pool: Pool, m: B) -> I64:
-    return np.bincount(pool.group[m], minlength=pool.groups)
+def count_per_launch(pool: Pool, m: B) -> I64:
+    return np.bincount(pool.launch[m], minlength=pool.launches)
 
 
 def choose_random(ctx: Context, pool: Pool, m: B, k: I64) -> B:
-    """Per group, `k` of the candidates in `m` at random (all of them when fewer)."""
-    u = np.where(m, ctx.uniforms(pool.clients, pool.group), np.inf)
-    if pool.groups == 1:  # the k smallest draws, without sorting them all
+    """Per launch, `k` of the candidates in `m` at random (all of them when fewer)."""
+    u = np.where(m, ctx.uniforms(pool.clients, pool.launch), np.inf)
+    if pool.launches == 1:  # the k smallest draws, without sorting them all
         want = int(k[0])
         out = np.zeros(len(u), dtype=bool)
         if 0 < want < len(u):
@@ -81,20 +81,20 @@ def choose_random(ctx: Context, pool: Pool, m: B, k: I64) -> B:
         elif want >= len(u):
             out[:] = True
         return m & out
-    return m & (rank_within(pool.group, pool.clients, u) < k[pool.group])
+    return m & (rank_within(pool.launch, pool.clients, u) < k[pool.launch])
 
 
 def top(pool: Pool, m: B, score: F64, k: I64) -> tuple[B, I64]:
-    """Per group, the `k` in `m` with the highest score (ties by client id), and ranks."""
+    """Per launch, the `k` in `m` with the highest score (ties by client id), and ranks."""
     key = np.where(m, -score, np.inf)
-    if pool.groups == 1:  # partition rather than sort them all
+    if pool.launches == 1:  # partition rather than sort them all
         return _top_one(pool, m, key, int(k[0]))
-    rank = rank_within(pool.group, pool.clients, key, ~m)
-    return m & (rank < k[pool.group]), rank
+    rank = rank_within(pool.launch, pool.clients, key, ~m)
+    return m & (rank < k[pool.launch]), rank
 
 
 def _top_one(pool: Pool, m: B, key: F64, k: int) -> tuple[B, I64]:
-    """`top` for one group: the k lowest keys, ties by client id (the pool's order)."""
+    """`top` for one launch: the k lowest keys, ties by client id (the pool's order)."""
     chosen = m.copy()
     if k < int(m.sum()):
         kth = np.partition(key, k - 1)[k - 1] if k > 0 else -np.inf
@@ -108,7 +108,7 @@ def _top_one(pool: Pool, m: B, key: F64, k: int) -> tuple[B, I64]:
 
 
 def in_order(pool: Pool, *parts: tuple[B, I64]) -> I64:
-    """The chosen candidates (their places in the pool) group by group: each part's, in
+    """The chosen candidates (their places in the pool) launch by launch: each part's, in
     the part's order."""
     chosen = np.zeros(len(pool.clients), dtype=bool)
     part = np.zeros(len(pool.clients), dtype=np.int64)
@@ -118,7 +118,7 @@ def in_order(pool: Pool, *parts: tuple[B, I64]) -> I64:
         part[m] = i
         within[m] = order[m]
     idx = np.flatnonzero(chosen)
-    return idx[np.lexsort((within[idx], part[idx], pool.group[idx]))]
+    return idx[np.lexsort((within[idx], part[idx], pool.launch[idx]))]
 
 
 def _loss_proxy(ctx: Context, c: I64) -> F64:
@@ -129,7 +129,7 @@ def _loss_proxy(ctx: Context, c: I64) -> F64:
 # --- the policies --------------------------------------------------------------------------
 def random_policy(ctx: Context, pool: Pool) -> I64:
     every = np.ones(len(pool.clients), dtype=bool)
-    return in_order(pool, (choose_random(ctx, pool, every, pool.k), pool.clients))
+    return in_order(pool, (choose_random(ctx, pool, every, pool.slots), pool.clients))
 
 
 def deadline_aware(ctx: Context, pool: Pool) -> I64:
@@ -137,8 +137,8 @@ def deadline_aware(ctx: Context, pool: Pool) -> I64:
     the fastest of the rest where too few fit."""
     duration = ctx.clients.predicted_duration_s(pool.clients)
     fits = duration <= ctx.params.safety * ctx.deadline_s
-    first = choose_random(ctx, pool, fits, pool.k)
-    short = pool.k - count_per_group(pool, first)
+    first = choose_random(ctx, pool, fits, pool.slots)
+    short = pool.slots - count_per_launch(pool, first)
     rest, rank = top(pool, ~fits, -duration, short)
     return in_order(pool, (first, pool.clients), (rest, rank))
 
@@ -148,29 +148,29 @@ def battery_aware(ctx: Context, pool: Pool) -> I64:
     view = ctx.clients
     c = pool.clients
     left = view.battery_pct(pool.battery_j, c, view.predicted_energy_j(c))
-    score = np.where(view.plugged(c, pool.now_s[pool.group]), 100.0, left)
-    chosen, rank = top(pool, score > view.abort_below_pct, score, pool.k)
+    score = np.where(view.plugged(c, pool.now_s[pool.launch]), 100.0, left)
+    chosen, rank = top(pool, score > view.abort_below_pct, score, pool.slots)
     return in_order(pool, (chosen, rank))
 
 
 def oort(ctx: Context, pool: Pool) -> I64:
     """Oort-style: statistical utility x system penalty, with epsilon exploration."""
     p, view, c = ctx.params, ctx.clients, pool.clients
-    explore_n = np.round(p.epsilon * pool.k).astype(np.int64)
+    explore_n = np.round(p.epsilon * pool.slots).astype(np.int64)
     explore = choose_random(ctx, pool, view.participations[c] == 0, explore_n)
     duration = view.predicted_duration_s(c)
     util = view.examples[c] * _loss_proxy(ctx, c)
     slow = duration > ctx.deadline_s
     util = np.where(slow, util * (ctx.deadline_s / duration) ** p.alpha, util)
-    rest, rank = top(pool, ~explore, util, pool.k - count_per_group(pool, explore))
+    rest, rank = top(pool, ~explore, util, pool.slots - count_per_launch(pool, explore))
     return in_order(pool, (explore, c), (rest, rank))
 
 
 def power_of_choice(ctx: Context, pool: Pool) -> I64:
     """Draw d x k candidates, keep the k with the highest loss (Cho et al.)."""
     every = np.ones(len(pool.clients), dtype=bool)
-    d = np.maximum(1, np.round(ctx.params.d * pool.k)).astype(np.int64)
+    d = np.maximum(1, np.round(ctx.params.d * pool.slots)).astype(np.int64)
     drawn = choose_random(ctx, pool, every, d)
     score = _loss_proxy(ctx, pool.clients) * ctx.clients.examples[pool.clients]
-    chosen, rank = top(pool, drawn, score, pool.k)
+    chosen, rank = top(pool, drawn, score, pool.slots)
     return in_order(pool, (chosen, rank))
