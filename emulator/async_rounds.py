@@ -95,7 +95,7 @@ class AsyncRounds:
         # the sessions in flight (launched, their reports not yet taken), one batch
         self.flight: Planned | None = None
         self.report_s: F64 = np.zeros(0)
-        self.version: I64 = np.zeros(0, dtype=np.int64)  # the version each started with
+        self.started_version: I64 = np.zeros(0, dtype=np.int64)  # each session's model version
         self.completed = np.zeros(0, dtype=bool)
         self.energy_j: F64 = np.zeros(0)
         self.up_bytes: F64 = np.zeros(0)
@@ -186,7 +186,7 @@ class AsyncRounds:
                 launch_before(horizon)
                 break
             launch_before(now)
-            age = st.version - int(self.version[i])
+            age = st.version - int(self.started_version[i])
             fresh = bool(self.completed[i]) and age <= a.max_staleness
             fills = fresh and len(st.staleness) + 1 >= a.buffer_size
             if fills:  # launches owed at this instant come before the aggregation
@@ -323,7 +323,7 @@ class AsyncRounds:
         versions = np.array([x.version for x in made], dtype=np.int64)
         self.flight = p if self.flight is None else join([self.flight, p])
         self.report_s = np.concatenate([self.report_s, report])
-        self.version = np.concatenate([self.version, versions[launch]])
+        self.started_version = np.concatenate([self.started_version, versions[launch]])
         self.completed = np.concatenate([self.completed, o.status == COMPLETED])
         self.energy_j = np.concatenate([self.energy_j, o.energy_j])
         self.up_bytes = np.concatenate([self.up_bytes, np.round(o.upload_bytes)])
@@ -337,7 +337,12 @@ class AsyncRounds:
         """Write to their clients the sessions that have ended by `t_s` (each client's charge
         and temperature as its session left them), so that launches until then see them;
         their reports are recorded when the server takes them."""
-        due = order[(self.report_s[order] <= t_s) & ~self.written[order]]
+        self._write(order[self.report_s[order] <= t_s])
+
+    def _write(self, idx: I64) -> None:
+        """Write the sessions `idx` not yet written to their clients (their clients stay
+        busy until then, as their launch set)."""
+        due = idx[~self.written[idx]]
         if len(due):
             p = take(self.flight, due)  # type: ignore[arg-type]
             self.engine.model.settle(p, self._outcome(p))
@@ -349,16 +354,11 @@ class AsyncRounds:
     def _record(self, idx: I64) -> None:
         """Record sessions (in order) as they ended: those not yet written to their clients
         are written now; the others were, and their clients may be in newer sessions."""
-        unwritten = idx[~self.written[idx]]
-        if len(unwritten):
-            p = take(self.flight, unwritten)  # type: ignore[arg-type]
-            o = self._outcome(p)
-            self.engine.model.settle(p, o)
-            self.engine.busy_until_s[p.client] = o.end_s
-            self.written[unwritten] = True
+        self._write(idx)
         p = take(self.flight, idx)  # type: ignore[arg-type]
         cut = p.start_s + self.orchestration.deadline_s
-        self.engine.record(p, self._outcome(p), self.version[idx], cut, DEADLINE, settle=False)
+        self.engine.record(p, self._outcome(p), self.started_version[idx], cut, DEADLINE,
+                           settle=False)
 
     def _take(self, idx: I64) -> None:
         """The server has taken these reports (in order): recorded, they leave the flight."""
@@ -372,8 +372,8 @@ class AsyncRounds:
     def _take_out(self, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> None:
         """Only the sessions `keep` stay in flight."""
         self.flight = take(self.flight, keep)  # type: ignore[arg-type]
-        for name in ("report_s", "version", "completed", "energy_j", "up_bytes", "down_bytes",
-                     "written"):
+        for name in ("report_s", "started_version", "completed", "energy_j", "up_bytes",
+                     "down_bytes", "written"):
             setattr(self, name, getattr(self, name)[keep])
 
     def finish(self, now_s: float) -> None:
@@ -391,6 +391,6 @@ class AsyncRounds:
             p = take(self.flight, running)
             cut = np.full(len(running), now_s)
             o = self.engine.model.account(p, cut, CANCELLED)
-            self.engine.record(p, o, self.version[running], cut, CANCELLED)
+            self.engine.record(p, o, self.started_version[running], cut, CANCELLED)
         self._take_out(np.zeros(len(self.report_s), dtype=bool))
 

@@ -34,7 +34,7 @@ def scaled(x: npt.NDArray[Any], decimals: int) -> I64:
     x = np.asarray(x, dtype=np.float64)
     y = x * 10.0 ** decimals
     q = np.rint(y).astype(np.int64)
-    near = np.abs(np.abs(y - np.trunc(y)) - 0.5) < 1e-6 * np.maximum(1.0, np.abs(y)) * 1e-3
+    near = np.abs(np.abs(y - np.trunc(y)) - 0.5) < 1e-9 * np.maximum(1.0, np.abs(y))
     for i in np.flatnonzero(near):  # within rounding error of a tie: Python decides
         q[i] = int(f"{x[i]:.{decimals}f}".replace(".", ""))
     return q
