@@ -22,7 +22,7 @@ $(VENV)/.full: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core
-	$(BIN)/edgetwin simulate scenarios/thousand_clients.yaml --out runs/thousand-clients
+	$(BIN)/edgetwin simulate scenarios/thousand_clients.yaml --out runs/thousand-clients --overwrite
 
 workload-demo: $(VENV)/.core
 	$(BIN)/edgetwin workload --model gemma-3-270m --method lora --lora-rank 8 --lora-alpha 32 \
@@ -36,7 +36,7 @@ scenarios/calibrated/%.yaml: | $(VENV)/.full
 	$(BIN)/edgetwin calibrate --device $* --devices $(HIL_DEVICES) --quick --resume
 
 hil-demo: scenarios/calibrated/one-core.yaml scenarios/calibrated/two-core.yaml
-	$(BIN)/edgetwin simulate scenarios/hil_local.yaml --out runs/hil-local
+	$(BIN)/edgetwin simulate scenarios/hil_local.yaml --out runs/hil-local --overwrite
 	$(BIN)/edgetwin replay runs/hil-local --devices $(HIL_DEVICES) --sample 40
 
 lint: $(VENV)/.full

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from calibration.allocator import StepMemory, retention_from, retention_probes
 from calibration.bench import Bench, HostFacts
 from calibration.fit import fit_groups
@@ -26,7 +24,7 @@ from calibration.power import PowerReading
 from calibration.trace import Measurement, TraceRecords, TraceWriter
 from profiles.device import DeviceProfile, parse_profile
 from profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
-from profiles.schema import to_mapping
+from profiles.schema import dump_yaml, to_mapping
 
 Progress = Callable[[int, int, str], None]
 # No power meter: whole-machine power from an assumed model, and the profile says so.
@@ -232,4 +230,4 @@ def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, records: Trac
 def write_profile(profile: DeviceProfile, path: Path, fits_note: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Device profile written by edgetwin calibrate. {fits_note}\n"
-    path.write_text(header + yaml.safe_dump(to_mapping(profile), sort_keys=False, width=100))
+    path.write_text(header + dump_yaml(to_mapping(profile), width=100))

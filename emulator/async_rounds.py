@@ -24,11 +24,11 @@ import bisect
 import copy
 import math
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emulator.async_state import Launch, Scan, ServerState
 from emulator.checkin import launches as select_launches
 from emulator.engine import F64, I64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
 from emulator.session import CANCELLED, COMPLETED, DEADLINE, Outcome, Planned, join, take
@@ -39,45 +39,6 @@ if TYPE_CHECKING:
 NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
 LOOK_AHEAD = 16  # reports looked at first; adapts to how many held last time
 RESELECTIONS = 8  # passes over one batch of launches, each with the earlier choices held
-
-
-@dataclass
-class ServerState:
-    """What the server carries from one report to the next."""
-
-    version: int = 0
-    free_s: float = 0.0  # aggregating until then
-    staleness: list[int] = field(default_factory=list)  # of the reports in the buffer
-    discarded: int = 0
-    window_start_s: float = 0.0
-    window_selected: int = 0
-    window_energy_j: float = 0.0
-    window_up_bytes: float = 0.0
-    window_down_bytes: float = 0.0
-    taken_energy_j: float = 0.0  # of every report taken, for the stopping rules
-    taken_traffic_bytes: float = 0.0
-    since_aggregation: int = 0
-    owed: list[float] = field(default_factory=list)  # instants owing a launch, in order
-    launches: int = 0  # launches made so far: each one's number keys its draws
-    stop_reason: str = ""
-
-
-@dataclass
-class Launch:
-    at_s: float
-    count: int  # slots to fill
-    version: int
-
-
-@dataclass
-class Scan:
-    """The server's steps through the next reports: how many it took, at which instants,
-    the aggregations they made and the launches they owe."""
-
-    taken: int = 0
-    last_s: float = 0.0  # the latest instant it reached
-    rows: list[RoundRow] = field(default_factory=list)
-    launches: list[Launch] = field(default_factory=list)
 
 
 class AsyncRounds:
@@ -150,7 +111,7 @@ class AsyncRounds:
         assert len(done.launches) == valid, "the launches that hold are those made again"
         for row in done.rows:
             self.engine.round_done(row)
-        self._take(order[: done.taken])
+        self._take(order[: done.taken], np.array(done.stale, dtype=np.int64))
         if new is not None:
             self._start(*new, done.launches)
         return max([done.last_s] + [x.at_s for x in done.launches])
@@ -204,6 +165,7 @@ class AsyncRounds:
                 st.staleness.append(age)
             elif self.completed[i]:
                 st.discarded += 1
+                out.stale.append(i)
             if fills:
                 end = now + self.engine.aggregate_s(st.window_up_bytes)
                 if end >= self.until_s:  # the stop comes first: busy aggregating till then
@@ -351,20 +313,24 @@ class AsyncRounds:
     def _outcome(self, p: Planned) -> Outcome:
         return self.engine.model.account(p, p.start_s + self.orchestration.deadline_s, DEADLINE)
 
-    def _record(self, idx: I64) -> None:
-        """Record sessions (in order) as they ended: those not yet written to their clients
-        are written now; the others were, and their clients may be in newer sessions."""
+    def _record(self, idx: I64, stale: I64 | None = None) -> float:
+        """Record sessions (in order) as they ended, those among `stale` as such: those not
+        yet written to their clients are written now; the others were, and their clients
+        may be in newer sessions. Their energy, J."""
         self._write(idx)
         p = take(self.flight, idx)  # type: ignore[arg-type]
         cut = p.start_s + self.orchestration.deadline_s
-        self.engine.record(p, self._outcome(p), self.started_version[idx], cut, DEADLINE,
-                           settle=False)
+        o = self._outcome(p)
+        self.engine.record(p, o, self.started_version[idx], cut, DEADLINE, settle=False,
+                           stale=None if stale is None else np.isin(idx, stale))
+        return float(o.energy_j.sum())
 
-    def _take(self, idx: I64) -> None:
-        """The server has taken these reports (in order): recorded, they leave the flight."""
+    def _take(self, idx: I64, stale: I64) -> None:
+        """The server has taken these reports (in order), `stale` among them discarded:
+        recorded, they leave the flight."""
         if not len(idx):
             return
-        self._record(idx)
+        self._record(idx, stale)
         keep = np.ones(len(self.report_s), dtype=bool)
         keep[idx] = False
         self._take_out(keep)
@@ -377,20 +343,23 @@ class AsyncRounds:
             setattr(self, name, getattr(self, name)[keep])
 
     def finish(self, now_s: float) -> None:
-        """At the stop: sessions that had ended by now are recorded as they ended; those
-        still running are cancelled now."""
+        """At the stop: sessions that had ended by now are recorded as they ended (their
+        reports not taken); those still running are cancelled now. The energy of the reports
+        taken since the last aggregation and of those not taken is after the last round."""
+        self.engine.energy_j_after_last_round = self.state.window_energy_j
         if self.flight is None or not len(self.report_s):
             return
         order = np.lexsort((self.flight.key, self.report_s))
         ended = order[self.report_s[order] <= now_s]
         running = order[self.report_s[order] > now_s]
         if len(ended):
-            self._record(ended)
+            self.engine.energy_j_after_last_round += self._record(ended)
         if len(running):
             running = running[np.argsort(self.flight.key[running], kind="stable")]
             p = take(self.flight, running)
             cut = np.full(len(running), now_s)
             o = self.engine.model.account(p, cut, CANCELLED)
             self.engine.record(p, o, self.started_version[running], cut, CANCELLED)
+            self.engine.energy_j_running_at_stop = float(o.energy_j.sum())
         self._take_out(np.zeros(len(self.report_s), dtype=bool))
 

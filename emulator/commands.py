@@ -31,6 +31,8 @@ def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> No
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a scenario key, e.g. "
                    "orchestration.deadline_s=900 (repeatable)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier run in --out (refused without it)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=lambda args: run_simulate(args, observer_for))
@@ -67,14 +69,18 @@ def run_simulate(args: argparse.Namespace, observer_for: ObserverFor | None = No
 
         observer = observer_for(scenario, args.scenario.parent) if observer_for else None
         try:
-            run = simulate(scenario, out, plots=not args.no_plots, progress=progress,
-                           observer=observer)
+            run = simulate(scenario, out, plots=not args.no_plots, overwrite=args.overwrite,
+                           progress=progress, observer=observer, warn=_warn)
         finally:
             if observer is not None:
                 observer.close()
     if not args.quiet:
         _print_summary(run.summary, out, run.wall_s)
     return 130 if run.results.stop_reason == "interrupted" else 0
+
+
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def _print_summary(s: dict[str, Any], out: Path, wall_s: float) -> None:
@@ -85,16 +91,25 @@ def _print_summary(s: dict[str, Any], out: Path, wall_s: float) -> None:
     t = Table(title=f"{s['scenario']}: {s['rounds_completed']} rounds in "
               f"{s['virtual_time_s'] / 3600:.2f} h virtual ({s['stop_reason']}), seed {s['seed']}",
               title_justify="left")
-    for col in ("group", "clients", "sessions", "completed", "energy kJ", "up MB", "down MB",
-                "early ends"):
+    stale = s["mode"] == "async"  # only asynchronous servers discard stale reports
+    for col in ("group", "clients", "sessions", "completed", *(["stale"] if stale else []),
+                "energy kJ", "up MB", "down MB", "early ends"):
         t.add_column(col, justify="left" if col in ("group", "early ends") else "right")
     rows = [*list(s["groups"].items()), ("all", {**s, "clients": s["fleet_clients"]})]
     for name, g in rows:
-        fails = ", ".join(f"{k} {v}" for k, v in g["failures"].items() if v) or "-"
+        fails = ", ".join(f"{k} {v:,}" for k, v in g["failures"].items()
+                          if v and k != "stale") or "-"
         t.add_row(name, f"{g['clients']:,}", f"{g['client_sessions']:,}",
-                  f"{g['completed_sessions']:,}", f"{g['energy_j'] / 1e3:,.1f}",
-                  f"{g['upload_bytes'] / 1e6:,.1f}", f"{g['download_bytes'] / 1e6:,.1f}", fails)
+                  f"{g['completed_sessions']:,}",
+                  *([f"{g['failures']['stale']:,}"] if stale else []),
+                  f"{g['energy_j'] / 1e3:,.1f}", f"{g['upload_bytes'] / 1e6:,.1f}",
+                  f"{g['download_bytes'] / 1e6:,.1f}", fails)
     con.print(t)
+    con.print(f"energy {s['energy_j'] / 1e3:,.1f} kJ: {s['energy_j_in_rounds'] / 1e3:,.1f} in "
+              f"rounds.csv, {s['energy_j_after_last_round'] / 1e3:,.1f} after the last round, "
+              f"{s['energy_j_running_at_stop'] / 1e3:,.1f} in sessions the stop cut short; "
+              f"apart from it, {s['energy_j_idle_standby'] / 1e3:,.1f} kJ idle (standby outside "
+              "sessions)")
     con.print(f"mean round {s['mean_round_s']:.1f} s; {s['client_sessions'] / wall_s:,.0f} "
               f"sessions per wall second; wrote {out}/ (report.md, summary.json, "
               "rounds.csv, client_sessions.csv, scenario.resolved.yaml, plots)")

@@ -25,6 +25,22 @@ class SpreadConfig:
 
 
 @dataclass(frozen=True)
+class NetworkTraceConfig:
+    """A CSV `time_s,downlink_mbps,uplink_mbps`, piecewise constant and looped (period:
+    the last time plus the mean step). `shape`:
+    each client's drawn link is scaled by trace / trace mean (the group's distribution
+    sets the level, the trace its changes); `absolute`: the trace is every client's link
+    in Mbit/s. A bare file name means `shape`."""
+
+    file: str
+    mode: Literal["shape", "absolute"] = "shape"
+
+    @classmethod
+    def from_text(cls, file: str) -> NetworkTraceConfig:
+        return cls(file)
+
+
+@dataclass(frozen=True)
 class GroupNetworkConfig:
     """Per-client link, drawn once per client; per-session jitter on top."""
 
@@ -32,7 +48,7 @@ class GroupNetworkConfig:
     uplink_mbps: Dist = Dist("lognormal", mean=20.0, cv=0.6, low=0.5)
     latency_ms: Dist = Dist("lognormal", mean=40.0, cv=0.5, low=1.0)
     session_jitter_cv: float = 0.2
-    trace: str | None = None  # CSV time_s,downlink_mbps,uplink_mbps: a multiplier over time
+    trace: NetworkTraceConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,9 @@ class DataConfig:
     examples_per_client: Dist = Dist("lognormal", mean=200.0, cv=1.0, low=1.0)
     dirichlet_alpha: float | None = None  # if set: sizes are Dirichlet shares of the total
     total_examples: int | None = None
-    local_steps: int | None = 10  # optimizer steps per round; or derive from epochs
+    # optimizer steps per session, or derived from epochs (one of the two; neither given:
+    # DEFAULT_LOCAL_STEPS); `max_local_steps` caps only steps derived from epochs
+    local_steps: int | None = None
     local_epochs: float | None = None
     max_local_steps: int = 200
 
@@ -153,7 +171,7 @@ class OrchestrationConfig:
     deadline_s: float = 3600.0
     close_at_target: bool = True  # sync: close the round once clients_per_round reported
     min_reports: int = 1  # sync: fewer than this by the deadline and the round fails
-    async_: AsyncConfig = AsyncConfig()
+    async_: AsyncConfig = field(default=AsyncConfig(), metadata={"key": "async"})
 
 
 @dataclass(frozen=True)
@@ -168,9 +186,15 @@ class SelectionConfig:
     power_of_choice: PowerOfChoiceParams = PowerOfChoiceParams()
 
 
+DEFAULT_LOCAL_STEPS = 10
+DEFAULT_STOP_ROUNDS = 10  # the stop rule of a scenario that gives none
+
+
 @dataclass(frozen=True)
 class StopConfig:
-    rounds: int | None = 10
+    """The run stops at the first rule reached; no rule given: DEFAULT_STOP_ROUNDS."""
+
+    rounds: int | None = None
     virtual_time_s: float | None = None
     energy_j: float | None = None
     traffic_bytes: float | None = None
@@ -204,7 +228,12 @@ class Scenario:
     validation: ValidationConfig | None = None
     seed: int | None = None
     description: str = ""
-    source: str = field(default="", compare=False)  # the file it came from
+    # not keys of the file: where it came from, and what the loader accepted but a reader
+    # should know (a key the mode ignores, ...), printed and listed in report.md
+    source: str = field(default="", compare=False, metadata={"internal": True})
+    warnings: tuple[str, ...] = field(default=(), compare=False, metadata={"internal": True})
+    given: frozenset[str] = field(default=frozenset(), compare=False,
+                                  metadata={"internal": True})  # the dotted keys the file set
 
     @property
     def group_counts(self) -> list[int]:

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from emulator.config import GroupConfig, Scenario
-from emulator.scenario import resolve_model
+from emulator.config import Scenario
+from emulator.scenario_checks import resolve_model
+from emulator.training import method_for, setup_for
 from profiles.costmodel import MIB, predict_step
 from profiles.device import DeviceProfile
-from profiles.method import Method
-from profiles.setup import Sharding, TrainingSetup
 from profiles.workload import Workload, build_workload
 
 F64 = npt.NDArray[np.float64]
@@ -74,26 +73,6 @@ class CostTable:
         """Step time, power and peak memory multiplied by per-entry factors."""
         return dataclasses.replace(self, step_s=self.step_s * step, busy_w=self.busy_w * busy,
                                    peak_memory_mb=self.peak_memory_mb * peak)
-
-
-def method_for(s: Scenario, rank: int) -> Method:
-    w = s.workload
-    return Method(
-        kind=w.method, lora_rank=rank, lora_alpha=w.lora_alpha * rank / w.lora_rank,
-        lora_targets=w.lora_targets,
-        fedprox_mu=w.fedprox_mu if w.algorithm == "fedprox" else 0.0,
-        split_layer=w.split_layer if w.algorithm == "splitlora" else None)
-
-
-def setup_for(s: Scenario, g: GroupConfig) -> TrainingSetup:
-    st = g.setup
-    sharding = Sharding(st.shard_budget_mb, st.shard_encoding, st.shard_store) \
-        if st.shard_budget_mb else None
-    return TrainingSetup(
-        batch=st.batch, seq=st.seq, grad_accum=st.grad_accum, dtype=st.dtype,
-        optimizer=s.workload.optimizer, activation_checkpointing=st.activation_checkpointing,
-        memory_efficient_attention=st.memory_efficient_attention, sharding=sharding,
-        serialization=st.serialization or s.network.serialization)
 
 
 def group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from profiles.errors import InputError
+
+# each kind's keys: (required, optional); `dist` itself may be left out for a constant
+_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "const": (("value",), ()),
+    "uniform": (("low", "high"), ()),
+    "normal": (("mean", "std"), ("low", "high")),
+    "lognormal": (("mean", "cv"), ("low", "high")),
+    "choice": (("values",), ("weights",)),
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,28 @@ class Dist:
         """A bare number in a scenario means a constant."""
         return cls("const", value=float(value))
 
+    @classmethod
+    def accepted_keys(cls, data: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The keys a mapping of this kind takes, so that `{dist: lognormal, std: 0.7}` is
+        refused rather than read as cv 0 (schema.from_mapping asks)."""
+        if "dist" not in data and set(data) - {"value"}:  # `{mean: 3}`: which kind?
+            return ("dist",), tuple(cls.__dataclass_fields__)
+        kind = str(data.get("dist", "const"))
+        if kind not in _KEYS:  # the schema names the unknown kind
+            return (), tuple(cls.__dataclass_fields__)
+        required, optional = _KEYS[kind]
+        return required, ("dist", *optional)
+
+    def to_data(self) -> dict[str, Any]:
+        """The mapping a scenario writes: the kind and only the keys it uses."""
+        required, optional = _KEYS[self.dist]
+        out: dict[str, Any] = {"dist": self.dist}
+        for name in (*required, *optional):
+            value = getattr(self, name)
+            if value is not None and value != ():
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
     def check(self, where: str, key: str) -> None:
         if self.dist == "uniform" and (self.low is None or self.high is None
                                        or self.high < self.low):
@@ -45,10 +76,12 @@ class Dist:
         if self.dist == "choice":
             if not self.values:
                 raise InputError(where, key, "choice needs values")
-            if self.weights and (len(self.weights) != len(self.values)
-                                 or abs(sum(self.weights) - 1) > 1e-6
-                                 or min(self.weights) < 0):
-                raise InputError(where, key, "choice weights must match values and sum to 1")
+            if self.weights and len(self.weights) != len(self.values):
+                raise InputError(where, f"{key}.weights", f"{len(self.weights)} weights for "
+                                 f"{len(self.values)} values: give one weight per value")
+            if self.weights and (abs(sum(self.weights) - 1) > 1e-6 or min(self.weights) < 0):
+                raise InputError(where, f"{key}.weights", "must be >= 0 and sum to 1, got "
+                                 f"{sum(self.weights):g}")
 
     def lower_bound(self) -> float:
         """The smallest value a draw can take (for range checks)."""
@@ -59,6 +92,16 @@ class Dist:
         if self.low is not None:
             return self.low
         return 0.0 if self.dist == "lognormal" else float("-inf")
+
+    def upper_bound(self) -> float:
+        """The largest value a draw can take (for range checks)."""
+        if self.dist == "const":
+            return self.value
+        if self.dist == "choice":
+            return max(self.values)
+        if self.high is not None:
+            return self.high
+        return float("inf")
 
     def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
         if self.dist == "const":

@@ -21,13 +21,13 @@ import simpy
 
 from emulator.checkin import one_launch
 from emulator.config import Scenario
-from emulator.fleet import Fleet, build_fleet
+from emulator.fleet import Fleet, build_fleet, memory_warnings
 from emulator.observer import Observer
 from emulator.records import Columns, SessionLog
 from emulator.selection.policies import Context
 from emulator.selection.registry import policy_for
 from emulator.selection.view import ClientView, read_only
-from emulator.session import Outcome, Planned, SessionModel
+from emulator.session import STALE, Outcome, Planned, SessionModel
 from emulator.streams import Streams
 
 I64 = npt.NDArray[np.int64]
@@ -62,6 +62,11 @@ class Results:
     sessions: Columns
     virtual_time_s: float
     stop_reason: str
+    # the sessions' energy outside rounds.csv: ended but counted in no row (taken after
+    # the last aggregation, or in a round whose aggregation the stop cut), and cut by the stop
+    energy_j_after_last_round: float = 0.0
+    energy_j_running_at_stop: float = 0.0
+    warnings: tuple[str, ...] = ()  # the scenario's, then the engine's (see Engine.warnings)
 
 
 class Orchestrator(Protocol):
@@ -81,6 +86,8 @@ class Engine:
         self.seed = seed
         self.streams = Streams(seed)
         self.fleet = build_fleet(scenario, self.streams, base)
+        # what a reader should know before the run: printed, and kept in summary and report
+        self.warnings: tuple[str, ...] = (*scenario.warnings, *memory_warnings(self.fleet))
         self.model = SessionModel(scenario, self.fleet, self.streams, base)
         self.env = simpy.Environment()
         self.busy_until_s = np.zeros(self.fleet.n)  # when each client's session ends
@@ -92,6 +99,8 @@ class Engine:
         self.progress = progress
         self.observer = observer or Observer()
         self.stop_reason = ""
+        self.energy_j_after_last_round = 0.0  # set by the orchestrator's `finish`
+        self.energy_j_running_at_stop = 0.0
         self.orchestrator = self._orchestrator()
 
     def _client_view(self) -> ClientView:
@@ -132,14 +141,17 @@ class Engine:
 
     # --- sessions -------------------------------------------------------------------------
     def record(self, p: Planned, o: Outcome, rnd: I64, cut_s: F64, cut_status: int,
-               settle: bool = True) -> None:
+               settle: bool = True, stale: npt.NDArray[np.bool_] | None = None) -> None:
         """Keep ended sessions' rows; with `settle`, first write them into their clients
-        and free them (without, that was done as each ended)."""
+        and free them (without, that was done as each ended). Those `stale` completed, but
+        the server discarded their reports: their rows say `stale`; the observer is told
+        how the device ended (completed)."""
         if settle:
             self.model.settle(p, o)
             self.busy_until_s[p.client] = o.end_s
         self.observer.recorded(p, o, cut_s, cut_status, rnd)
-        self.log.add(p, o, self.fleet.group[p.client], rnd)
+        status = o.status if stale is None else np.where(stale, STALE, o.status)
+        self.log.add(p, o, self.fleet.group[p.client], rnd, status)
 
     def should_stop(self) -> bool:
         """The synchronous stopping rules: `stop.rounds` counts rounds run, failed ones
@@ -180,7 +192,10 @@ class Engine:
         self.orchestrator.finish(float(self.env.now))
         return Results(scenario=self.scenario, seed=self.seed, fleet=self.fleet,
                        rounds=self.rounds, sessions=self.log.columns(),
-                       virtual_time_s=float(self.env.now), stop_reason=self.stop_reason)
+                       virtual_time_s=float(self.env.now), stop_reason=self.stop_reason,
+                       energy_j_after_last_round=self.energy_j_after_last_round,
+                       energy_j_running_at_stop=self.energy_j_running_at_stop,
+                       warnings=self.warnings)
 
 
 def _expected_sessions(s: Scenario) -> int:

@@ -22,6 +22,7 @@ from profiles.device import DeviceProfile
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+MEMORY_WARN_SHARE = 0.5  # warn when more of a group's clients than this cannot fit a session
 
 
 @dataclass
@@ -108,6 +109,28 @@ def build_fleet(s: Scenario, streams: Streams, base: Path) -> Fleet:
                  plug_length_h=plug_len)
 
 
+def memory_warnings(f: Fleet, share: float = MEMORY_WARN_SHARE) -> list[str]:
+    """One line per group where more than `share` of the clients have less usable RAM than
+    a session's peak memory: their sessions would all end out of memory, so say it first."""
+    need_mb = f.cost_table.peak_memory_mb[f.cost_index]
+    short = f.usable_ram_mb < need_mb
+    counts = np.bincount(f.group, minlength=len(f.groups))
+    short_share = np.bincount(f.group, weights=short, minlength=len(f.groups)) / \
+        np.maximum(counts, 1)
+    out = []
+    for gi in np.flatnonzero(short_share > share).tolist():
+        m = f.group == gi
+        lo, hi = float(need_mb[m].min()), float(need_mb[m].max())
+        need = f"{lo:,.0f} MB" if round(lo) == round(hi) else f"{lo:,.0f}-{hi:,.0f} MB"
+        ram = f.usable_ram_mb[m]
+        out.append(f"fleet group '{f.groups[gi].name}' ({f.groups[gi].profile}): "
+                   f"{short_share[gi]:.0%} of its {counts[gi]:,} clients have less usable RAM "
+                   f"(median {float(np.median(ram)):,.0f} MB, at most {float(ram.max()):,.0f} "
+                   f"MB) than a session's peak memory ({need}): their sessions will end "
+                   "out of memory")
+    return out
+
+
 def _examples(s: Scenario, streams: Streams, n: int) -> F64:
     rng = streams.generator("data")
     if s.data.dirichlet_alpha is not None and s.data.total_examples:
@@ -117,10 +140,11 @@ def _examples(s: Scenario, streams: Streams, n: int) -> F64:
 
 
 def _local_steps(s: Scenario, examples: F64, group: I64) -> I64:
+    """As given, or each client's epochs over its examples, capped at `max_local_steps`."""
     if s.data.local_steps is not None:
-        steps = np.full(examples.shape, s.data.local_steps, dtype=np.int64)
-    else:
-        per_step = np.array([g.setup.batch * g.setup.grad_accum for g in s.fleet.groups])[group]
-        epochs = s.data.local_epochs or 1.0
-        steps = np.ceil(examples * epochs / per_step).astype(np.int64)
-    return np.clip(steps, 1, s.data.max_local_steps)
+        return np.full(examples.shape, s.data.local_steps, dtype=np.int64)
+    per_step = np.array([g.setup.batch * g.setup.grad_accum for g in s.fleet.groups])[group]
+    epochs = s.data.local_epochs or 1.0
+    steps: I64 = np.clip(np.ceil(examples * epochs / per_step).astype(np.int64), 1,
+                         s.data.max_local_steps)
+    return steps

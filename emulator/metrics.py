@@ -38,6 +38,27 @@ def _totals(sessions: dict[str, np.ndarray[Any, Any]], mask: np.ndarray[Any, Any
     }
 
 
+def _energy_parts(r: Results) -> dict[str, float]:
+    """`energy_j` in three parts that add up to it: the rows of rounds.csv, the sessions
+    that ended but are in no row, and those the stop cut short; and apart from it, the
+    fleet's standby energy outside its sessions."""
+    return {"energy_j_in_rounds": round(sum(row.energy_j for row in r.rounds), 3),
+            "energy_j_after_last_round": round(r.energy_j_after_last_round, 3),
+            "energy_j_running_at_stop": round(r.energy_j_running_at_stop, 3),
+            "energy_j_idle_standby": round(_standby_j(r), 3)}
+
+
+def _standby_j(r: Results) -> float:
+    """Every client's standby power (its profile's `power.standby_w`) over the run's
+    virtual time outside its own sessions: what the fleet spends not training."""
+    standby_w = np.array([p.power.standby_w for p in r.fleet.profiles])[r.fleet.group]
+    idle_s = np.full(r.fleet.n, r.virtual_time_s)
+    if r.sessions:
+        busy_s = r.sessions["end_s"] - r.sessions["start_s"]
+        idle_s -= np.bincount(r.sessions["client"], weights=busy_s, minlength=r.fleet.n)
+    return float(np.sum(standby_w * np.maximum(idle_s, 0.0)))
+
+
 def summary(r: Results, version: str, profile_hashes: dict[str, str]) -> dict[str, Any]:
     s = r.sessions
     n = len(s["client"]) if s else 0
@@ -53,10 +74,12 @@ def summary(r: Results, version: str, profile_hashes: dict[str, str]) -> dict[st
         "rounds_attempted": len(r.rounds),
         "mean_round_s": round(float(np.mean(durations)), 3) if durations else 0.0,
         **_totals(s, everything),
+        **_energy_parts(r),
         "fleet_clients": r.fleet.n,
         "clients_participated": int(np.count_nonzero(np.bincount(s["client"]))) if n else 0,
         "groups": {},
         "profiles_sha256": profile_hashes,
+        "warnings": list(r.warnings),
     }
     for gi, g in enumerate(r.fleet.groups):
         mask = s["group"] == gi if n else np.zeros(0, dtype=bool)

@@ -29,27 +29,38 @@ def jitter(u: F64, cv: F64 | float) -> F64:
 
 @dataclass(frozen=True)
 class BandwidthTrace:
-    """Piecewise-constant link multipliers over time, looped: time_s,downlink_mbps,uplink_mbps.
+    """A link over time, `time_s,downlink_mbps,uplink_mbps`: piecewise constant (a row
+    holds until the next) and looped (the period is the last time plus the mean step).
 
-    Each client's drawn bandwidth is scaled by trace / trace mean, so the trace
+    `shape`: each client's drawn bandwidth is scaled by trace / trace mean, so the trace
     shapes variation over time while the group's distribution sets the level.
+    `absolute`: the trace is every client's bandwidth in Mbit/s.
     """
 
     times_s: F64
     down: F64
     up: F64
+    absolute: bool = False
 
     @classmethod
-    def load(cls, path: Path) -> BandwidthTrace:
+    def load(cls, path: Path, mode: str = "shape") -> BandwidthTrace:
         rows = read_rows(path, ("time_s", "downlink_mbps", "uplink_mbps"), check=lambda r: (
             None if r[0] >= 0 and r[1] > 0 and r[2] > 0
             else "bandwidth must be > 0 and time >= 0"))
         arr = np.array(sorted(rows))
+        if mode == "absolute":
+            return cls(arr[:, 0], arr[:, 1], arr[:, 2], absolute=True)
         return cls(arr[:, 0], arr[:, 1] / arr[:, 1].mean(), arr[:, 2] / arr[:, 2].mean())
 
-    def factors(self, t_s: F64) -> tuple[F64, F64]:
+    def links(self, t_s: F64, down_mbps: F64, up_mbps: F64, drawn_down_mbps: F64,
+              drawn_up_mbps: F64) -> tuple[F64, F64]:
+        """Sessions' links at their start `t_s`, from the drawn links with their jitter
+        (`down_mbps`) and without it (`drawn_down_mbps`)."""
         span = self.times_s[-1] + (self.times_s[-1] - self.times_s[0]) / max(
             len(self.times_s) - 1, 1)
         idx = np.searchsorted(self.times_s, np.mod(t_s, span), side="right") - 1
         idx = np.clip(idx, 0, len(self.times_s) - 1)
-        return self.down[idx], self.up[idx]
+        if self.absolute:  # the trace in place of each client's drawn level, jitter kept
+            return (down_mbps / drawn_down_mbps * self.down[idx],
+                    up_mbps / drawn_up_mbps * self.up[idx])
+        return down_mbps * self.down[idx], up_mbps * self.up[idx]

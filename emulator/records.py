@@ -32,13 +32,14 @@ class SessionLog:
         self.traffic_bytes = 0.0
 
     def add(self, p: Planned, o: Outcome, group: npt.NDArray[np.int64],
-            rnd: npt.NDArray[np.int64]) -> None:
+            rnd: npt.NDArray[np.int64], status: npt.NDArray[np.int64]) -> None:
+        """The sessions' rows; `status` as the run ended them (the outcome's, or `stale`)."""
         up, down = np.round(o.upload_bytes), np.round(o.download_bytes)
         self.append({"client": p.client, "group": group, "round": rnd, "start_s": p.start_s,
                      "end_s": o.end_s, "download_s": o.download_s, "compute_s": o.compute_s,
                      "upload_s": o.upload_s, "steps": o.steps, "energy_j": o.energy_j,
                      "peak_memory_mb": p.peak_memory_mb, "upload_bytes": up,
-                     "download_bytes": down, "status": o.status})
+                     "download_bytes": down, "status": status})
         self.energy_j += float(o.energy_j.sum())
         self.traffic_bytes += float(up.sum() + down.sum())
 

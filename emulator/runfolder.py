@@ -9,7 +9,6 @@ simulated again with an observer, and trusted only if it reproduces the folder.
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,9 @@ from emulator.config import Scenario
 from emulator.engine import Engine, Results
 from emulator.metrics import write_sessions_csv
 from emulator.observer import Observer
-from emulator.scenario import load_scenario
+from emulator.scenario import RUN_KEY, load_scenario
 from profiles.errors import InputError
 from profiles.schema import load_yaml
-
-# keys of scenario.resolved.yaml that describe the run, not the scenario
-RUN_METADATA = ("edgetwin_version", "profiles_sha256", "validation_corrections")
 
 
 @dataclass(frozen=True)
@@ -39,20 +35,16 @@ def load_run(run_dir: Path) -> RunFolder:
     resolved = run_dir / "scenario.resolved.yaml"
     if not resolved.is_file():
         raise InputError(str(run_dir), "", "not a run folder (no scenario.resolved.yaml)")
-    meta = {}
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        try:
-            meta = json.loads(run_json.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(str(run_json), "", f"not JSON ({err.msg})") from None
-    base = Path(meta.get("scenario_dir") or run_dir)
     raw = load_yaml(resolved)
-    hashes = raw.get("profiles_sha256", {}) if isinstance(raw, dict) else {}
-    scenario = load_scenario(resolved, base=base, metadata=RUN_METADATA)
+    record = raw.get(RUN_KEY) if isinstance(raw, dict) else None
+    if not isinstance(record, dict):
+        raise InputError(str(resolved), RUN_KEY, "missing: written by an older edgetwin; "
+                         "simulate the scenario again")
+    scenario = load_scenario(resolved)
     if scenario.seed is None:
         raise InputError(str(resolved), "seed", "missing: a run folder records its seed")
-    return RunFolder(run_dir, scenario, scenario.seed, base, dict(hashes))
+    return RunFolder(run_dir, scenario, scenario.seed, run_dir,
+                     dict(record.get("profiles_sha256") or {}))
 
 
 def rerun(run: RunFolder, observer: Observer) -> tuple[Engine, Results]:

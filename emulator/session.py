@@ -31,9 +31,11 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
+# how a session ended; `stale` is the server's word, not the device's: the session
+# completed, but its report was older than `max_staleness` versions and was discarded
 STATUSES = ("completed", "offline", "deadline", "out_of_memory", "battery", "interrupted",
-            "cancelled")
-COMPLETED, OFFLINE, DEADLINE, OOM, BATTERY, INTERRUPTED, CANCELLED = range(len(STATUSES))
+            "cancelled", "stale")
+COMPLETED, OFFLINE, DEADLINE, OOM, BATTERY, INTERRUPTED, CANCELLED, STALE = range(len(STATUSES))
 
 
 @dataclass
@@ -118,7 +120,8 @@ class SessionModel:
             window_length_h=fleet.window_length_h, plug_start_h=fleet.plug_start_h,
             plug_length_h=fleet.plug_length_h, charging_only=av.charging_only,
             mean_session_s=av.mean_session_s, online_fraction=av.online_fraction, trace=trace)
-        self.bw_traces = [BandwidthTrace.load(base / g.network.trace) if g.network.trace
+        self.bw_traces = [BandwidthTrace.load(base / g.network.trace.file, g.network.trace.mode)
+                          if g.network.trace
                           else None for g in fleet.groups]
         ps = fleet.profiles
         self.group_thermal = ThermalArrays(
@@ -223,9 +226,8 @@ class SessionModel:
         for gi, tr in enumerate(self.bw_traces):
             if tr is not None:
                 m = g == gi
-                fd, fu = tr.factors(t0[m])
-                down[m] *= fd
-                up[m] *= fu
+                down[m], up[m] = tr.links(t0[m], down[m], up[m], f.downlink_mbps[c[m]],
+                                          f.uplink_mbps[c[m]])
         lat = f.latency_s[c]
         split = self.costs.split_step_bytes[k]
         split_s = np.where(split > 0, transfer_s(split / 2, up, lat)

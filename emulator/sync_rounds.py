@@ -31,6 +31,7 @@ class SyncRounds:
         self.orchestration = engine.scenario.orchestration
         self.launches = 0  # check-ins so far (a retry after nobody was eligible counts)
         self.open: tuple[Planned, int] | None = None  # a round's sessions, not yet settled
+        self.unrowed_energy_j = 0.0  # of a round's sessions recorded, its row not yet kept
 
     def serve(self) -> Generator[Any, Any, None]:
         engine, env, orch = self.engine, self.engine.env, self.orchestration
@@ -69,6 +70,7 @@ class SyncRounds:
             rounds = np.full(len(chosen), rnd)
             engine.record(planned, outcome, rounds, cut_s, cut)
             self.open = None
+            self.unrowed_energy_j = float(outcome.energy_j.sum())
             reported = int(np.sum(outcome.status == COMPLETED))
             up = float(np.round(outcome.upload_bytes).sum())
             aggregated = reported >= orch.min_reports
@@ -80,6 +82,7 @@ class SyncRounds:
                 energy_j=float(outcome.energy_j.sum()), upload_bytes=up,
                 download_bytes=float(np.round(outcome.download_bytes).sum()))
             engine.round_done(row)
+            self.unrowed_energy_j = 0.0
             engine.observer.round_closed(engine, row, planned, outcome, cut_s, cut)
             rnd += 1
 
@@ -102,7 +105,8 @@ class SyncRounds:
     def finish(self, now_s: float) -> None:
         """A round the stop cut short: its sessions still running are cancelled now and
         recorded; rounds.csv keeps finished rounds only (nor one whose aggregation the
-        stop interrupted)."""
+        stop interrupted: its sessions' energy is after the last round)."""
+        self.engine.energy_j_after_last_round = self.unrowed_energy_j
         if self.open is None:
             return
         planned, rnd = self.open
@@ -110,4 +114,7 @@ class SyncRounds:
         outcome = self.engine.model.account(planned, cut_s, CANCELLED)
         self.engine.record(planned, outcome, np.full(len(planned.client), rnd), cut_s,
                            CANCELLED)
+        cut = outcome.status == CANCELLED  # the others had ended by themselves
+        self.engine.energy_j_running_at_stop = float(outcome.energy_j[cut].sum())
+        self.engine.energy_j_after_last_round += float(outcome.energy_j[~cut].sum())
         self.open = None

@@ -12,7 +12,7 @@ from profiles.device import DeviceProfile, load_profile, shipped_profiles
 from profiles.errors import InputError
 from profiles.method import Method
 from profiles.models import CATALOGUE, load_model
-from profiles.schema import load_yaml, to_mapping
+from profiles.schema import dump_yaml, load_yaml, to_mapping
 from profiles.setup import EnergyAwareSleep, Sharding, TrainingSetup
 from profiles.workload import Workload, build_workload
 
@@ -92,6 +92,9 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
                         ("--seq", args.seq), ("--grad-accum", args.grad_accum)):
         if value <= 0:
             raise InputError(flag, "", f"must be > 0, got {value}")
+    if model.context_length and args.seq > model.context_length:
+        raise InputError("--seq", "", f"{args.seq} tokens is more than {model.name} accepts "
+                         f"(context length {model.context_length} positions)")
     try:
         return build_workload(model, method, setup)
     except InputError as err:  # name the flag the user typed, not the field
@@ -120,33 +123,34 @@ def run_workload(args: argparse.Namespace) -> int:
 
         plot_step_costs(w, profiles, costs, Path(args.plot))
     if args.json:
-        print(json.dumps(workload_json(w, costs), indent=2))
+        print(json.dumps(workload_json(w, costs, profiles), indent=2))
     else:
         _print_workload(w, costs, args.ops)
     return 0
 
 
-def workload_json(w: Workload, costs: list[StepCost]) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def workload_json(w: Workload, costs: list[StepCost],
+                  profiles: list[DeviceProfile]) -> dict[str, Any]:
+    """The workload's figures, and one entry per device (`costs[i]` priced on
+    `profiles[i]`) in `devices`: a list however many devices were asked for, empty
+    without --device."""
+    return {
         "model": w.model.name, "method": to_mapping(w.method), "setup": to_mapping(w.setup),
         "total_params": w.total_params, "trainable_params": w.trainable_params,
         "step_flops": w.step_flops, "elementwise_flops": w.elementwise_flops,
         "upload_bytes": w.payload.upload_bytes, "download_bytes": w.payload.download_bytes,
         "step_upload_bytes": w.step_upload_bytes, "step_download_bytes": w.step_download_bytes,
         "peak_memory_bytes": w.memory.peak_bytes, "memory": w.memory.as_dict(),
-        "ops": len(w.ops),
+        "op_count": len(w.ops),
+        "devices": [_cost_json(p, c) for p, c in zip(profiles, costs, strict=True)],
     }
-    results = [_cost_json(c) for c in costs]
-    if len(results) == 1:
-        out.update(results[0])
-    elif results:
-        out["devices"] = results
-    return out
 
 
-def _cost_json(c: StepCost) -> dict[str, Any]:
+def _cost_json(p: DeviceProfile, c: StepCost) -> dict[str, Any]:
+    usable = p.memory.usable_ram_mb  # MiB, as every `_mb` of a profile
     return {"device": c.device, "step_time_s": c.step_time_s, "step_energy_j": c.step_energy_j,
-            "fits_in_memory": c.fits_in_memory,
+            "fits_in_memory": c.fits_in_memory, "usable_ram_mb": usable,
+            "memory_margin_mb": usable - c.peak_memory_bytes / MIB,
             "device_peak_memory_bytes": c.peak_memory_bytes,
             "rss_between_steps_bytes": c.rss_between_steps_bytes,
             "compute_time_s": c.compute_time_s, "storage_time_s": c.storage_time_s,
@@ -221,11 +225,10 @@ def run_profiles_list(args: argparse.Namespace) -> int:
 
 
 def run_profiles_show(args: argparse.Namespace) -> int:
-    import yaml
 
     p = load_profile(args.name)
     sys.stdout.write(f"# sha256 {p.sha256}\n")
-    sys.stdout.write(yaml.safe_dump(to_mapping(p), sort_keys=False, width=100))
+    sys.stdout.write(dump_yaml(to_mapping(p), width=100))
     return 0
 
 

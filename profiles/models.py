@@ -40,6 +40,10 @@ class ModelArch:
     tied_embeddings: bool
     act: str
     max_positions: int = 0  # learned position table size (gpt2 only)
+    # the longest sequence the model accepts (gpt2's n_positions, a RoPE model's
+    # max_position_embeddings); 0: unknown, not checked. Counts nothing: no parameter,
+    # memory or FLOP figure depends on it.
+    context_length: int = 0
     qkv_bias: bool = False
     o_bias: bool = False  # llama's attention_bias puts a bias on o_proj too
     mlp_bias: bool = False
@@ -59,15 +63,15 @@ CATALOGUE: dict[str, ModelArch] = {
     m.name: m
     for m in (
         ModelArch("gpt2", "gpt2", 768, 12, 12, 12, 64, 3072, 50257, True, "gelu_new",
-                  max_positions=1024, qkv_bias=True, dropout=0.1),
+                  max_positions=1024, context_length=1024, qkv_bias=True, dropout=0.1),
         ModelArch("gpt2-medium", "gpt2", 1024, 24, 16, 16, 64, 4096, 50257, True, "gelu_new",
-                  max_positions=1024, qkv_bias=True, dropout=0.1),
+                  max_positions=1024, context_length=1024, qkv_bias=True, dropout=0.1),
         ModelArch("gemma-3-270m", "gemma3", 640, 18, 4, 1, 256, 2048, 262144, True,
-                  "gelu_pytorch_tanh", sliding_window=512),
+                  "gelu_pytorch_tanh", context_length=32768, sliding_window=512),
         ModelArch("gemma-3-1b", "gemma3", 1152, 26, 4, 1, 256, 6912, 262144, True,
-                  "gelu_pytorch_tanh", sliding_window=512),
+                  "gelu_pytorch_tanh", context_length=32768, sliding_window=512),
         ModelArch("qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 64, 4864, 151936, True, "silu",
-                  qkv_bias=True),
+                  context_length=32768, qkv_bias=True),
     )
 }
 
@@ -110,7 +114,8 @@ def model_from_hf_config(path: Path) -> ModelArch:
             vocab=_int(raw, "vocab_size", where),
             tied_embeddings=bool(raw.get("tie_word_embeddings", True)),
             act=str(raw.get("activation_function", "gelu_new")),
-            max_positions=_int(raw, "n_positions", where), qkv_bias=True,
+            max_positions=_int(raw, "n_positions", where),
+            context_length=_int(raw, "n_positions", where), qkv_bias=True,
             dropout=float(raw.get("attn_pdrop", 0.1)),
         )
     families: dict[str, Family] = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2",
@@ -124,6 +129,7 @@ def model_from_hf_config(path: Path) -> ModelArch:
     head_dim = raw.get("head_dim") or hidden // heads
     default_act = "gelu_pytorch_tanh" if family == "gemma3" else "silu"
     window = raw.get("sliding_window")
+    context = raw.get("max_position_embeddings")
     return ModelArch(
         name=name, family=family, hidden=hidden, layers=_int(raw, "num_hidden_layers", where),
         heads=heads, kv_heads=int(raw.get("num_key_value_heads") or heads),
@@ -135,6 +141,8 @@ def model_from_hf_config(path: Path) -> ModelArch:
         o_bias=family == "llama" and bool(raw.get("attention_bias", False)),
         mlp_bias=family == "llama" and bool(raw.get("mlp_bias", False)),
         sliding_window=int(window) if window else None,
+        context_length=_int(raw, "max_position_embeddings", where) if context is not None
+        else 0,
         dropout=float(raw.get("attention_dropout", 0.0)),
     )
 

@@ -7,8 +7,7 @@ from typing import Any
 
 from emulator.config import Scenario
 from emulator.engine import Engine, Results
-from emulator.scenario import check_scenario
-from profiles.schema import from_mapping
+from emulator.scenario import parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -38,12 +37,7 @@ def small_scenario(**over: Any) -> dict[str, Any]:
 
 
 def build(data: dict[str, Any]) -> Scenario:
-    if "orchestration" in data and "async" in data["orchestration"]:
-        data = {**data, "orchestration": {**data["orchestration"]}}
-        data["orchestration"]["async_"] = data["orchestration"].pop("async")
-    s = from_mapping(Scenario, data, "test.yaml")
-    check_scenario(s, SCENARIOS)
-    return s
+    return parse_scenario(data, "test.yaml", SCENARIOS)
 
 
 def run(data: dict[str, Any]) -> Results:

@@ -131,7 +131,7 @@ def test_native_traces_calibrate_a_profile_that_prices_workloads(native_trace: P
     work = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
                            "--batch", "1", "--seq", "32", "--device", str(out), "--json"],
                           capture_output=True, text=True, timeout=120)
-    assert json.loads(work.stdout)["step_time_s"] > 0
+    assert json.loads(work.stdout)["devices"][0]["step_time_s"] > 0
 
 
 EFT = [{"client": f"nova-{i}", "model": "gemma-3-270m", "method": "lora", "lora_rank": 8,
@@ -210,8 +210,8 @@ def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: 
     work = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
                            "--batch", "2", "--seq", "64", "--device", str(out), "--json"],
                           capture_output=True, text=True, timeout=120)
-    data = json.loads(work.stdout)
-    assert data["step_time_s"] > 0 and data["fits_in_memory"] is True
+    device = json.loads(work.stdout)["devices"][0]
+    assert device["step_time_s"] > 0 and device["fits_in_memory"] is True
     profile = load_profile(str(out))
     assert profile.provenance["compute.matmul"].kind == "calibrated"
     assert profile.provenance["compute"].kind == "assumed"  # no power meter here

@@ -27,12 +27,12 @@ def test_workload_json_has_the_documented_keys() -> None:
     assert data["upload_bytes"] == 2_960_640
     for key in ("total_params", "step_flops", "download_bytes", "peak_memory_bytes"):
         assert data[key] > 0
-    assert "step_time_s" not in data
+    assert data["devices"] == [] and "step_time_s" not in data
 
 
 def test_workload_json_with_a_device() -> None:
     out = edgetwin("workload", *GEMMA_LORA, "--device", "hi-nova-9-pro", "--json")
-    data = json.loads(out.stdout)
+    (data,) = json.loads(out.stdout)["devices"]
     assert 167 <= data["step_time_s"] <= 174.35
     assert data["step_energy_j"] > 0 and data["fits_in_memory"] is True
 
@@ -46,12 +46,12 @@ def test_workload_table_for_all_devices() -> None:
 
 def test_jetson_batch_8_does_not_fit_but_accumulation_does() -> None:
     """Why EdgeFlowerTune ran its Jetsons at batch 1 x accumulation 8."""
-    big = json.loads(edgetwin("workload", *GEMMA_LORA, "--device", "jetson-nano-4gb",
-                              "--json").stdout)
+    (big,) = json.loads(edgetwin("workload", *GEMMA_LORA, "--device", "jetson-nano-4gb",
+                                 "--json").stdout)["devices"]
     small_args = [a if a != "8" else "1" for a in GEMMA_LORA]
     small_args[small_args.index("--lora-rank") + 1] = "8"
-    small = json.loads(edgetwin("workload", *small_args, "--grad-accum", "8", "--device",
-                                "jetson-nano-4gb", "--json").stdout)
+    (small,) = json.loads(edgetwin("workload", *small_args, "--grad-accum", "8", "--device",
+                                   "jetson-nano-4gb", "--json").stdout)["devices"]
     assert big["fits_in_memory"] is False and small["fits_in_memory"] is True
 
 
@@ -67,6 +67,8 @@ BAD_INPUTS = [
     (["--model", "gpt2", "--batch", "1", "--seq", "8", "--split-layer", "40"],
      "--split-layer: must be in 1..11"),
     (["--model", "gpt2", "--batch", "x", "--seq", "8"], "argument --batch: invalid int value"),
+    (["--model", "gpt2", "--batch", "1", "--seq", "4096"],
+     "--seq: 4096 tokens is more than gpt2 accepts (context length 1024 positions)"),
 ]
 
 

@@ -54,7 +54,7 @@ def test_every_shipped_scenario_runs_and_writes_its_folder(runs: dict[str, Path]
         assert key in summary
     assert summary["rounds_completed"] > 0 and summary["client_sessions"] > 0
     resolved = yaml.safe_load((folder / "scenario.resolved.yaml").read_text())
-    assert resolved["seed"] == summary["seed"] and resolved["profiles_sha256"]
+    assert resolved["seed"] == summary["seed"] and resolved["run"]["profiles_sha256"]
     assert "![" in (folder / "report.md").read_text()
 
 

@@ -36,7 +36,8 @@ def test_bandwidth_trace_scales_by_its_mean(tmp_path: Path) -> None:
     path = tmp_path / "bw.csv"
     path.write_text("time_s,downlink_mbps,uplink_mbps\n0,10,1\n100,30,3\n")
     tr = BandwidthTrace.load(path)
-    down, up = tr.factors(np.array([50.0, 150.0, 250.0]))
+    one = np.ones(3)
+    down, up = tr.links(np.array([50.0, 150.0, 250.0]), one, one, one, one)
     assert list(down) == [0.5, 1.5, 0.5] and list(up) == [0.5, 1.5, 0.5]
 
 

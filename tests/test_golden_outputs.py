@@ -12,7 +12,10 @@ every synchronous golden byte for byte first:
   only when it is online, as of its check-in, and written only when a session ends;
 - async: a session whose report waited in the server's queue while its client was
   invited again is recorded without freeing that client a second time (the client
-  could otherwise run two sessions at once).
+  could otherwise run two sessions at once);
+- async: a report the server discards as too stale is recorded `stale`, not `completed`
+  (every rounds.csv and every synchronous client_sessions.csv kept its bytes); summary.json
+  gained the energy's parts, the fleet's standby energy and the scenario's warnings.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,9 +68,7 @@ def test_a_run_that_no_longer_reproduces_is_refused(tiny_run: tuple[Path, Path],
                                                    tmp_path: Path) -> None:
     run_dir, devices = tiny_run
     copy = tmp_path / "run"
-    copy.mkdir()
-    for f in run_dir.iterdir():
-        copy.joinpath(f.name).write_bytes(f.read_bytes())
+    shutil.copytree(run_dir, copy)
     lines = (copy / "client_sessions.csv").read_text().splitlines()
     lines[1] = lines[1].replace(",completed", ",deadline")
     (copy / "client_sessions.csv").write_text("\n".join(lines) + "\n")

@@ -26,7 +26,7 @@ def test_every_fifth_round_is_validated_and_recalibration_is_recorded(tmp_path: 
         assert 0.0 <= float(r["decision_agreement"]) <= 1.0
         assert float(r["step_factor"]) > 0
     resolved = yaml.safe_load((run / "scenario.resolved.yaml").read_text())
-    corrections = resolved["validation_corrections"]
+    corrections = resolved["run"]["validation_corrections"]
     assert [c["round"] for c in corrections] == sorted(c["round"] for c in corrections)
     assert {c["round"] for c in corrections} == {4, 9}
     assert load_run(run).scenario.validation is not None  # the folder loads as it is

@@ -26,7 +26,9 @@ def _fields(cls: type, seen: set[type]) -> set[str]:
         return names
     seen.add(cls)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        names.add(f.name.rstrip("_"))
+        if f.metadata.get("internal"):
+            continue
+        names.add(f.metadata.get("key", f.name))
         for arg in (typing.get_type_hints(cls)[f.name], *typing.get_args(
                 typing.get_type_hints(cls)[f.name])):
             inner = typing.get_args(arg) or (arg,)
