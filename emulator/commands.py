@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulator.config import Scenario
 from emulator.observer import Observer
 from emulator.scenario import load_scenario
+from profiles.errors import InputError
+
+if TYPE_CHECKING:
+    from emulator.run import Driver
 
 # what watches a run beside the engine (periodic validation on attached devices), given
 # by the layer above: scenario and its folder in, an observer (or None) out
@@ -33,6 +38,15 @@ def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> No
                    "orchestration.deadline_s=900 (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the earlier run in --out (refused without it)")
+    p.add_argument("--app", type=Path, default=None, metavar="DIR",
+                   help="a Flower App project: its ServerApp runs over the emulated fleet "
+                   "in virtual time, and the ClientApps of the nodes that report train for real")
+    p.add_argument("--run-config", default=None, metavar="'KEY=VALUE ...'",
+                   help="override the app's [tool.flwr.app.config], in Flower's syntax")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes that run the ClientApps (default: one per core; 1: this one)")
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="run the ClientApps on a Ray cluster instead")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=lambda args: run_simulate(args, observer_for))
@@ -70,13 +84,38 @@ def run_simulate(args: argparse.Namespace, observer_for: ObserverFor | None = No
         observer = observer_for(scenario, args.scenario.parent) if observer_for else None
         try:
             run = simulate(scenario, out, plots=not args.no_plots, overwrite=args.overwrite,
-                           progress=progress, observer=observer, warn=_warn)
+                           progress=progress, observer=observer, warn=_warn,
+                           driver=_app_driver(args))
         finally:
             if observer is not None:
                 observer.close()
     if not args.quiet:
         _print_summary(run.summary, out, run.wall_s)
     return 130 if run.results.stop_reason == "interrupted" else 0
+
+
+def _app_driver(args: argparse.Namespace) -> Driver | None:
+    """With `--app`: the Flower app that runs the fleet, and its workers."""
+    if args.app is None:
+        if args.run_config or args.ray:
+            raise InputError("--run-config" if args.run_config else "--ray", "",
+                             "applies to a Flower app: give --app DIR")
+        return None
+    from emulator.flower.app import load_app
+    from emulator.flower.run import AppDriver
+    from emulator.flower.workers import workers_for
+
+    if args.workers < 1:
+        raise InputError("--workers", str(args.workers), "must be >= 1")
+    app = load_app(args.app, args.run_config)
+    if args.quiet:  # Flower's own round-by-round log
+        import logging
+
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    _warn("orchestration and selection: the app's strategy samples and aggregates; of the "
+          "scenario's rounds only orchestration.deadline_s (the cap on its timeout) and the "
+          "stop rules on virtual time, energy and traffic apply")
+    return AppDriver(app, workers_for(app, processes=args.workers, ray_address=args.ray))
 
 
 def _warn(line: str) -> None:

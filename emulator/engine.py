@@ -190,9 +190,13 @@ class Engine:
         if not self.stop_reason:
             self.stop_reason = "virtual_time" if proc.is_alive else "done"
         self.orchestrator.finish(float(self.env.now))
+        return self.results(float(self.env.now))
+
+    def results(self, virtual_time_s: float) -> Results:
+        """What the run did, as it stands at `virtual_time_s`."""
         return Results(scenario=self.scenario, seed=self.seed, fleet=self.fleet,
                        rounds=self.rounds, sessions=self.log.columns(),
-                       virtual_time_s=float(self.env.now), stop_reason=self.stop_reason,
+                       virtual_time_s=virtual_time_s, stop_reason=self.stop_reason,
                        energy_j_after_last_round=self.energy_j_after_last_round,
                        energy_j_running_at_stop=self.energy_j_running_at_stop,
                        warnings=self.warnings)

@@ -10,7 +10,9 @@ from emulator.plots import PLOTS, STATUS_COLOURS, write_plots
 __all__ = ["PLOTS", "STATUS_COLOURS", "write_plots", "write_report"]
 
 
-def write_report(summary: dict[str, Any], plots: list[str], path: Path) -> None:
+def write_report(summary: dict[str, Any], plots: list[str], path: Path,
+                 extra: list[str] | None = None) -> None:
+    """report.md: the run in a page; `extra` lines (a Flower app's) before the plots."""
     lines = [f"# {summary['scenario']}", "",
              f"Seed {summary['seed']}, {summary['mode']} orchestration, stopped on "
              f"{summary['stop_reason']} after {summary['virtual_time_s'] / 3600:.2f} h of "
@@ -46,7 +48,7 @@ def write_report(summary: dict[str, Any], plots: list[str], path: Path) -> None:
               f"{summary['energy_j_running_at_stop'] / 1e3:,.1f} kJ in sessions the stop cut "
               "short. Apart from it, the fleet's standby energy outside its sessions: "
               f"{summary['energy_j_idle_standby'] / 1e3:,.1f} kJ.", ""]
-    lines += [f"![{p[:-4].replace('_', ' ')}]({p})" for p in plots]
+    lines += [*(extra or []), *(f"![{p[:-4].replace('_', ' ')}]({p})" for p in plots)]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emulator.config import Scenario
 from emulator.engine import Engine, ProgressFn, Results
@@ -32,6 +32,16 @@ from profiles.errors import InputError
 from profiles.version import package_version
 
 
+class Driver(Protocol):
+    """What runs the fleet in place of the scenario's own rounds (a Flower app), and the
+    files it adds to the run folder."""
+
+    def run(self, engine: Engine) -> Results: ...
+
+    def write(self, out: Path, results: Results) -> list[str]:
+        """Its own files in `out`: lines for report.md."""
+
+
 @dataclass
 class RunOutput:
     results: Results
@@ -42,14 +52,16 @@ class RunOutput:
 
 def simulate(scenario: Scenario, out: Path, *, plots: bool = True, overwrite: bool = False,
              progress: ProgressFn | None = None, observer: Observer | None = None,
-             warn: Callable[[str], None] | None = None) -> RunOutput:
+             warn: Callable[[str], None] | None = None,
+             driver: Driver | None = None) -> RunOutput:
     """Run `scenario` into the folder `out`, which must be new or empty unless `overwrite`
     (then an earlier run there is replaced once the new one is written). The files the
     scenario names are copied in first and the run reads the copies, so that the folder's
     scenario.resolved.yaml runs again as it is. `observer` watches the run (periodic
     validation on attached devices is one); a scenario with a validation section needs
     it. `warn` hears each warning (the scenario's, a group that cannot fit in memory)
-    once the fleet is built, before the run starts."""
+    once the fleet is built, before the run starts. `driver` runs the fleet in place of
+    the scenario's rounds."""
     if scenario.validation is not None and observer is None:
         raise InputError(scenario.source or "scenario", "validation", "needs the attached "
                          "devices of validation.devices, which the edgetwin command connects")
@@ -58,7 +70,7 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True, overwrite: bo
     check_out(out, overwrite, [*sources, *named_files(scenario, base)])
     stage = staging_folder(out)
     try:
-        run = _simulate_into(scenario, base, stage, plots, progress, observer, warn)
+        run = _simulate_into(scenario, base, stage, plots, progress, observer, warn, driver)
         swap_in(stage, out)
     except BaseException:
         discard(stage)
@@ -68,7 +80,7 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True, overwrite: bo
 
 def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
                    progress: ProgressFn | None, observer: Observer | None,
-                   warn: Callable[[str], None] | None) -> RunOutput:
+                   warn: Callable[[str], None] | None, driver: Driver | None) -> RunOutput:
     t0 = time.perf_counter()
     seed = scenario.seed if scenario.seed is not None else secrets.randbits(32)
     pinned = pin_inputs(dataclasses.replace(scenario, seed=seed), base, out)
@@ -78,7 +90,7 @@ def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
         for line in engine.warnings:
             warn(line)
     t_run = time.perf_counter()
-    results = engine.run()
+    results = engine.run() if driver is None else driver.run(engine)
     t_done = time.perf_counter()
     extra = observer.finish(out) if observer is not None else {}
     hashes = {g.profile: p.sha256 for g, p in zip(pinned.fleet.groups, results.fleet.profiles,
@@ -91,7 +103,8 @@ def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
     write_rounds_csv(results, out / "rounds.csv")
     write_sessions_csv(results, out / "client_sessions.csv")
     names = write_plots(results, out) if plots else []
-    write_report(data, names, out / "report.md")
+    extra_lines = driver.write(out, results) if driver is not None else []
+    write_report(data, names, out / "report.md", extra_lines)
     wall = time.perf_counter() - t0
     (out / "run.json").write_text(json.dumps({
         "wall_s": round(wall, 3), "build_s": round(t_run - t_build, 3),

@@ -82,6 +82,9 @@ class SessionCosts:
     step_s: F64
     busy_w: F64
     peak_memory_mb: F64
+    # the bytes a session moves, where they are those of real messages (a Flower app's)
+    download_bytes: F64 | None = None
+    upload_bytes: F64 | None = None
 
 
 @dataclass
@@ -177,7 +180,9 @@ class SessionModel:
         keys = np.broadcast_to(np.asarray(key, dtype=np.int64), c.shape)
         g = f.group[c]
         k = f.cost_index[c]
-        links = self._links(c, g, k, t0, keys)
+        down_bytes = self.costs.download_bytes[k] if costs is None or \
+            costs.download_bytes is None else costs.download_bytes
+        links = self._links(c, g, k, t0, keys, down_bytes)
         io_w = self.io_w[g]
         dl_end = t0 + links.download_s
         battery0, temp0 = (f.battery_j[c].copy(), f.temperature_c[c].copy()) if start is None \
@@ -199,7 +204,8 @@ class SessionModel:
             thermal=self.group_thermal.subset(g) if s.thermal.enabled else None,
             sleep=self.sleep))
         compute_end = steps.end_s
-        up_bytes = self.costs.upload_bytes[k]
+        up_bytes = self.costs.upload_bytes[k] if costs is None or costs.upload_bytes is None \
+            else costs.upload_bytes
         ul_s = np.where(oom, 0.0, transfer_s(up_bytes, links.up_mbps, links.latency_s))
         ul_end = compute_end + ul_s
         stop, cause = self._failure_race(c, t0, keys, oom, dl_end, compute_end, ul_end,
@@ -208,12 +214,12 @@ class SessionModel:
             client=c, key=keys, start_s=t0, download_end_s=dl_end, compute_end_s=compute_end,
             upload_end_s=ul_end, stop_s=stop, stop_cause=cause, steps=steps.done,
             download_j=io_w * links.download_s, compute_j=steps.energy_j, upload_j=io_w * ul_s,
-            download_bytes=self.costs.download_bytes[k],
+            download_bytes=down_bytes,
             upload_bytes=np.where(oom, 0.0, up_bytes), peak_memory_mb=peak,
             battery_start_j=battery0, charging_w=charging_w, temp_start_c=temp0,
             temp_end_c=steps.temp_c)
 
-    def _links(self, c: I64, g: I64, k: I64, t0: F64, keys: I64) -> _Links:
+    def _links(self, c: I64, g: I64, k: I64, t0: F64, keys: I64, down_bytes: F64) -> _Links:
         """This session's links: the client's bandwidth with a per-session jitter (and the
         group's trace over time); the download and SplitLoRA's per-step exchange."""
         f = self.fleet
@@ -234,7 +240,7 @@ class SessionModel:
                            + transfer_s(split / 2, down, lat) + self.costs.split_server_s[k],
                            0.0)
         return _Links(down_mbps=down, up_mbps=up, latency_s=lat,
-                      download_s=transfer_s(self.costs.download_bytes[k], down, lat),
+                      download_s=transfer_s(down_bytes, down, lat),
                       split_s=split_s)
 
     def _failure_race(self, c: I64, t0: F64, keys: I64, oom: B, dl_end: F64,

@@ -21,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from calibration import commands as calibration_commands
     from emulator import commands as emulator_commands
+    from emulator.flower.commands import add_protocol_parser
     from hil import commands as hil_commands
     from profiles import commands as profile_commands
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_commands.add_workload_parser(sub)
     profile_commands.add_profiles_parser(sub)
     emulator_commands.add_simulate_parser(sub, observer_for=hil_commands.validation_observer)
+    add_protocol_parser(sub)
     calibration_commands.add_calibrate_parser(sub, attached=hil_commands.attached_target)
     hil_commands.add_devices_parser(sub)
     hil_commands.add_agent_parser(sub)

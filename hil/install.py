@@ -37,8 +37,14 @@ def install(device: Device, *, wheel: Path | None = None, native_binary: Path | 
     elif isinstance(device.transport, LocalConfig):
         log(f"{device.name}: a local torch device runs this installation's agent; "
             "nothing to install")
+    elif wheel is not None:
+        _install_torch(device, t, wheel, log)
     else:
-        _install_torch(device, t, wheel or build_wheel(log), log)
+        built = build_wheel(log)
+        try:
+            _install_torch(device, t, built, log)
+        finally:
+            shutil.rmtree(built.parent, ignore_errors=True)  # the wheel's own temporary folder
 
 
 def build_wheel(log: Callable[[str], None]) -> Path:

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,9 @@ def test_simulate_gives_what_the_command_gives(tmp_path: Path,
         assert np.array_equal(back.sessions[name], column), name
 
 
-def test_simulate_keeps_an_earlier_run_unless_told(tmp_path: Path) -> None:
+def test_simulate_keeps_an_earlier_run_unless_told(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its temporary folders here
     scenario = edgetwin.load_scenario(QUICKSTART, {"stop.rounds": 2})
     first = edgetwin.simulate(scenario, tmp_path / "run", plots=False)
     with pytest.raises(InputError, match="overwrite=True") as err:
@@ -131,6 +134,7 @@ def test_simulate_keeps_an_earlier_run_unless_told(tmp_path: Path) -> None:
     assert again.seed == 9 and first.seed == 1
     elsewhere = edgetwin.simulate(scenario, plots=False)  # a new temporary folder
     assert (elsewhere.folder / "summary.json").is_file() and elsewhere.folder != first.folder
+    assert elsewhere.folder.parent == tmp_path
     with pytest.raises(InputError, match="load_scenario"):
         edgetwin.simulate(scenario, overrides={"stop.rounds": 3})
     with pytest.raises(InputError, match="not a run folder"):

@@ -1,0 +1,1 @@
+"""A numbers-only Flower app for tests."""

@@ -1,0 +1,182 @@
+"""Unmodified Flower apps over the emulated fleet: the virtual-time grid aggregates what
+Flower's own simulation engine aggregates, and only completed sessions contribute."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from emulator.flower.app import load_app
+from emulator.flower.run import AppDriver
+from emulator.flower.workers import InProcess
+from emulator.run import simulate
+from emulator.scenario import load_scenario
+from hil.cli import main
+from profiles.errors import InputError
+
+APP = Path(__file__).resolve().parent / "flower_apps" / "numbers"
+
+
+def _scenario(folder: Path, **over: Any) -> Path:
+    """Four boards on mains, always online, a generous deadline: nothing fails unless
+    `over` says so (four: FedAvg's weights of 1/4 keep every sum exact, in any order)."""
+    data: dict[str, Any] = {
+        "name": "numbers", "seed": 5,
+        "fleet": {"clients": 4, "groups": [
+            {"name": "boards", "profile": "jetson-orin-nano-8gb", "share": 1.0,
+             "plugged_share": 1.0, "setup": {"batch": 1, "seq": 64}}]},
+        "workload": {"model": "gpt2", "lora_targets": ["c_attn"]},
+        "data": {"local_steps": 2},
+        "availability": {"mean_session_s": None, "online_fraction": 1.0},
+        "orchestration": {"deadline_s": 100_000},
+    }
+    data.update(over)
+    path = folder / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_fedavg_over_the_grid_equals_flowers_own_simulation(tmp_path: Path) -> None:
+    """The same unmodified app, every node sampled and none failing: the aggregated arrays
+    and metrics over this grid are those of `flwr.simulation.run_simulation` (run in a
+    process of its own, on Ray)."""
+    pytest.importorskip("ray", reason="Flower's simulation engine runs on Ray")
+    ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
+    assert main(["simulate", str(_scenario(tmp_path)), "--app", str(APP), "--out",
+                 str(tmp_path / "run"), "--quiet", "--no-plots", "--workers", "1",
+                 "--run-config", f"out-file='{ours}'"]) == 0
+    script = (
+        "from pathlib import Path\n"
+        "from flwr.simulation import run_simulation\n"
+        "from emulator.flower.app import load_app, load_component\n"
+        f"app = load_app(Path({str(APP)!r}))\n"
+        "run_simulation(load_component(app, 'serverapp'), load_component(app, 'clientapp'),\n"
+        "               num_supernodes=4, backend_config={'client_resources': {'num_cpus': 1},\n"
+        "               'init_args': {'num_cpus': 2, 'include_dashboard': False}})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "NUMBERS_APP_OUT": str(theirs)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    mine, flowers = json.loads(ours.read_text()), json.loads(theirs.read_text())
+    assert mine == flowers  # every node sampled, every node reported
+    assert mine["arrays"][0][0] == 3 * 1.5 + 100 * (1 + 2 + 3)
+    assert [m["partition-id"] for m in mine["train"].values()] == [1.5, 1.5, 1.5]
+
+
+def test_only_completed_sessions_contribute(tmp_path: Path) -> None:
+    """Phones near their battery floor, boards that miss the deadline or lack the memory,
+    churn and dropouts: every kind of failure."""
+    path = _scenario(
+        tmp_path, seed=11,
+        fleet={"clients": 48, "groups": [
+            {"name": "phones", "profile": "flagship-phone-sd8gen3", "count": 20,
+             "plugged_share": 0.0, "setup": {"batch": 1, "seq": 64}},
+            {"name": "nanos", "profile": "jetson-nano-4gb", "count": 20,
+             "setup": {"batch": 1, "seq": 64}},
+            {"name": "crowded", "profile": "jetson-nano-4gb", "count": 8,
+             "setup": {"batch": 1, "seq": 64},
+             "spread": {"usable_ram": {"dist": "uniform", "low": 0.01, "high": 0.02}}}]},
+        battery={"initial_pct": {"dist": "uniform", "low": 20.0, "high": 20.04},
+                 "min_pct_to_join": 20.0, "abort_below_pct": 19.99},
+        availability={"mean_session_s": 30, "online_fraction": 0.6,
+                      "dropout_per_hour": 300.0},
+        data={"local_steps": 4}, orchestration={"deadline_s": 3})  # the nanos need 3.6 s
+    out = tmp_path / "run"
+    code = main(["simulate", str(path), "--app", str(APP), "--out", str(out), "--quiet",
+                 "--no-plots", "--workers", "1", "--run-config",
+                 f"num-server-rounds=6 fraction-train=0.5 out-file='{tmp_path / 'r.json'}'"])
+    assert code == 0
+    rows = list(csv.DictReader((out / "client_sessions.csv").open()))
+    statuses = {r["status"] for r in rows}
+    assert statuses == {"completed", "deadline", "interrupted", "offline", "out_of_memory",
+                        "battery"}
+    reported = json.loads((tmp_path / "r.json").read_text())["train"]
+    metrics = list(csv.DictReader((out / "app_metrics.csv").open()))
+    for exchange, rnd in enumerate(sorted(reported, key=int)):
+        done = [int(r["client"]) for r in rows
+                if int(r["round"]) == exchange and r["status"] == "completed"]
+        assert done, f"round {rnd}: nobody completed"
+        # each contributor's update is its client number: the aggregate is their mean
+        assert reported[rnd]["partition-id"] == pytest.approx(np.mean(done))
+        assert reported[rnd]["pid-squared"] == pytest.approx(np.mean(np.square(done)))
+        assert float(metrics[exchange]["train_partition-id"]) == pytest.approx(np.mean(done))
+    rounds = list(csv.DictReader((out / "rounds.csv").open()))
+    assert [int(r["reported"]) for r in rounds] == [
+        sum(1 for r in rows if int(r["round"]) == i and r["status"] == "completed")
+        for i in range(len(rounds))]
+
+
+def test_the_bytes_are_those_of_the_messages(tmp_path: Path) -> None:
+    app = load_app(APP, "width=5000 num-server-rounds=1")
+    run = simulate(load_scenario(_scenario(tmp_path)), tmp_path / "run", plots=False,
+                   driver=AppDriver(app, InProcess(app)))
+    sessions = run.results.sessions
+    # 5,000 float64 values, serialised with numpy's header, plus the config and metrics
+    assert np.all(sessions["download_bytes"] > 40_000)
+    assert np.all(sessions["download_bytes"] < 45_000)
+    assert np.array_equal(sessions["upload_bytes"], sessions["download_bytes"])
+
+
+def test_bad_app_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InputError, match="not a Flower App project"):
+        load_app(tmp_path)
+    with pytest.raises(InputError, match="--run-config: nope: not a key of the app"):
+        load_app(APP, "nope=1")
+    code = main(["simulate", str(_scenario(tmp_path)), "--run-config", "width=3"])
+    assert code == 2 and "give --app DIR" in capsys.readouterr().err
+
+
+def test_the_grid_runs_the_clientapps_in_worker_processes(tmp_path: Path) -> None:
+    """Two worker processes give the same run as this process."""
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        assert main(["simulate", str(_scenario(tmp_path)), "--app", str(APP), "--out",
+                     str(out), "--quiet", "--no-plots", "--workers", workers]) == 0
+        outs.append(out)
+    for name in ("client_sessions.csv", "rounds.csv", "app_metrics.csv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    assert sys.modules.get("numbers_app") is not None  # loaded here for workers=1
+
+
+def test_the_clientapps_run_on_a_ray_cluster_with_the_same_results(tmp_path: Path) -> None:
+    """`--ray auto` starts a local Ray instance (none to join here) and gives the run
+    that this process gives."""
+    pytest.importorskip("ray", reason="the Ray extra is not installed")
+    outs = []
+    for how in (["--workers", "1"], ["--ray", "auto"]):
+        out = tmp_path / how[0].strip("-")
+        assert main(["simulate", str(_scenario(tmp_path)), "--app", str(APP), "--out",
+                     str(out), "--quiet", "--no-plots", *how]) == 0
+        outs.append(out)
+    for name in ("client_sessions.csv", "rounds.csv", "app_metrics.csv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+
+
+def test_the_shipped_app_learns_over_the_fleet(tmp_path: Path) -> None:
+    """scenarios/apps/edge_lora over eight boards, two rounds: real LoRA training, and
+    the held-out perplexity falls."""
+    pytest.importorskip("peft", reason="the shipped app trains with PEFT")
+    shipped = APP.parents[2] / "scenarios" / "apps" / "edge_lora"
+    path = _scenario(tmp_path, fleet={"clients": 8, "groups": [
+        {"name": "boards", "profile": "jetson-orin-nano-8gb", "share": 1.0,
+         "plugged_share": 1.0, "setup": {"batch": 1, "seq": 64}}]})
+    out = tmp_path / "run"
+    assert main(["simulate", str(path), "--app", str(shipped), "--out", str(out), "--quiet",
+                 "--workers", "1", "--run-config",
+                 "num-server-rounds=2 fraction-train=0.5 local-steps=4 eval-windows=8"]) == 0
+    rows = list(csv.DictReader((out / "app_metrics.csv").open()))
+    ppl = [float(r["server_perplexity"]) for r in rows]
+    assert len(ppl) == 3 and ppl[2] < ppl[0]
+    assert [float(r["traffic_bytes"]) for r in rows] == sorted(float(r["traffic_bytes"])
+                                                               for r in rows)
+    assert (out / "app_quality.png").stat().st_size > 0
+    assert "## What the app reported" in (out / "report.md").read_text()
