@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emulator.plots import PLOTS, STATUS_COLOURS, write_plots
-
-__all__ = ["PLOTS", "STATUS_COLOURS", "write_plots", "write_report"]
-
 
 def write_report(summary: dict[str, Any], plots: list[str], path: Path,
                  extra: list[str] | None = None) -> None:

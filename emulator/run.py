@@ -25,7 +25,8 @@ from emulator.engine import Engine, ProgressFn, Results
 from emulator.metrics import summary, write_rounds_csv, write_sessions_csv, write_summary
 from emulator.observer import Observer
 from emulator.outfolder import check_out, discard, staging_folder, swap_in
-from emulator.report import write_plots, write_report
+from emulator.plots import write_plots
+from emulator.report import write_report
 from emulator.runinputs import named_files, pin_inputs
 from emulator.scenario import resolved
 from profiles.errors import InputError

@@ -28,8 +28,7 @@ RUN_KEY = "run"  # a run folder's record of what ran (version, profile hashes), 
 SYNC_ONLY = ("clients_per_round", "overcommit", "close_at_target", "min_reports")
 ALGORITHM_KEYS = {"fedprox_mu": "fedprox", "split_layer": "splitlora"}  # key: its algorithm
 STOP_RULES = ("rounds", "virtual_time_s", "energy_j", "traffic_bytes")
-POLICY_PARAMS = {"deadline_aware": "deadline_aware", "oort": "oort",
-                 "power_of_choice": "power_of_choice"}  # selection key: the policy using it
+POLICY_PARAMS = ("deadline_aware", "oort", "power_of_choice")  # each policy's own section
 
 
 def load_scenario(path: Path, overrides: list[str] | None = None,
@@ -106,10 +105,10 @@ def _warnings(s: Scenario, given: frozenset[str]) -> list[str]:
     elif "orchestration.async" in given:
         out.append("orchestration.async: applies to asynchronous aggregation only; "
                    "orchestration.mode is sync, so it is ignored")
-    out += [f"selection.{key}: parameters of the {policy} policy; selection.policy "
+    out += [f"selection.{key}: parameters of the {key} policy; selection.policy "
             f"is {s.selection.policy}, so they are ignored"
-            for key, policy in POLICY_PARAMS.items()
-            if f"selection.{key}" in given and s.selection.policy != policy]
+            for key in POLICY_PARAMS
+            if f"selection.{key}" in given and s.selection.policy != key]
     if "availability.trace" in given and "availability.diurnal" in given:
         out.append("availability.diurnal: a recorded availability.trace decides "
                    "when clients are online, so the diurnal windows are ignored")
@@ -194,8 +193,8 @@ def resolved(s: Scenario, record: dict[str, Any]) -> str:
 
     for key in (SYNC_ONLY if s.orchestration.mode == "async" else ("async",)):
         drop("orchestration", key)
-    for key, policy in POLICY_PARAMS.items():
-        if s.selection.policy != policy:
+    for key in POLICY_PARAMS:
+        if s.selection.policy != key:
             drop("selection", key)
     for key, needs in ALGORITHM_KEYS.items():
         if s.workload.algorithm != needs:

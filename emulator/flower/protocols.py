@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from emulator.config import Scenario
 from emulator.dist import Dist
@@ -69,6 +70,11 @@ def read_points(path: Path, metric: Metric) -> list[Point]:
         known = ", ".join(k for k in rows[0] if k not in ("round", *COSTS.values()))
         raise InputError(str(path), metric.column, f"not a metric of this app (it reports: "
                          f"{known})")
+    return points_of(rows, metric)
+
+
+def points_of(rows: list[dict[str, Any]], metric: Metric) -> list[Point]:
+    """The rows (app_metrics.csv's, read or about to be written) that measured `metric`."""
     return [Point(int(r["round"]), float(r[metric.column]), float(r["virtual_time_s"]),
                   float(r["energy_j"]), float(r["traffic_bytes"]))
             for r in rows if r.get(metric.column) not in ("", None)]

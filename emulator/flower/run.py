@@ -21,7 +21,7 @@ from emulator.engine import Engine, Results
 from emulator.flower.app import FlowerApp, load_component
 from emulator.flower.grid import StopRun, VirtualGrid
 from emulator.flower.plots import plot_quality
-from emulator.flower.protocols import Metric, read_points
+from emulator.flower.protocols import Metric, points_of
 from emulator.flower.workers import Workers
 
 METRICS_FILE = "app_metrics.csv"
@@ -79,7 +79,7 @@ class AppDriver:
             column = "server_perplexity" if "server_perplexity" in quality else quality[0]
             metric = Metric.parse(column)
             plot_quality({"none": {str(self.app.run_config.get("method", "app")):
-                                   read_points(out / METRICS_FILE, metric)}},
+                                   points_of(rows, metric)}},
                          metric, out / QUALITY_PLOT)
             lines += [f"![{column} against time, energy and traffic]({QUALITY_PLOT})", ""]
         return lines
