@@ -130,6 +130,8 @@ def test_bad_app_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
         load_app(tmp_path)
     with pytest.raises(InputError, match="--run-config: nope: not a key of the app"):
         load_app(APP, "nope=1")
+    with pytest.raises(InputError, match="--run-config: width=: expected key=value"):
+        load_app(APP, "num-server-rounds=2 width=")
     code = main(["simulate", str(_scenario(tmp_path)), "--run-config", "width=3"])
     assert code == 2 and "give --app DIR" in capsys.readouterr().err
 

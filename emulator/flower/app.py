@@ -5,6 +5,7 @@ own syntax (`"num-server-rounds=5 method='fedprox'"`)."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def load_app(folder: Path, run_config: str | None = None) -> FlowerApp:
         if not isinstance(components.get(key), str) or ":" not in components[key]:
             raise InputError(where, f"tool.flwr.app.components.{key}",
                              "missing, or not 'module:attribute'")
+    for item in shlex.split(run_config or ""):
+        key, eq, value = item.partition("=")
+        if not (key and eq and value):  # Flower's parser would skip it without a word
+            raise InputError("--run-config", item, "expected key=value")
     try:
         overrides = parse_config_args([run_config] if run_config else None)
     except ValueError as err:
