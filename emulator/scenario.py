@@ -11,6 +11,7 @@ that took effect, so that a run folder's copy loads and runs again as it is.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from emulator.scenario_checks import check_scenario, resolve_model, resolve_prof
 from profiles.errors import InputError
 from profiles.schema import dump_yaml, from_mapping, load_yaml, parse_yaml, to_mapping
 
-__all__ = ["RUN_KEY", "check_scenario", "load_scenario", "parse_scenario", "resolve_model",
-           "resolve_profile", "resolved"]
+__all__ = ["RUN_KEY", "check_scenario", "load_scenario", "parse_scenario", "parse_value",
+           "resolve_model", "resolve_profile", "resolved", "set_key"]
 
 RUN_KEY = "run"  # a run folder's record of what ran (version, profile hashes), not read
 SYNC_ONLY = ("clients_per_round", "overcommit", "close_at_target", "min_reports")
@@ -32,8 +33,10 @@ POLICY_PARAMS = ("deadline_aware", "oort", "power_of_choice")  # each policy's o
 
 
 def load_scenario(path: Path, overrides: list[str] | None = None,
-                  seed: int | None = None) -> Scenario:
-    """Parse, override (`a.b.c=value`, value parsed as YAML), and check a scenario; files
+                  seed: int | None = None,
+                  values: Sequence[tuple[str, Any, str]] = ()) -> Scenario:
+    """Parse, override (`a.b.c=value`, value parsed as YAML; then `values`, each a
+    dotted key, its parsed value and where it was given), and check a scenario; files
     it names are relative to its folder. A run folder's record (`run:`) is set aside,
     but a profile that changed since that run is a warning."""
     where = str(path)
@@ -44,7 +47,12 @@ def load_scenario(path: Path, overrides: list[str] | None = None,
     if record is not None and not isinstance(record, dict):
         raise InputError(where, RUN_KEY, "expected a mapping (written by edgetwin)")
     for item in overrides or []:
-        _apply_override(data, item)
+        if "=" not in item:
+            raise InputError("--set", item, "expected dotted.key=value")
+        key, raw = item.split("=", 1)
+        set_key(data, key, parse_value(raw), "--set")
+    for key, value, given_in in values:
+        set_key(data, key, value, given_in)
     if seed is not None:
         data["seed"] = seed
     scenario = parse_scenario(data, where, path.parent)
@@ -145,11 +153,9 @@ def _changed_profiles(s: Scenario, base: Path, recorded: Any) -> list[str]:
     return out
 
 
-def _apply_override(data: dict[str, Any], item: str) -> None:
-    """`--set a.b.c=value`: the value is YAML; list items are named by index."""
-    if "=" not in item:
-        raise InputError("--set", item, "expected dotted.key=value")
-    key, raw = item.split("=", 1)
+def set_key(data: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set the dotted `key` of a scenario mapping (list items named by index), as `--set`
+    does; `where` names the flag in messages."""
     parts = key.split(".")
     node: Any = data
     for depth, part in enumerate(parts):
@@ -157,24 +163,25 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         here = ".".join(parts[:depth])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise InputError("--set", key, f"{part!r} is not an index of {here} "
+                raise InputError(where, key, f"{part!r} is not an index of {here} "
                                  f"({len(node)} items: 0 to {len(node) - 1})")
             if last:
-                node[int(part)] = _value(raw)
+                node[int(part)] = value
             else:
                 node = node[int(part)]
         elif isinstance(node, dict):
             if last:
-                node[part] = _value(raw)
+                node[part] = value
             else:
                 if node.get(part) is None:
                     node[part] = {}
                 node = node[part]
         else:
-            raise InputError("--set", key, f"{here} is {node!r}, not a mapping or a list")
+            raise InputError(where, key, f"{here} is {node!r}, not a mapping or a list")
 
 
-def _value(raw: str) -> Any:
+def parse_value(raw: str) -> Any:
+    """A `--set` value: YAML, or the text itself where it is not YAML."""
     try:
         return parse_yaml(raw)
     except yaml.YAMLError:

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from calibration import commands as calibration_commands
     from emulator import commands as emulator_commands
     from emulator.flower.commands import add_protocol_parser
+    from emulator.sweep.commands import add_sweep_parser
     from hil import commands as hil_commands
     from profiles import commands as profile_commands
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_commands.add_profiles_parser(sub)
     emulator_commands.add_simulate_parser(sub, observer_for=hil_commands.validation_observer)
     add_protocol_parser(sub)
+    add_sweep_parser(sub)
     calibration_commands.add_calibrate_parser(sub, attached=hil_commands.attached_target)
     hil_commands.add_devices_parser(sub)
     hil_commands.add_agent_parser(sub)

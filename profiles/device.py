@@ -199,13 +199,29 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     """A shipped profile by name, or a profile YAML by path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        return parse_profile(load_yaml(path), str(path))
+        return _read(path)
     shipped = shipped_profiles()
     if name_or_path not in shipped:
         raise InputError("--device", name_or_path,
                          f"unknown device profile (shipped: {', '.join(sorted(shipped))}; "
                          "or give a profile YAML path)")
-    return parse_profile(load_yaml(shipped[name_or_path]), str(shipped[name_or_path]))
+    return _read(shipped[name_or_path])
+
+
+_READ: dict[tuple[str, int, int], DeviceProfile] = {}  # by file, modification time, size
+
+
+def _read(path: Path) -> DeviceProfile:
+    """A profile file parsed and checked once per process while it is unchanged (a sweep
+    or a fleet loads the same few profiles many times)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return parse_profile(load_yaml(path), str(path))  # load_yaml names the problem
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _READ:
+        _READ[key] = parse_profile(load_yaml(path), str(path))
+    return _READ[key]
 
 
 def shipped_profiles() -> dict[str, Path]:

@@ -21,7 +21,10 @@ from profiles.errors import InputError
 T = TypeVar("T")
 
 
-class _Loader(yaml.SafeLoader):
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where built
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc]
     """YAML 1.1 as PyYAML reads it, but `5e6` and `1E-3` are numbers (YAML 1.2's rule),
     not text."""
 

@@ -102,18 +102,10 @@ class OnRay:
     def __init__(self, app: FlowerApp, address: str) -> None:
         import ray
 
-        self.ray = ray
-        self.started = not ray.is_initialized()
-        if self.started:
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}}}
-            try:
-                ray.init(address=address, **options)
-            except ConnectionError:
-                if address != "auto":
-                    raise
-                ray.init(**options)  # no cluster to join: one on this machine
+        from emulator.raycluster import connect
 
+        self.ray = ray
+        self.started = connect(address)
         self.remote_run: Any = ray.remote(num_cpus=1)(_load_and_run)
         self.app_ref = ray.put(app)
 

@@ -25,6 +25,7 @@ from hil.api import (
     simulate,
     validate_profile,
 )
+from hil.api_sweep import Sweep, load_sweep, sweep
 from profiles.costmodel import StepCost
 from profiles.device import DeviceProfile
 from profiles.errors import InputError
@@ -40,6 +41,7 @@ __all__ = [
     "Run",
     "Scenario",
     "StepCost",
+    "Sweep",
     "Workload",
     "WorkloadPrice",
     "__version__",
@@ -48,7 +50,9 @@ __all__ = [
     "load_profile",
     "load_run",
     "load_scenario",
+    "load_sweep",
     "price_workload",
     "simulate",
+    "sweep",
     "validate_profile",
 ]

@@ -1,0 +1,56 @@
+"""What a sweep leaves when it stops (finished or not): sweep.csv, sweep.md, the plots,
+and a table on the console."""
+
+from __future__ import annotations
+
+import sys
+
+from emulator.sweep.plots import write_plots
+from emulator.sweep.report import write_report
+from emulator.sweep.results import SettingResult, by_setting
+from emulator.sweep.runner import RUNS, SweepRun
+from emulator.sweep.table import headline, read_csv, rows_for, write_csv
+from emulator.sweep.units import shown, title
+
+CSV = "sweep.csv"
+REPORT = "sweep.md"
+
+
+def write_outputs(run: SweepRun, quiet: bool = False) -> None:
+    plan = run.plan
+    folder = run.folder
+    write_csv(plan, rows_for(plan, run.results, folder / RUNS), folder / CSV)
+    rows = read_csv(folder / CSV)
+    keys = [a.key for a in plan.spec.axes]
+    metrics = headline(plan)
+    results = by_setting(rows, keys, metrics + [f"groups.{g}.update_share"
+                                                for g in plan.group_names])
+    ok = [r for r in results if r.runs > r.failed]
+    plots = write_plots(ok, keys, metrics, folder) if ok else []
+    write_report(run, results, metrics, rows, plots, folder / REPORT)
+    if not quiet:
+        _print_table(run, results, metrics)
+
+
+def _print_table(run: SweepRun, results: list[SettingResult], metrics: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    plan = run.plan
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    keys = ", ".join(a.key for a in plan.spec.axes)
+    t = Table(title=f"{plan.name}: {len(plan.settings)} settings ({keys}) x {len(plan.seeds)} "
+              "seeds; "
+              f"{run.computed} ran now ({run.executor}), {run.kept} kept, {run.failed} failed, "
+              f"{run.not_run} not run, {run.wall_s:.0f} s", title_justify="left")
+    t.add_column("#", justify="right")
+    for a in plan.spec.axes:  # the key's last part: the title names it whole
+        t.add_column(a.key.rsplit(".", 1)[-1], no_wrap=True)
+    for col in ("runs", *[title(m) for m in metrics]):
+        t.add_column(col, justify="right")
+    for r in results:
+        t.add_row(str(r.index), *r.values.values(), str(r.runs - r.failed),
+                  *[shown(r.estimate(m), m) for m in metrics])
+    con.print(t)
+    con.print(f"mean ± 95 % interval over seeds; wrote {run.folder}/ ({CSV}, {REPORT}, "
+              f"plots, {RUNS}/)")

@@ -1,0 +1,86 @@
+"""A sweep's rows grouped by setting, as sweep.md, the plots and `--compare` read them
+(from sweep.csv, so that a finished sweep is compared without running anything)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from emulator.sweep.stats import Difference, Estimate, difference, direction, estimate
+from profiles.errors import InputError
+
+
+@dataclass
+class SettingResult:
+    index: int
+    values: dict[str, str]  # swept key -> value, as in sweep.csv
+    runs: int = 0
+    failed: int = 0
+    by_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> seed -> value
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.values.items())
+
+    def estimate(self, metric: str) -> Estimate:
+        return estimate(list(self.by_seed.get(metric, {}).values()))
+
+
+def by_setting(rows: list[dict[str, str]], keys: list[str], metrics: list[str]
+               ) -> list[SettingResult]:
+    """The rows of sweep.csv per setting, in the settings' order."""
+    out: dict[int, SettingResult] = {}
+    for row in rows:
+        index = int(row["setting"])
+        res = out.setdefault(index, SettingResult(index, {k: row[k] for k in keys}))
+        res.runs += 1
+        if row["status"] != "ok":
+            res.failed += 1
+            continue
+        for m in metrics:
+            cell = row.get(m, "")
+            res.by_seed.setdefault(m, {})[int(row["seed"])] = float(cell) if cell else math.nan
+    return [out[i] for i in sorted(out)]
+
+
+def find(results: list[SettingResult], text: str, where: str = "--compare") -> SettingResult:
+    """A setting by its number in sweep.md, or by `key=value[,key=value]` naming one."""
+    if text.isdigit():
+        for res in results:
+            if res.index == int(text):
+                return res
+        raise InputError(where, text, f"no setting {text} (settings 1 to "
+                         f"{max(r.index for r in results)})")
+    wanted: dict[str, str] = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or key.strip() not in results[0].values:
+            raise InputError(where, text, "expected a setting's number or KEY=VALUE[,...] "
+                             f"of the swept keys ({', '.join(results[0].values)})")
+        wanted[key.strip()] = value.strip()
+    hits = [r for r in results if all(r.values[k] == v for k, v in wanted.items())]
+    if len(hits) != 1:
+        raise InputError(where, text, f"matches {len(hits)} settings, not one: name more "
+                         "swept keys")
+    return hits[0]
+
+
+@dataclass(frozen=True)
+class Best:
+    setting: SettingResult
+    value: Estimate
+    runner_up: SettingResult | None
+    margin: Difference | None  # runner-up minus best
+
+
+def best(results: list[SettingResult], metric: str) -> Best | None:
+    """The setting with the best mean of `metric` (None where better is not known)."""
+    way = direction(metric)
+    name = metric.split(":")[0]
+    ranked = [r for r in results if not math.isnan(r.estimate(name).mean)]
+    if way is None or not ranked:
+        return None
+    ranked.sort(key=lambda r: r.estimate(name).mean, reverse=way == "max")
+    top = ranked[0]
+    second = ranked[1] if len(ranked) > 1 else None
+    margin = difference(top.by_seed[name], second.by_seed[name]) if second else None
+    return Best(top, top.estimate(name), second, margin)

@@ -1,0 +1,87 @@
+"""A sweep whose worker is killed (SIGKILL) and which is then interrupted (Ctrl-C) carries
+on when the same command runs again: every run present once, none recomputed that had
+finished, nothing half-written left behind."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from hil.cli import main
+from tests.processes import start_interruptible
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "thousand_clients.yaml"
+ARGS = [str(SCENARIO), "--grid", "selection.policy=random,deadline_aware,oort",
+        "--grid", "orchestration.overcommit=0.2,0.5", "--seeds", "4", "--workers", "2"]
+RUNS = 24
+TIMEOUT_S = 120.0
+
+
+def _finished(runs: Path) -> dict[str, tuple[int, int]]:
+    """Run folders written whole: name -> (inode, mtime) of their summary.json."""
+    out = {}
+    for p in runs.glob("[!.]*"):
+        summary = p / "summary.json"
+        if (p / "run.json").is_file() and summary.is_file():
+            st = summary.stat()
+            out[p.name] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def _workers(pid: int) -> list[int]:
+    """The sweep's worker processes (children started by multiprocessing's spawn)."""
+    kids = (Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    return [int(k) for k in kids
+            if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+def _wait_for(what: str, check: object, timeout_s: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_worker_and_interrupt_then_rerun_finishes(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    runs = out / "runs"
+    proc = start_interruptible([sys.executable, "-m", "hil.cli", "sweep", *ARGS,
+                                "--out", str(out), "--quiet"])
+    try:
+        _wait_for("two finished runs", lambda: len(_finished(runs)) >= 2)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)  # mid-run: each worker holds a run
+        _wait_for("the pool restarted", lambda: workers[0] not in _workers(proc.pid) and
+                  len(_workers(proc.pid)) == 2)
+        _wait_for("one more run", lambda: len(_finished(runs)) >= 3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "runs not run; the same command carries on" in err
+    before = _finished(runs)
+    assert 3 <= len(before) < RUNS, "the sweep finished before it was interrupted"
+    assert not list(runs.glob(".*")), "a half-written run was left behind"
+    assert not (out / ".sweep.lock").exists()
+    with (out / "sweep.csv").open() as fh:  # what had finished is already in sweep.csv
+        assert len(list(csv.DictReader(fh))) == len(before)
+
+    assert main(["sweep", *ARGS, "--out", str(out), "--quiet"]) == 0
+    after = _finished(runs)
+    assert len(after) == RUNS and sorted(p.name for p in runs.iterdir()) == sorted(after)
+    assert {name: after[name] for name in before} == before  # none recomputed
+    with (out / "sweep.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == RUNS and {r["status"] for r in rows} == {"ok"}
+    assert sorted(r["run"].removeprefix("runs/") for r in rows) == sorted(after)
