@@ -1,8 +1,6 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 # Both create .venv themselves. TORCH pins the CPU build found on this machine's
 # pip path; elsewhere point pip at a CPU wheel index (PIP_EXTRA_INDEX_URL) first.
-# --no-compile: Python compiles the modules a run imports on first use, instead of
-# every module of torch, transformers and ray at install time (a minute and more).
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
@@ -15,12 +13,12 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.core: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --no-compile -e .
+	$(BIN)/pip install -q -e .
 	touch $@
 
 $(VENV)/.full: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --no-compile "$(TORCH)"
-	$(BIN)/pip install -q --no-compile -e ".[measure,dev,flower,ray]"
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[measure,dev,flower,ray]"
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core

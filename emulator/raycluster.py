@@ -18,12 +18,11 @@ def connect(address: str, flag: str = "--ray") -> bool:
     local one); True when this call started Ray (and should shut it down). An address
     where nothing answers is an `InputError`, found in seconds rather than after Ray's
     own retries."""
+    check_address(address, flag)
     import ray
 
     if ray.is_initialized():
         return False
-    if address != "auto":
-        check_reachable(address, flag)
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}}}
     try:
@@ -35,7 +34,18 @@ def connect(address: str, flag: str = "--ray") -> bool:
     return True
 
 
-def check_reachable(address: str, flag: str = "--ray") -> None:
+def check_address(address: str, flag: str = "--ray") -> None:
+    """Ray is installed, and an address other than `auto` accepts a connection."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise InputError(flag, address, "Ray is not installed: pip install 'edgetwin[ray]'"
+                         ) from None
+    if address != "auto":
+        _check_reachable(address, flag)
+
+
+def _check_reachable(address: str, flag: str) -> None:
     """`host:port` or `ray://host:port` must accept a connection."""
     parts = urlsplit(address if "://" in address else f"//{address}")
     try:

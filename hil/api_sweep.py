@@ -12,11 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from emulator.sweep.results import SettingResult, by_setting, find
+from emulator.sweep.results import SettingResult, find, load_folder
 from emulator.sweep.stats import Difference, Estimate, difference
-from emulator.sweep.table import TAIL, read_csv
+from emulator.sweep.table import TAIL
 from profiles.errors import InputError
-from profiles.schema import load_yaml
 
 __all__ = ["Sweep", "load_sweep", "sweep"]
 
@@ -33,9 +32,7 @@ class Sweep:
     @cached_property
     def settings(self) -> list[SettingResult]:
         """Per setting (numbered as in sweep.md): its swept values and every metric by seed."""
-        text = read_csv(self.folder / "sweep.csv")
-        metrics = [c for c in (text[0] if text else {}) if c not in (*self.keys, "seed", *TAIL)]
-        return by_setting(text, self.keys, metrics)
+        return load_folder(self.folder, "load_sweep")[2]
 
     def setting(self, which: int | str) -> SettingResult:
         """A setting by its number, or by `"key=value[,key=value]"`."""
@@ -72,7 +69,7 @@ def sweep(scenario: str | Path, grid: Mapping[str, Sequence[Any]], *,
     from emulator.sweep.outputs import write_outputs
     from emulator.sweep.plan import plan
     from emulator.sweep.runner import run_sweep
-    from emulator.sweep.spec import Axis, SweepSpec, check_axes
+    from emulator.sweep.spec import Axis, SweepSpec, check_axes, check_seeds
 
     if isinstance(grid, str) or not isinstance(grid, Mapping) or not grid:
         raise InputError("sweep", "grid", "expected a mapping of dotted keys to lists of values")
@@ -81,8 +78,8 @@ def sweep(scenario: str | Path, grid: Mapping[str, Sequence[Any]], *,
         if isinstance(values, str) or not isinstance(values, Sequence) or not values:
             raise InputError("grid", key, "expected a list of values")
         axes.append(Axis(key, tuple(values)))
-    if seeds is not None and not isinstance(seeds, int):
-        seeds = tuple(seeds)
+    if seeds is not None:
+        seeds = check_seeds(seeds if isinstance(seeds, int) else list(seeds), "sweep", "seeds")
     spec = SweepSpec(Path(scenario), check_axes(axes, "grid"), seeds,
                      tuple((k, v, "overrides") for k, v in (overrides or {}).items()),
                      tuple(metrics), target_rounds, None,
@@ -98,15 +95,12 @@ def sweep(scenario: str | Path, grid: Mapping[str, Sequence[Any]], *,
 
 
 def load_sweep(folder: str | Path) -> Sweep:
-    """A sweep's folder, read back (sweep.csv and the grid of sweep.yaml)."""
+    """A sweep's folder, read back (its sweep.csv)."""
     path = Path(folder)
-    if not (path / "sweep.csv").is_file():
-        raise InputError(str(path), "", "holds no sweep.csv")
-    record = load_yaml(path / "sweep.yaml")
-    keys = list(record.get("grid", {})) if isinstance(record, dict) else []
-    rows = [{k: _number(v) if k not in (*keys, *TAIL[:3]) else v for k, v in row.items()}
-            for row in read_csv(path / "sweep.csv")]
-    return Sweep(path, keys, rows)
+    keys, rows, _ = load_folder(path, "load_sweep")
+    text_columns = (*keys, *TAIL[:3], "run")  # stop reason, status, error
+    return Sweep(path, keys, [{k: v if k in text_columns else _number(v)
+                               for k, v in row.items()} for row in rows])
 
 
 def _number(text: str) -> Any:

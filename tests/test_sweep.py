@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emulator.sweep.metrics import SUMMARY_NUMBERS
 from emulator.sweep.stats import difference, estimate
-from emulator.sweep.table import SUMMARY_NUMBERS
 from hil.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_compare_prints_the_paired_difference(pool_sweep: Path,
     out = capsys.readouterr().out
     assert "B #3 (selection.policy=deadline_aware, orchestration.overcommit=0.2) minus A #1" \
         in out
-    assert "rounds per hour" in out and "paired over the seeds both ran" in out
+    assert "rounds per hour" in out and "95 % intervals of the differences paired by seed" in out
     rows = _rows(pool_sweep)
     a = {int(r["seed"]): float(r["rounds_per_hour"]) for r in rows if r["setting"] == "1"}
     b = {int(r["seed"]): float(r["rounds_per_hour"]) for r in rows if r["setting"] == "3"}
@@ -200,6 +200,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
      "KEY=V1,V2,..."),
     (["--grid", "app.lr=0.1,0.2"], "edgetwin: error: --grid: app.lr: sweeps a Flower app's "
      "run config: give --app DIR"),
+    (["--grid", "selection.policy=random,oort", "--seeds", "1:30"],
+     "edgetwin: error: --seeds: 1:30: expected a count, or seeds as whole numbers"),
+    (["--grid", "selection.policy=random,oort", "--seeds", "0"],
+     "edgetwin: error: --seeds: --seeds: 0: a number of seeds is at least 1"),
+    (["--grid", "selection.policy=random,oort", "--metric", "rounds_per_day"],
+     "edgetwin: error: --metric: rounds_per_day: not a metric of the runs"),
     (["--grid", "seed=1,2"], "edgetwin: error: --grid: seed: seeds are not a grid key"),
     (["--grid", "orchestration.deadline_s=1800,1800.0"],
      "edgetwin: error: --grid: grid: the settings orchestration.deadline_s=1800 and "

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.scenario import parse_value
-from emulator.session import STATUSES
-from emulator.sweep.plan import Plan, app_axes_without_app, plan
+from emulator.sweep.plan import Plan, plan
 from emulator.sweep.spec import (
     SweepSpec,
     check_axes,
@@ -88,6 +87,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     for line in the_plan.warnings:
         print(f"warning: {line}", file=sys.stderr)
     folder = spec.out or Path("runs") / the_plan.name
+    if args.ray:  # found out before anything is written
+        from emulator.raycluster import check_address
+
+        check_address(args.ray)
     signal.signal(signal.SIGTERM, _interrupt)
     if args.workers > 1 or args.ray:  # this process waits on the runs: load the outputs' code
         threading.Thread(target=_load_outputs_code, daemon=True).start()
@@ -128,6 +131,8 @@ def _spec(args: argparse.Namespace, source: Path) -> SweepSpec:
             raise InputError("--set", item, "expected dotted.key=value")
         fixed.append((key, parse_value(raw), "--set"))
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if args.target_rounds is not None and args.target_rounds < 1:
+        raise InputError("--target-rounds", str(args.target_rounds), "must be >= 1")
     grid = [parse_grid_arg(g) for g in args.grid]
     if is_sweep_file(source):
         spec = load_sweep_file(source)
@@ -135,36 +140,27 @@ def _spec(args: argparse.Namespace, source: Path) -> SweepSpec:
         return SweepSpec(
             spec.scenario, axes, seeds if seeds is not None else spec.seeds,
             (*spec.fixed, *fixed), tuple(args.metric) or spec.metrics,
-            args.target_rounds or spec.target_rounds, args.out or spec.out,
+            args.target_rounds if args.target_rounds is not None else spec.target_rounds,
+            args.out or spec.out,
             args.app or spec.app, args.run_config or spec.run_config, spec.name, spec.where)
     if not grid:
         raise InputError("--grid", "", f"{source} is a scenario: give at least one "
                          "--grid KEY=V1,V2,... (or a sweep file)")
     axes = check_axes(grid, "--grid")
-    if args.app is None:
-        app_axes_without_app(axes, "--grid")
-    if args.target_rounds is not None and args.target_rounds < 1:
-        raise InputError("--target-rounds", str(args.target_rounds), "must be >= 1")
     return SweepSpec(source, axes, seeds, tuple(fixed), tuple(args.metric),
                      args.target_rounds, args.out, args.app, args.run_config)
 
 
 def _check_metrics(p: Plan) -> None:
     """Every metric asked for is one the runs will have."""
-    from emulator.sweep.table import HEADLINE, SUMMARY_NUMBERS, UPDATE_SHARE
+    from emulator.sweep.metrics import APP_PREFIX, known
 
-    known = {m.format(n=p.target_rounds) for m in HEADLINE} | set(SUMMARY_NUMBERS)
-    known |= {f"failures.{s}" for s in STATUSES if s != "completed"}
-    for g in p.group_names:
-        known |= {UPDATE_SHARE.format(group=g), *(f"groups.{g}.{k}" for k in (
-            "client_sessions", "clients", "completed_sessions", "download_bytes", "energy_j",
-            "upload_bytes")), *(f"groups.{g}.failures.{s}" for s in STATUSES
-                                if s != "completed")}
+    names = known(p.target_rounds, p.group_names)
     for metric in p.spec.metrics:
         name, _, way = metric.partition(":")
         if way not in ("", "max", "min"):
             raise InputError("--metric", metric, "expected NAME, NAME:max or NAME:min")
-        if name not in known and not (p.spec.app is not None and name.startswith("app.")):
+        if name not in names and not (p.spec.app is not None and name.startswith(APP_PREFIX)):
             raise InputError("--metric", name, "not a metric of the runs (docs/sweeps.md "
                              "lists them)")
 

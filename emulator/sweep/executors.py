@@ -35,8 +35,8 @@ class Executor(Protocol):
         """Stop now: runs still held are abandoned, their workers stopped."""
 
 
-class InProcess:
-    """One run at a time, in this process."""
+class InThisProcess:
+    """One run at a time, in the sweep's own process."""
 
     slots = 1
     name = "this process"
@@ -58,14 +58,12 @@ class InProcess:
 
 
 def _worker_init() -> None:
-    """A worker leaves Ctrl-C to the sweep (which stops it) and keeps to one thread."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    """A worker leaves Ctrl-C to the sweep (which stops it) and keeps its math libraries
+    to one thread (the workers are the parallelism)."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-        threadpool_limits(1)
-    except ImportError:
-        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threadpool_limits(1)
 
 
 class Pool:
@@ -90,17 +88,19 @@ class Pool:
         done, _ = wait(list(self.held), timeout=timeout_s, return_when=FIRST_COMPLETED)
         out: list[Outcome] = []
         broken = False
+        together = len(self.held)  # the runs the pool held when one finished or broke
         for fut in done:
             job = self.held.pop(fut)
             try:
                 out.append(fut.result())
             except BrokenProcessPool:
                 broken = True
-                out.append(Outcome(job.run_id, False, LOST, lost=True))
+                out.append(Outcome(job.run_id, False, LOST, lost=True, alone=together == 1))
             except Exception as err:
                 out.append(Outcome(job.run_id, False, f"{type(err).__name__}: {err}"))
         if broken:  # the pool is gone, and with it every run it held
-            out += [Outcome(job.run_id, False, LOST, lost=True) for job in self.held.values()]
+            out += [Outcome(job.run_id, False, LOST, lost=True, alone=together == 1)
+                    for job in self.held.values()]
             self.held.clear()
             self._stop()
         return out
@@ -110,12 +110,14 @@ class Pool:
         self._stop()
 
     def _stop(self) -> None:
+        """Shut the pool down and stop its workers mid-run (only its own processes)."""
         if self.pool is None:
             return
+        workers = list((getattr(self.pool, "_processes", None) or {}).values())
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for proc in multiprocessing.active_children():  # the pool's workers
+        for proc in workers:
             proc.terminate()
-        for proc in multiprocessing.active_children():
+        for proc in workers:
             proc.join(timeout=5)
         self.pool = None
 
@@ -153,8 +155,9 @@ class OnRay:
             try:
                 outcome, files = self.ray.get(ref)
             except self.ray.exceptions.RayError as err:
-                lost = isinstance(err, self.ray.exceptions.WorkerCrashedError |
-                                  self.ray.exceptions.NodeDiedError)
+                errors = self.ray.exceptions
+                lost = isinstance(err, errors.WorkerCrashedError | errors.NodeDiedError |
+                                  getattr(errors, "OutOfMemoryError", errors.WorkerCrashedError))
                 line = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 out.append(Outcome(job.run_id, False, LOST if lost else
                                    f"{type(err).__name__}: {line}", lost=lost))
@@ -177,4 +180,4 @@ def executor_for(workers: int, ray_address: str | None) -> Executor:
     """Ray where an address is given, else `workers` processes (1: this process)."""
     if ray_address:
         return OnRay(ray_address)
-    return InProcess() if workers <= 1 else Pool(workers)
+    return InThisProcess() if workers <= 1 else Pool(workers)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 from emulator.config import Scenario
 from emulator.outfolder import discard, staging_folder, swap_in
 from emulator.runinputs import pin_inputs
+from emulator.sweep.plan import code_digest
 from profiles.errors import InputError
 
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ class Outcome:
     run_id: str
     ok: bool
     error: str = ""  # one line, for a failed run
-    wall_s: float = 0.0
     lost: bool = False  # the worker died before it answered
+    alone: bool = True  # ... and it held no other run, so this one killed it
 
 
 def run_job(job: Job) -> Outcome:
@@ -49,20 +49,18 @@ def run_job(job: Job) -> Outcome:
     exception (the sweep goes on); an interrupted run leaves no folder behind."""
     from emulator.run import simulate
 
-    t0 = time.perf_counter()
     try:
         run = simulate(job.scenario, job.folder, plots=job.plots, overwrite=True,
                        driver=_driver(job.app))
     except InputError as err:
-        return Outcome(job.run_id, False, str(err), time.perf_counter() - t0)
-    except Exception as err:
+        return Outcome(job.run_id, False, str(err))
+    except Exception as err:  # recorded as the run's error line, and the sweep goes on
         line = str(err).splitlines()[0] if str(err) else ""
-        return Outcome(job.run_id, False, f"{type(err).__name__}: {line}".rstrip(": "),
-                       time.perf_counter() - t0)
-    if run.results.stop_reason == "interrupted":
+        return Outcome(job.run_id, False, f"{type(err).__name__}: {line}".rstrip(": "))
+    if run.results.stop_reason == "interrupted":  # Ctrl-C reached the engine: not a result
         shutil.rmtree(job.folder, ignore_errors=True)
         raise KeyboardInterrupt
-    return Outcome(job.run_id, True, "", time.perf_counter() - t0)
+    return Outcome(job.run_id, True)
 
 
 def _driver(app: FlowerApp | None) -> Driver | None:
@@ -82,6 +80,7 @@ class ShippedJob:
 
     job: Job
     files: Files
+    code: str  # the sweep's code digest: a node with other code must not run it
 
 
 def ship(job: Job, scratch: Path) -> ShippedJob:
@@ -95,12 +94,15 @@ def ship(job: Job, scratch: Path) -> ShippedJob:
                         ignore=shutil.ignore_patterns("__pycache__", ".git"))
     files = pack(here) if here.exists() else {}
     shutil.rmtree(here, ignore_errors=True)
-    return ShippedJob(dataclasses.replace(job, scenario=pinned), files)
+    return ShippedJob(dataclasses.replace(job, scenario=pinned), files, code_digest())
 
 
 def run_shipped(shipped: ShippedJob) -> tuple[Outcome, Files]:
     """Run a shipped job in a folder of its own; its run folder comes back as bytes."""
     job = shipped.job
+    if code_digest() != shipped.code:
+        return Outcome(job.run_id, False, "this Ray node runs other edgetwin code than the "
+                       "sweep's (install the same version on every node)"), {}
     with tempfile.TemporaryDirectory(prefix="edgetwin-sweep-") as tmp:
         here = Path(tmp)
         unpack(shipped.files, here)

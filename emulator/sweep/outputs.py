@@ -5,29 +5,29 @@ from __future__ import annotations
 
 import sys
 
+from emulator.sweep.metrics import UPDATE_SHARE, headline
 from emulator.sweep.plots import write_plots
 from emulator.sweep.report import write_report
 from emulator.sweep.results import SettingResult, by_setting
 from emulator.sweep.runner import RUNS, SweepRun
-from emulator.sweep.table import headline, read_csv, rows_for, write_csv
+from emulator.sweep.table import CSV_NAME, read_csv, rows_for, write_csv
 from emulator.sweep.units import shown, title
 
-CSV = "sweep.csv"
 REPORT = "sweep.md"
 
 
 def write_outputs(run: SweepRun, quiet: bool = False) -> None:
     plan = run.plan
     folder = run.folder
-    write_csv(plan, rows_for(plan, run.results, folder / RUNS), folder / CSV)
-    rows = read_csv(folder / CSV)
-    keys = [a.key for a in plan.spec.axes]
-    metrics = headline(plan)
-    results = by_setting(rows, keys, metrics + [f"groups.{g}.update_share"
+    write_csv(plan, rows_for(plan, run.statuses, folder / RUNS), folder / CSV_NAME)
+    keys, rows = read_csv(folder / CSV_NAME)
+    asked = list(plan.spec.metrics) or headline(plan.target_rounds)  # may say :max or :min
+    metrics = [m.split(":")[0] for m in asked]
+    results = by_setting(rows, keys, metrics + [UPDATE_SHARE.format(group=g)
                                                 for g in plan.group_names])
-    ok = [r for r in results if r.runs > r.failed]
+    ok = [r for r in results if r.ok]
     plots = write_plots(ok, keys, metrics, folder) if ok else []
-    write_report(run, results, metrics, rows, plots, folder / REPORT)
+    write_report(run, results, asked, rows, plots, folder / REPORT)
     if not quiet:
         _print_table(run, results, metrics)
 
@@ -49,8 +49,8 @@ def _print_table(run: SweepRun, results: list[SettingResult], metrics: list[str]
     for col in ("runs", *[title(m) for m in metrics]):
         t.add_column(col, justify="right")
     for r in results:
-        t.add_row(str(r.index), *r.values.values(), str(r.runs - r.failed),
+        t.add_row(str(r.index), *r.values.values(), str(r.ok),
                   *[shown(r.estimate(m), m) for m in metrics])
     con.print(t)
-    con.print(f"mean ± 95 % interval over seeds; wrote {run.folder}/ ({CSV}, {REPORT}, "
+    con.print(f"mean ± 95 % interval over seeds; wrote {run.folder}/ ({CSV_NAME}, {REPORT}, "
               f"plots, {RUNS}/)")

@@ -9,7 +9,9 @@ finished run with the same id is the same result, whichever sweep or grid it cam
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,8 @@ class Plan:
 def plan(spec: SweepSpec, overrides: list[str] | None = None) -> Plan:
     """Every setting loaded and checked (a bad key or value is an `InputError` naming the
     grid key), then one run per seed."""
+    if spec.app is None:
+        app_axes_without_app(spec.axes, spec.where)
     for axis in spec.axes:
         if axis.key == "seed":
             raise InputError(spec.where, "seed", "seeds are not a grid key: give --seeds "
@@ -122,7 +126,7 @@ def _load_app(spec: SweepSpec, setting: Setting) -> FlowerApp:
     from emulator.flower.app import load_app
 
     assert spec.app is not None
-    items = [f"{a.key.removeprefix(APP_PREFIX)}={_toml(v)}"
+    items = [f"{a.key.removeprefix(APP_PREFIX)}={_toml(v, a.key, spec.where)}"
              for a, v in zip(spec.axes, setting.values, strict=True) if a.is_app]
     config = " ".join([spec.run_config or "", *items]).strip()
     try:
@@ -142,13 +146,15 @@ def app_axes_without_app(axes: tuple[Axis, ...], where: str) -> None:
             raise InputError(where, a.key, "sweeps a Flower app's run config: give --app DIR")
 
 
-def _toml(value: Any) -> str:
-    """A grid value in Flower's `--run-config` syntax (TOML values)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))
+def _toml(value: Any, key: str, where: str) -> str:
+    """A grid value in Flower's `--run-config` syntax (a TOML value: a number, true or
+    false, a string, or a list of those)."""
+    scalar = (bool, int, float, str)
+    if isinstance(value, scalar) or (isinstance(value, list) and all(
+            isinstance(v, scalar) for v in value)):
+        return json.dumps(value)  # TOML writes these as JSON does
+    raise InputError(where, key, f"{show(value)}: a run config value is a number, true, "
+                     "false, a string or a list of them")
 
 
 def _dotted(key: str) -> str:
@@ -156,23 +162,41 @@ def _dotted(key: str) -> str:
     return key.replace("[", ".").replace("]", "")
 
 
+@functools.cache
+def code_digest() -> str:
+    """A hash of the code that computes a run (the emulator and profiles packages, the
+    shipped profiles and models): a run kept from other code is not the same result."""
+    h = hashlib.sha256(package_version().encode())
+    for package in ("emulator", "profiles"):
+        root = Path(importlib.import_module(package).__file__ or "").parent
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".py", ".yaml", ".json") and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(root)).encode())
+                h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def _inputs_digest(s: Scenario, base: Path, profiles: dict[str, str],
                    app: FlowerApp | None) -> str:
     """What a run reads beyond its scenario text, as one line of hashes."""
-    parts = [f"edgetwin {package_version()}"]
+    parts = [f"edgetwin {package_version()} code {code_digest()}"]
     for g in s.fleet.groups:
         if g.profile not in profiles:
             profiles[g.profile] = resolve_profile(g.profile, base).sha256
         parts.append(f"profile {g.profile} {profiles[g.profile]}")
-    parts += [f"file {p.name} {_digest(p)}" for p in named_files(s, base)]
+    model = base / s.workload.model
+    parts += [f"file {p.name} {_digest(p, model=p == model)}" for p in named_files(s, base)]
     if app is not None:
         parts.append(f"app {_digest(app.folder)} {json.dumps(app.run_config, sort_keys=True)}")
     return "\n# " + "\n# ".join(parts) + "\n"
 
 
-def _digest(path: Path) -> str:
-    """A file's sha256, or a folder's over its files (names and bytes; caches skipped)."""
+def _digest(path: Path, model: bool = False) -> str:
+    """A file's sha256, or a folder's over its files (names and bytes; caches skipped); of
+    a model's folder, only the config.json a run reads."""
     h = hashlib.sha256()
+    if model and path.is_dir():
+        path = path / "config.json"
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     for f in files:

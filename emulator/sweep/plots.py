@@ -4,6 +4,7 @@ the other keys, the 95 % interval of each mean as an error bar."""
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 from emulator.sweep.results import SettingResult
@@ -37,7 +38,7 @@ def write_plots(results: list[SettingResult], keys: list[str], metrics: list[str
             if metric is None:
                 ax.set_visible(False)
                 continue
-            _, k = unit(metric)
+            _, scale = unit(metric)
             width = 0.5 / max(len(lines), 1)
             for li, line in enumerate(lines):
                 xs, ys, errs = [], [], []
@@ -47,8 +48,8 @@ def write_plots(results: list[SettingResult], keys: list[str], metrics: list[str
                     if match:
                         e = match[0].estimate(metric)
                         xs.append(xi + (li - (len(lines) - 1) / 2) * width)
-                        ys.append(e.mean * k)
-                        errs.append(0.0 if e.half_width != e.half_width else e.half_width * k)
+                        ys.append(e.mean * scale)
+                        errs.append(0.0 if math.isnan(e.half_width) else e.half_width * scale)
                 label = ", ".join(f"{o}={v}" for o, v in zip(others, line, strict=True))
                 ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label or None)
             ax.set_xticks(range(len(values)), values, fontsize=8)

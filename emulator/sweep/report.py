@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emulator.sweep.metrics import UPDATE_SHARE, direction
 from emulator.sweep.results import SettingResult, best
 from emulator.sweep.runner import SweepRun
-from emulator.sweep.stats import direction
-from emulator.sweep.table import UPDATE_SHARE
 from emulator.sweep.units import interval, shown, title, unit
 
 
 def write_report(run: SweepRun, results: list[SettingResult], metrics: list[str],
                  rows: list[dict[str, str]], plots: list[str], path: Path) -> None:
+    """`metrics`: the compared ones, each as the sweep names it (`NAME` or `NAME:max`)."""
+    names = [m.split(":")[0] for m in metrics]
     plan = run.plan
     keys = [a.key for a in plan.spec.axes]
     seeds = plan.seeds
@@ -31,13 +32,14 @@ def write_report(run: SweepRun, results: list[SettingResult], metrics: list[str]
     lines += ["", "Each cell is the mean over the setting's seeds ± the half-width of its 95 % "
               "confidence interval (Student's t). Every setting runs the same seeds, so two "
               f"settings are compared seed by seed. Time to {plan.target_rounds} rounds counts "
-              "rounds that aggregated; `-` where a run stopped before.", ""]
+              "rounds that aggregated; a run that stopped before has no value, and a cell "
+              "over fewer runs than the setting's says how many (`n=`).", ""]
     if plan.warnings:
         lines += ["Warnings of the scenario:", "", *[f"- {w}" for w in plan.warnings], ""]
     lines += ["## Settings", "", _table(
-        ["#", *keys, "runs", *[title(m) for m in metrics]],
+        ["#", *keys, "runs", *[title(m) for m in names]],
         [[str(r.index), *r.values.values(), _runs(r),
-          *[shown(r.estimate(m), m) for m in metrics]] for r in results]), ""]
+          *[_cell(r, m) for m in names]] for r in results]), ""]
     lines += ["## Best setting per metric", ""]
     for m in metrics:
         lines.append(_best_line(results, m))
@@ -73,9 +75,9 @@ def _best_line(results: list[SettingResult], metric: str) -> str:
     if b.runner_up is None or b.margin is None:
         return head
     d = b.margin.diff
-    label, k = unit(name)
+    label, scale = unit(name)
     label = "pp" if label == "%" else label  # a difference of shares: percentage points
-    gap = f"{interval(abs(d.mean), d.half_width, k)} {label}".rstrip()
+    gap = f"{interval(abs(d.mean), d.half_width, scale)} {label}".rstrip()
     how = "paired over seeds" if b.margin.paired else "Welch"
     if b.margin.significant:
         return f"{head}; ahead of #{b.runner_up.index} by {gap} ({how})"
@@ -83,9 +85,14 @@ def _best_line(results: list[SettingResult], metric: str) -> str:
 
 
 def _ran(run: SweepRun) -> str:
-    failed = sum(1 for status, _ in run.results.values() if status == "failed")
+    failed = sum(1 for status, _ in run.statuses.values() if status == "failed")
     now = f"{run.computed} ran now on {run.executor}" if run.computed else "None ran now"
     return f"{now}, {run.kept} were kept from before, {failed} failed."
+
+
+def _cell(r: SettingResult, metric: str) -> str:
+    e = r.estimate(metric)
+    return shown(e, metric) + (f" (n={e.n})" if 0 < e.n < r.ok else "")
 
 
 def _runs(r: SettingResult) -> str:

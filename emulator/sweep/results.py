@@ -1,13 +1,21 @@
-"""A sweep's rows grouped by setting, as sweep.md, the plots and `--compare` read them
-(from sweep.csv, so that a finished sweep is compared without running anything)."""
+"""A sweep's rows grouped by setting, as sweep.md, the plots, `--compare` and the API
+read them (from sweep.csv, so that a finished sweep is compared without running
+anything)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from emulator.sweep.stats import Difference, Estimate, difference, direction, estimate
+import yaml
+
+from emulator.sweep.metrics import direction
+from emulator.sweep.spec import show
+from emulator.sweep.stats import Difference, Estimate, difference, estimate
+from emulator.sweep.table import CSV_NAME, metric_columns, read_csv
 from profiles.errors import InputError
+from profiles.schema import parse_yaml
 
 
 @dataclass
@@ -17,6 +25,10 @@ class SettingResult:
     runs: int = 0
     failed: int = 0
     by_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> seed -> value
+
+    @property
+    def ok(self) -> int:
+        return self.runs - self.failed
 
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.values.items())
@@ -42,8 +54,23 @@ def by_setting(rows: list[dict[str, str]], keys: list[str], metrics: list[str]
     return [out[i] for i in sorted(out)]
 
 
+def load_folder(folder: Path, where: str = "--compare"
+                ) -> tuple[list[str], list[dict[str, str]], list[SettingResult]]:
+    """A sweep folder's swept keys, sweep.csv rows, and settings with every metric."""
+    path = folder / CSV_NAME
+    if not path.is_file():
+        raise InputError(str(folder), where, f"holds no {CSV_NAME}: run the sweep first")
+    keys, rows = read_csv(path)
+    if not rows:
+        raise InputError(str(path), "", "no runs yet")
+    return keys, rows, by_setting(rows, keys, metric_columns(keys, rows))
+
+
 def find(results: list[SettingResult], text: str, where: str = "--compare") -> SettingResult:
-    """A setting by its number in sweep.md, or by `key=value[,key=value]` naming one."""
+    """A setting by its number in sweep.md, or by `key=value[,key=value]` naming one
+    (values as YAML: `0.50` finds `0.5`)."""
+    if not results:
+        raise InputError(where, text, "the sweep has no settings with runs yet")
     if text.isdigit():
         for res in results:
             if res.index == int(text):
@@ -56,12 +83,20 @@ def find(results: list[SettingResult], text: str, where: str = "--compare") -> S
         if not eq or key.strip() not in results[0].values:
             raise InputError(where, text, "expected a setting's number or KEY=VALUE[,...] "
                              f"of the swept keys ({', '.join(results[0].values)})")
-        wanted[key.strip()] = value.strip()
-    hits = [r for r in results if all(r.values[k] == v for k, v in wanted.items())]
+        wanted[key.strip()] = _normal(value.strip())
+    hits = [r for r in results
+            if all(_normal(r.values[k]) == v for k, v in wanted.items())]
     if len(hits) != 1:
         raise InputError(where, text, f"matches {len(hits)} settings, not one: name more "
-                         "swept keys")
+                         "swept keys, or the setting's number")
     return hits[0]
+
+
+def _normal(text: str) -> str:
+    try:
+        return show(parse_yaml(text))
+    except yaml.YAMLError:  # text that is not YAML compares as itself
+        return text
 
 
 @dataclass(frozen=True)
@@ -73,10 +108,15 @@ class Best:
 
 
 def best(results: list[SettingResult], metric: str) -> Best | None:
-    """The setting with the best mean of `metric` (None where better is not known)."""
+    """The setting with the best mean of `metric` (`NAME:max|min` says which side is
+    better where it is not known), among the settings with a value for every run that
+    finished (a time to N rounds that most seeds never reached does not win); None
+    where the better side is not known."""
     way = direction(metric)
     name = metric.split(":")[0]
-    ranked = [r for r in results if not math.isnan(r.estimate(name).mean)]
+    have = [r for r in results if not math.isnan(r.estimate(name).mean)]
+    complete = [r for r in have if r.estimate(name).n == r.ok]
+    ranked = complete or have
     if way is None or not ranked:
         return None
     ranked.sort(key=lambda r: r.estimate(name).mean, reverse=way == "max")

@@ -10,6 +10,8 @@ The folder holds sweep.yaml (the sweep as it ran), runs/ (one run folder per run
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import shutil
 import time
@@ -28,7 +30,7 @@ from profiles.schema import dump_yaml
 RECORD = "sweep.yaml"
 RUNS = "runs"
 LOCK = ".sweep.lock"
-MAX_ATTEMPTS = 2  # a run whose worker dies twice is recorded as failed
+MAX_ATTEMPTS = 2  # a run whose worker dies twice while it runs alone is recorded as failed
 POLL_S = 0.25
 
 # done, running, failed, to do (this invocation's runs only)
@@ -39,7 +41,7 @@ ProgressFn = Callable[[int, int, int, int], None]
 class SweepRun:
     plan: Plan
     folder: Path
-    results: dict[str, tuple[str, str]]  # run id -> (status, error line), finished or failed
+    statuses: dict[str, tuple[str, str]]  # run id -> (status, error line), finished or failed
     kept: int  # finished before this invocation
     computed: int
     failed: int
@@ -50,7 +52,7 @@ class SweepRun:
 
     @property
     def not_run(self) -> int:
-        return len(self.plan.runs) - len(self.results)
+        return len(self.plan.runs) - len(self.statuses)
 
 
 def run_sweep(plan: Plan, folder: Path, executor: Callable[[], Executor], *,
@@ -64,41 +66,58 @@ def run_sweep(plan: Plan, folder: Path, executor: Callable[[], Executor], *,
         runs_dir.mkdir(parents=True, exist_ok=True)
         _clear_leftovers(runs_dir)
         (folder / RECORD).write_text(_record(plan))
-        results = {r.run_id: ("ok", "") for r in plan.runs if finished(runs_dir / r.run_id)}
-        kept = len(results)
-        todo = deque(r for r in plan.runs if r.run_id not in results)
-        computed = failed = 0
-        interrupted = False
-        name = "nothing to run"
-        attempts: dict[str, int] = {}
+        statuses = {r.run_id: ("ok", "") for r in plan.runs if finished(runs_dir / r.run_id)}
+        kept = len(statuses)
+        todo = [r for r in plan.runs if r.run_id not in statuses]
+        name, computed, failed, interrupted = "nothing to run", 0, 0, False
         if todo:
             ex = executor()
             name = ex.name
-            total = len(todo)
-            by_id = {r.run_id: r for r in todo}
             try:
-                while todo or ex.running():
-                    while todo and ex.running() < ex.slots:
-                        ex.start(_job(todo.popleft(), runs_dir, plots))
-                    for out in ex.wait(POLL_S):
-                        attempts[out.run_id] = attempts.get(out.run_id, 0) + 1
-                        if out.lost and attempts[out.run_id] < MAX_ATTEMPTS:
-                            todo.appendleft(by_id[out.run_id])
-                            continue
-                        results[out.run_id] = ("ok", "") if out.ok else ("failed", out.error)
-                        computed += out.ok
-                        failed += not out.ok
-                    if progress is not None:
-                        progress(computed, ex.running(), failed, total)
+                computed, failed = _run_all(ex, todo, runs_dir, plots, statuses, progress)
             except KeyboardInterrupt:
                 interrupted = True
+                computed = sum(1 for r in todo if statuses.get(r.run_id, ("",))[0] == "ok")
+                failed = sum(1 for r in todo if statuses.get(r.run_id, ("",))[0] == "failed")
             finally:
                 ex.close()
                 _clear_leftovers(runs_dir)
     others = sum(1 for p in runs_dir.iterdir() if p.is_dir()) - sum(
         1 for r in plan.runs if (runs_dir / r.run_id).is_dir())
-    return SweepRun(plan, folder, results, kept, computed, failed, interrupted, name,
+    return SweepRun(plan, folder, statuses, kept, computed, failed, interrupted, name,
                     time.perf_counter() - t0, others)
+
+
+def _run_all(ex: Executor, todo: list[Run], runs_dir: Path, plots: bool,
+             statuses: dict[str, tuple[str, str]], progress: ProgressFn | None
+             ) -> tuple[int, int]:
+    """Keep the executor's slots full until every run has an outcome. Runs lost with a
+    worker that held others too run again, alone, so that only the run that kills its
+    worker is charged for it; a run lost alone MAX_ATTEMPTS times is recorded as failed."""
+    queue, alone = deque(todo), deque[Run]()
+    by_id = {r.run_id: r for r in todo}
+    losses: dict[str, int] = {}
+    computed = failed = 0
+    while queue or alone or ex.running():
+        if alone:  # one suspect at a time, with nothing beside it
+            if not ex.running():
+                ex.start(_job(alone.popleft(), runs_dir, plots))
+        else:
+            while queue and ex.running() < ex.slots:
+                ex.start(_job(queue.popleft(), runs_dir, plots))
+        for out in ex.wait(POLL_S):
+            if out.lost:
+                if out.alone:
+                    losses[out.run_id] = losses.get(out.run_id, 0) + 1
+                if losses.get(out.run_id, 0) < MAX_ATTEMPTS:
+                    alone.append(by_id[out.run_id])
+                    continue
+            statuses[out.run_id] = ("ok", "") if out.ok else ("failed", out.error)
+            computed += out.ok
+            failed += not out.ok
+        if progress is not None:
+            progress(computed, ex.running(), failed, len(todo))
+    return computed, failed
 
 
 def _job(run: Run, runs_dir: Path, plots: bool) -> Job:
@@ -106,8 +125,15 @@ def _job(run: Run, runs_dir: Path, plots: bool) -> Job:
 
 
 def finished(run_folder: Path) -> bool:
-    """A run folder appears whole (it is renamed into place once written)."""
-    return all((run_folder / name).is_file() for name in (*RUN_MARKERS, "summary.json"))
+    """A run folder is whole (it is renamed into place once written) and its run was not
+    cut short by Ctrl-C."""
+    if not all((run_folder / name).is_file() for name in (*RUN_MARKERS, "summary.json")):
+        return False
+    try:
+        summary = json.loads((run_folder / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(summary, dict) and summary.get("stop_reason") != "interrupted"
 
 
 def check_folder(folder: Path) -> None:
@@ -124,43 +150,25 @@ def check_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """One sweep at a time writes a folder (a lock left by a process that died is taken)."""
+    """One sweep at a time writes a folder: an exclusive lock on `.sweep.lock`, which the
+    system lets go when the process ends, however it ends."""
     folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / LOCK
-    for _ in range(2):
+    with (folder / LOCK).open("a+") as fh:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pid = _pid_in(lock)
-            if pid is not None and pid != os.getpid() and _alive(pid):
-                raise InputError(str(folder), "--out", f"another sweep (process {pid}) is "
-                                 "writing this folder") from None
-            lock.unlink(missing_ok=True)
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        break
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _pid_in(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise InputError(str(folder), "--out", f"another sweep (process {holder}) is "
+                             "writing this folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _clear_leftovers(runs_dir: Path) -> None:

@@ -92,13 +92,19 @@ def parse_grid_arg(text: str) -> Axis:
     return _axis(key, values, "--grid")
 
 
-def parse_seeds(text: str, where: str = "--seeds") -> tuple[int, ...] | int:
-    """`10` (that many seeds) or `1,2,7` (those seeds)."""
-    value = parse_yaml(f"[{text}]") if "," in text else parse_yaml(text)
-    return _seeds(value, where, "--seeds" if where == "--seeds" else "seeds")
+def parse_seeds(text: str) -> tuple[int, ...] | int:
+    """`10` (that many seeds) or `1,2,7` (those seeds): whole numbers only."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise InputError("--seeds", text, "expected a count, or seeds as whole numbers >= 0 "
+                         "separated by commas")
+    values = [int(p) for p in parts]
+    return check_seeds(values[0] if len(values) == 1 and "," not in text else values,
+                  "--seeds", "--seeds")
 
 
-def _seeds(value: Any, where: str, key: str) -> tuple[int, ...] | int:
+def check_seeds(value: Any, where: str, key: str) -> tuple[int, ...] | int:
+    """A count of seeds (>= 1), or a list of distinct seeds (>= 0)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise InputError(where, key, f"{value}: a number of seeds is at least 1")
@@ -166,14 +172,15 @@ def load_sweep_file(path: Path) -> SweepSpec:
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise InputError(where, "metrics", "expected a list of metric names")
     target = data.get("target_rounds")
-    if target is not None and (not isinstance(target, int) or target < 1):
+    if target is not None and (not isinstance(target, int) or isinstance(target, bool) or
+                               target < 1):
         raise InputError(where, "target_rounds", f"expected a whole number >= 1, got {target!r}")
     for key in ("out", "app", "run_config", "name"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise InputError(where, key, "expected a string")
     return SweepSpec(
         scenario=base / scenario, axes=axes,
-        seeds=None if seeds is None else _seeds(seeds, where, "seeds"),
+        seeds=None if seeds is None else check_seeds(seeds, where, "seeds"),
         fixed=tuple((str(k), v, where) for k, v in overrides.items()),
         metrics=tuple(metrics), target_rounds=target,
         out=base / data["out"] if data.get("out") else None,

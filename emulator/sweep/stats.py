@@ -11,18 +11,13 @@ from dataclasses import dataclass
 from scipy.special import stdtrit
 
 LEVEL = 0.95
-# metrics where more is better; fewer is better for the rest of these
-MORE_IS_BETTER = ("rounds_per_hour", "completed_share", "completed_sessions",
-                  "rounds_completed", "clients_participated")
-LESS_IS_BETTER_PREFIX = ("time_to_round_", "energy_j", "traffic_bytes", "upload_bytes",
-                         "download_bytes", "failures.", "mean_round_s")
 
 
 @dataclass(frozen=True)
 class Estimate:
     mean: float
     half_width: float  # of the 95 % interval; NaN with fewer than two values
-    n: int
+    n: int  # the values it rests on (for a difference of unpaired samples, the fewer)
 
     @property
     def low(self) -> float:
@@ -99,15 +94,3 @@ def _t(dof: float) -> float:
     """Student's t quantile of the two-sided interval at LEVEL."""
     return float(stdtrit(dof, 0.5 + LEVEL / 2))
 
-
-def direction(metric: str) -> str | None:
-    """`max` or `min` for the metrics whose better side is known (`NAME:max` in a
-    sweep's metric list says it for others), None otherwise."""
-    name, _, given = metric.partition(":")
-    if given in ("max", "min"):
-        return given
-    if name in MORE_IS_BETTER or name.endswith(".completed_sessions"):
-        return "max"
-    if name.startswith(LESS_IS_BETTER_PREFIX) or ".energy_j" in name:
-        return "min"
-    return None

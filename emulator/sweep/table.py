@@ -1,111 +1,32 @@
 """`sweep.csv`: one row per run, a column per swept key (named by its dotted key), the
-seed, then every metric of the run: the headline metrics the sweep compares, then each
-number of summary.json flattened (`failures.battery`, `groups.laptops.energy_j`), the
-last value of each metric a Flower app reported (`app.server_perplexity`), and the
-run's status, error line, setting (numbered as in sweep.md) and folder."""
+seed, then every metric of the run (emulator.sweep.metrics: the headline metrics, each
+number of summary.json, a Flower app's), and the run's stop reason, status, error line,
+setting (numbered as in sweep.md) and folder."""
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from emulator.sweep.metrics import run_metrics
 from emulator.sweep.plan import Plan, Run
 from emulator.sweep.spec import show
 
-TIME_TO = "time_to_round_{n}_s"
-HEADLINE = ("rounds_per_hour", TIME_TO, "energy_j_per_round", "traffic_bytes_per_round",
-            "completed_share")
-UPDATE_SHARE = "groups.{group}.update_share"  # the group's share of aggregated updates
-APP_METRICS = "app_metrics.csv"
-APP_BOOKKEEPING = ("round", "virtual_time_s", "energy_j", "traffic_bytes")
-# the top-level numbers of summary.json (tests/test_sweep.py holds this to a real run)
-SUMMARY_NUMBERS = ("virtual_time_s", "rounds_completed", "rounds_attempted", "mean_round_s",
-                   "client_sessions", "completed_sessions", "energy_j", "upload_bytes",
-                   "download_bytes", "energy_j_in_rounds", "energy_j_after_last_round",
-                   "energy_j_running_at_stop", "energy_j_idle_standby", "fleet_clients",
-                   "clients_participated")
+CSV_NAME = "sweep.csv"
 TAIL = ("stop_reason", "status", "error", "setting", "run")
 Row = dict[str, Any]
 
 
-def headline(plan: Plan) -> list[str]:
-    """The metrics sweep.md compares: the sweep's own list, or the headline ones."""
-    if plan.spec.metrics:
-        return [m.split(":")[0] for m in plan.spec.metrics]
-    return [m.format(n=plan.target_rounds) for m in HEADLINE]
-
-
-def run_metrics(folder: Path, target_rounds: int) -> Row:
-    """The metrics of a finished run folder, headline ones first."""
-    s = json.loads((folder / "summary.json").read_text())
-    rounds = s["rounds_completed"]
-    hours = s["virtual_time_s"] / 3600
-    row: Row = {
-        "rounds_per_hour": rounds / hours if hours > 0 else math.nan,
-        TIME_TO.format(n=target_rounds): _time_to(folder / "rounds.csv", target_rounds),
-        "energy_j_per_round": s["energy_j_in_rounds"] / rounds if rounds else math.nan,
-        "traffic_bytes_per_round": ((s["upload_bytes"] + s["download_bytes"]) / rounds
-                                    if rounds else math.nan),
-        "completed_share": (s["completed_sessions"] / s["client_sessions"]
-                            if s["client_sessions"] else math.nan),
-    }
-    done = s["completed_sessions"]
-    for name, g in s["groups"].items():
-        row[UPDATE_SHARE.format(group=name)] = g["completed_sessions"] / done if done else 0.0
-    row.update(_flat(s))
-    row.update(_app_metrics(folder / APP_METRICS))
-    row["stop_reason"] = s["stop_reason"]
-    return row
-
-
-def _time_to(rounds_csv: Path, n: int) -> float:
-    """When the n-th aggregation ended (NaN if the run stopped before)."""
-    count = 0
-    with rounds_csv.open(newline="") as fh:
-        for r in csv.DictReader(fh):
-            count += int(r["aggregated"])
-            if count >= n:
-                return float(r["end_s"])
-    return math.nan
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> Row:
-    """The numbers of summary.json under dotted names (text, lists and hashes left out;
-    the seed is its own column)."""
-    out: Row = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and key != "profiles_sha256":
-            out.update(_flat(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "seed":
-            out[name] = value
-    return out
-
-
-def _app_metrics(path: Path) -> Row:
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out: Row = {}
-    for row in rows:  # the last value each metric took
-        for key, value in row.items():
-            if key not in APP_BOOKKEEPING and value not in ("", None):
-                out[f"app.{key}"] = float(value)
-    return out
-
-
-def rows_for(plan: Plan, results: dict[str, tuple[str, str]], runs_dir: Path) -> list[Row]:
-    """A row per run of the plan that finished or failed (`results`: run id -> status,
+def rows_for(plan: Plan, statuses: dict[str, tuple[str, str]], runs_dir: Path) -> list[Row]:
+    """A row per run of the plan that finished or failed (`statuses`: run id -> status,
     error line), in the plan's order."""
     rows = []
     for run in plan.runs:
-        if run.run_id not in results:
+        if run.run_id not in statuses:
             continue
-        status, error = results[run.run_id]
+        status, error = statuses[run.run_id]
         row = _keys(plan, run)
         if status == "ok":
             row.update(run_metrics(runs_dir / run.run_id, plan.target_rounds))
@@ -145,6 +66,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The swept keys (the columns before `seed`) and the rows of a sweep.csv."""
     with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        head = list(reader.fieldnames or [])
+    return head[:head.index("seed")] if "seed" in head else [], rows
+
+
+def metric_columns(keys: list[str], rows: list[dict[str, str]]) -> list[str]:
+    head = list(rows[0]) if rows else []
+    return [c for c in head if c not in (*keys, "seed", *TAIL)]

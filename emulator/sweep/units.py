@@ -9,7 +9,7 @@ from emulator.sweep.stats import Estimate
 
 
 def unit(metric: str) -> tuple[str, float]:
-    """The display unit of `metric` and the factor from its own unit (named in its name)."""
+    """The display unit of `metric` and the scale from its own unit (named in its name)."""
     if metric.startswith("time_to_round_") or metric.endswith("virtual_time_s"):
         return "h", 1 / 3600
     if metric.endswith("_s"):
@@ -48,12 +48,12 @@ def number(x: float, digits: int | None = None) -> str:
     return f"{x:,.{d}f}"
 
 
-def interval(mean: float, half_width: float, k: float = 1.0) -> str:
-    """`mean ± half-width`, both to the precision the mean calls for."""
-    d = _decimals(mean * k)
+def interval(mean: float, half_width: float, scale: float = 1.0) -> str:
+    """`mean ± half-width`, both scaled, to the precision the mean calls for."""
+    d = _decimals(mean * scale)
     if math.isnan(half_width):
-        return number(mean * k, d)
-    return f"{number(mean * k, d)} ± {number(half_width * k, d)}"
+        return number(mean * scale, d)
+    return f"{number(mean * scale, d)} ± {number(half_width * scale, d)}"
 
 
 def _decimals(x: float) -> int:
@@ -65,5 +65,5 @@ def _decimals(x: float) -> int:
 
 def shown(e: Estimate, metric: str) -> str:
     """`mean ± half-width` in the metric's display unit."""
-    _, k = unit(metric)
-    return "-" if math.isnan(e.mean) else interval(e.mean, e.half_width, k)
+    _, scale = unit(metric)
+    return "-" if math.isnan(e.mean) else interval(e.mean, e.half_width, scale)
