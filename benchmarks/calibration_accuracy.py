@@ -7,7 +7,7 @@ calibration op suite. Each step (forward, backward, AdamW update) is timed after
 warm-up; the prediction is `predict_step` on the given profile.
 
 Usage: python benchmarks/calibration_accuracy.py PROFILE.yaml [--steps N] [--quick]
-       [--repeats R] [--passes P] [--device cuda]
+       [--repeats R] [--passes P] [--device cuda] [--autocast bf16|fp16]
 
 Each step is timed in a fresh process, as a trainer runs. With `--passes 2` every
 case is measured again after all the others, and the second pass is predicted twice:
@@ -72,6 +72,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a third of the cases")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU profile")
+    ap.add_argument("--autocast", choices=["bf16", "fp16"], default=None,
+                    help="time and predict the steps under PyTorch AMP")
     ap.add_argument("--repeats", type=int, default=1,
                     help="fresh processes per case and pass; the measured step is their median")
     ap.add_argument("--passes", type=int, default=1,
@@ -86,9 +88,11 @@ def main() -> int:
     profile = load_profile(args.profile)
     todo = cases(args.quick)
     predicted = [predict_step(profile, build_workload(
-        c.arch, c.method, TrainingSetup(batch=c.batch, seq=c.seq))).step_time_s for c in todo]
+        c.arch, c.method, TrainingSetup(batch=c.batch, seq=c.seq, autocast=args.autocast))
+    ).step_time_s for c in todo]
     runs: list[list[list[float]]] = [[] for _ in todo]  # case -> pass -> process medians
-    print(f"profile {profile.name}; torch threads {torch.get_num_threads()}; "
+    print(f"profile {profile.name}; {args.autocast or 'fp32'}; torch threads "
+          f"{torch.get_num_threads()}; "
           f"median of {args.steps} steps after 2 warm-up steps; {args.repeats} fresh "
           f"process(es) a case, {args.passes} pass(es)")
     for n in range(args.passes):
@@ -97,7 +101,8 @@ def main() -> int:
                  if args.repeats > 1 else "") + (f"   pass {n + 1}" if args.passes > 1 else ""))
         for i, case in enumerate(todo):
             times = [time_training_step_s(case.arch, case.method, case.batch, case.seq,
-                                          steps=args.steps, device=args.device)
+                                          steps=args.steps, device=args.device,
+                                          autocast=args.autocast)
                      for _ in range(args.repeats)]
             runs[i].append(times)
             measured = statistics.median(times)

@@ -16,7 +16,7 @@ import numpy as np
 
 from calibration.bench import Bench, Plan
 from calibration.fit import fit_groups, residuals
-from calibration.opsuite import Case, base_cases, neighbours
+from calibration.opsuite import Case, base_cases, neighbours, precision_cases
 from calibration.trace import Measurement, TraceRecords, TraceWriter, read_records
 from profiles.errors import InputError
 
@@ -40,8 +40,12 @@ def run_calibration(bench: Bench, *, trace_path: Path, quick: bool, resume: bool
     done = records.measurements
     have = {m.case for m in done}
     # a GPU's caching allocator reuses its memory: no fresh pages to fault in
-    todo = [c for c in base_cases(np.random.default_rng(0), quick) if c.id not in have
-            and not (bench.device.startswith("cuda") and c.impl == "fresh_pages")]
+    gpu = bench.device.startswith("cuda")
+    suite = base_cases(np.random.default_rng(0), quick)
+    if gpu:  # and each of its other precisions (tensor cores)
+        suite += precision_cases(np.random.default_rng(1), quick)
+    todo = [c for c in suite if c.id not in have
+            and not (gpu and c.impl == "fresh_pages")]
     writer = TraceWriter(trace_path)
     total = len(todo) + plan.refine_rounds * plan.refine_per_round
     count = [0]

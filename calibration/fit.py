@@ -4,8 +4,8 @@ Each group of measurements (an op kind, split by phase where the phases behave
 differently) gets the profile's roofline form: per-launch overhead, a throughput
 and a bandwidth, and for contractions the dimensions at which efficiency halves.
 Parameters are fitted in log space to relative error; every fifth case (by a hash
-of its id, so the split does not depend on order) is held out for scoring, then
-the final fit uses all of them.
+of its id, so the split does not depend on order) is held out for scoring (a small
+group still holds out one or two), then the final fit uses all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from calibration.bounds import Bounds, physical_bounds
 from calibration.trace import Measurement
 from profiles.device import OpCost
 
@@ -50,11 +51,18 @@ class GroupFit:
     key: str
     cost: OpCost
     score: FitScore
+    at_bound: tuple[str, ...] = ()  # parameters the final fit left at a physical bound
+
+
+PRECISION_MARK = "@"  # `matmul@bf16`: a product's other precision, folded into matmul's
 
 
 def group_key(m: Measurement) -> str:
-    """The profile entry a measurement informs (see DeviceProfile.op_cost's lookup)."""
+    """The profile entry a measurement informs (see DeviceProfile.op_cost's lookup); a
+    product in another precision than fp32 is its own group, `matmul@bf16`."""
     impl = m.case.split("/")[1] if m.case.count("/") >= 3 else ""
+    if m.op == "matmul" and impl.startswith("mm_"):
+        return f"matmul{PRECISION_MARK}{impl.removeprefix('mm_')}"
     if m.op in BY_IMPL and impl:
         return f"{m.op}.{impl}" if m.op == "optimizer" else f"{m.op}.{impl}.{m.phase}"
     if m.op in BY_PHASE:
@@ -62,8 +70,32 @@ def group_key(m: Measurement) -> str:
     return m.op
 
 
+MIN_TRAIN = 3  # a fit keeps at least this many shapes to fit on
+MIN_TO_HOLD_OUT = 4  # below this many shapes a group holds none out, and says so
+
+
+def _rank(case: str) -> int:
+    return int(hashlib.sha256(case.encode()).hexdigest(), 16)
+
+
 def held_out(case: str) -> bool:
-    return int(hashlib.sha256(case.encode()).hexdigest(), 16) % 5 == 0
+    return _rank(case) % 5 == 0
+
+
+def split(ms: list[Measurement]) -> tuple[list[Measurement], list[Measurement]]:
+    """Train and held-out shapes: every fifth case by its hash; a small group (a quick
+    calibration's) still holds out one case, or two from eight on (its lowest hashes,
+    so the split does not depend on order), while MIN_TRAIN stay to fit on."""
+    train = [m for m in ms if not held_out(m.case)]
+    test = [m for m in ms if held_out(m.case)]
+    if test and len(train) >= MIN_TRAIN:
+        return train, test
+    if len(ms) < MIN_TO_HOLD_OUT:
+        return ms, []
+    wanted = 1 if len(ms) < 8 else 2
+    ranked = sorted(ms, key=lambda m: _rank(m.case))
+    chosen = {m.case for m in ranked[:wanted]}
+    return [m for m in ms if m.case not in chosen], [m for m in ms if m.case in chosen]
 
 
 def _predict(p: np.ndarray, f: np.ndarray, b: np.ndarray, k: np.ndarray,
@@ -91,7 +123,7 @@ def _arrays(ms: list[Measurement]) -> Arrays:
     return f, b, k, t, mkn
 
 
-def _solve(ms: list[Measurement]) -> np.ndarray:
+def _solve(ms: list[Measurement], bounds: Bounds | None = None) -> np.ndarray:
     f, b, k, t, mkn = _arrays(ms)
     contraction = mkn is not None
     start = [math.log(max(np.max(f / t), 1e6)), math.log(max(np.max(b / t), 1e6)),
@@ -109,11 +141,29 @@ def _solve(ms: list[Measurement]) -> np.ndarray:
                                                                [math.log(1e10)])
     if not np.any(f > 0):  # nothing to say about FLOP/s: pin it out of the way
         lower[0], upper[0], start[0] = math.log(1e15), math.log(1e16), math.log(3e15)
+    if bounds is not None and bounds.min_overhead_s is not None and np.any(k > 0):
+        lower[2] = min(math.log(bounds.min_overhead_s), upper[2] - 1e-3)
+    if bounds is not None and bounds.max_bytes_per_s is not None:
+        upper[1] = max(math.log(bounds.max_bytes_per_s), lower[1] + 1e-3)
     start = [min(max(s, lo + 1e-6), hi - 1e-6) for s, lo, hi in zip(start, lower, upper,
                                                                      strict=True)]
     result = least_squares(residual, np.array(start), bounds=(lower, upper), loss="soft_l1",
                            f_scale=0.1)
     return np.asarray(result.x)
+
+
+def _at_bound(p: np.ndarray, ms: list[Measurement], bounds: Bounds | None) -> tuple[str, ...]:
+    """The parameters a fit left (within 1 %) at a physical bound."""
+    if bounds is None:
+        return ()
+    out = []
+    k = np.array([m.kernels for m in ms])
+    if bounds.min_overhead_s is not None and np.any(k > 0) and \
+            abs(p[2] - math.log(bounds.min_overhead_s)) < 0.01:
+        out.append("overhead_s")
+    if bounds.max_bytes_per_s is not None and abs(p[1] - math.log(bounds.max_bytes_per_s)) < 0.01:
+        out.append("bytes_per_s")
+    return tuple(out)
 
 
 def _cost(p: np.ndarray, contraction: bool, power_w: float) -> OpCost:
@@ -139,21 +189,21 @@ def score(p: np.ndarray, ms: list[Measurement], n_train: int) -> FitScore:
 
 def fit_groups(measurements: list[Measurement],
                power_w: dict[str, float]) -> dict[str, GroupFit]:
-    """One fitted cost per group, scored on its held-out fifth, refitted on everything."""
+    """One fitted cost per group, scored on its held-out fifth, refitted on everything,
+    each within the physical bounds the measurements themselves show."""
+    bounds = physical_bounds(measurements)
     groups: dict[str, list[Measurement]] = defaultdict(list)
     for m in measurements:
         groups[group_key(m)].append(m)
     out: dict[str, GroupFit] = {}
     for key, ms in sorted(groups.items()):
-        train = [m for m in ms if not held_out(m.case)]
-        test = [m for m in ms if held_out(m.case)]
-        if len(train) < 4:
-            train, test = ms, []
-        p_train = _solve(train)
+        train, test = split(ms)
+        p_train = _solve(train, bounds)
         s = score(p_train, test, len(train))
-        p_all = _solve(ms)
+        p_all = _solve(ms, bounds)
         out[key] = GroupFit(key, _cost(p_all, ms[0].op in CONTRACTIONS,
-                                       power_w.get(key.split(".")[0], 0.0)), s)
+                                       power_w.get(key.split(".")[0], 0.0)), s,
+                            _at_bound(p_all, ms, bounds))
     # kind-level fallbacks for implementations nobody measured (rope, say)
     for kind in BY_IMPL:
         members = [f for k, f in out.items() if k.startswith(kind + ".")

@@ -34,7 +34,23 @@ def facts(device: str, threads: int) -> dict[str, Any]:
            "numpy": numpy.__version__}
     if device.startswith("cuda"):
         out["gpu"] = torch.cuda.get_device_name(0)
+    mode = power_mode()
+    if mode:
+        out["mode"] = mode
     return out
+
+
+def power_mode() -> str:
+    """A Jetson's nvpmodel mode as `nvpmodel -q` names it (`15W`, `MAXN_SUPER`), or ""
+    where there is no nvpmodel: the mode every figure of the profile was measured in."""
+    try:
+        done = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in done.stdout.splitlines():  # "NV Power Mode: 15W", then the mode's number
+        if line.startswith("NV Power Mode:"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 def memory_mb() -> tuple[float, float]:

@@ -86,7 +86,10 @@ class InSitu:
         return float(np.mean([abs(p / m - 1) for _, m, p in self.probes]) * 100)
 
 
-def fit_in_situ(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> InSitu:
+def fit_in_situ(profile: DeviceProfile, measured: list[tuple[Probe, float]],
+                min_overhead_s: float = 0.0) -> InSitu:
+    """The factors and launch overhead that make the probes' steps come out as timed;
+    the overhead no lower than `min_overhead_s` (calibration.bounds)."""
     if profile.launch == "queued":
         return _fit_queued(profile, measured)
     rows, target, labels = [], [], []
@@ -97,7 +100,7 @@ def fit_in_situ(profile: DeviceProfile, measured: list[tuple[Probe, float]]) -> 
         target.append(1.0 - fixed / t)
         labels.append((p.label, t, (c, o, k, fixed)))
     # an op never runs faster inside a step than alone: factors >= 1, overhead >= 0
-    sol = lsq_linear(np.array(rows), np.array(target), bounds=([1.0, 1.0, 0.0],
+    sol = lsq_linear(np.array(rows), np.array(target), bounds=([1.0, 1.0, min_overhead_s],
                                                                 [np.inf, np.inf, np.inf]))
     factor, other, overhead = (float(x) for x in sol.x)
     return InSitu(factor, other, overhead, [
@@ -139,7 +142,8 @@ def apply_in_situ(profile: DeviceProfile, fix: InSitu) -> DeviceProfile:
         f = fix.factor if key.split(".")[0] in CONTRACTION_KINDS else fix.other_factor
         overhead = c.overhead_s * fix.overhead_factor if queued else fix.overhead_s
         return dataclasses.replace(c, flops_per_s=c.flops_per_s / f, bytes_per_s=c.bytes_per_s / f,
-                                   overhead_s=overhead)
+                                   overhead_s=overhead, precision_flops_per_s={
+                                       k: v / f for k, v in c.precision_flops_per_s.items()})
 
     return dataclasses.replace(profile, compute={k: adjust(k, c)
                                                  for k, c in profile.compute.items()})

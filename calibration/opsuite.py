@@ -56,9 +56,28 @@ def _ew(op: str, variant: str, impl: str, phase: str, shape: tuple[int, ...], el
                 kernels)
 
 
-def matmul_case(m: int, k: int, n: int) -> Case:
-    return Case("matmul", "mm", "forward", (m, k, n), 2.0 * m * k * n,
-                float((m * k + k * n + m * n) * 4), 1)
+PRECISIONS = {"tf32": 4, "fp16": 2, "bf16": 2}  # a GPU's other matmul precisions, bytes each
+
+
+def matmul_case(m: int, k: int, n: int, precision: str = "fp32") -> Case:
+    """A product in fp32 (torch's default: no TF32), or in one of PRECISIONS."""
+    impl = "mm" if precision == "fp32" else f"mm_{precision}"
+    return Case("matmul", impl, "forward", (m, k, n), 2.0 * m * k * n,
+                float((m * k + k * n + m * n) * PRECISIONS.get(precision, 4)), 1)
+
+
+def precision_of(impl: str) -> str:
+    """The precision a matmul case runs in (`mm_bf16` -> bf16)."""
+    return impl.removeprefix("mm_") if impl.startswith("mm_") else "fp32"
+
+
+def precision_cases(rng: np.random.Generator, quick: bool) -> list[Case]:
+    """Products in each of a GPU's other precisions, at shapes where the rate shows."""
+    cases = []
+    for _ in range(10 if quick else 30):
+        m, k, n = (_logint(rng, 128, 4096) for _ in range(3))
+        cases += [matmul_case(m, k, n, precision=p) for p in PRECISIONS]
+    return cases
 
 
 def attention_case(b: int, h: int, s: int, d: int, phase: str) -> Case:
@@ -145,6 +164,9 @@ def base_cases(rng: np.random.Generator, quick: bool) -> list[Case]:
         cases += [cross_entropy_case(t2, v2, "forward"), cross_entropy_case(t2, v2, "backward")]
     for _ in range(3 * scale):  # large allocations: the page faults of fresh memory
         cases.append(fresh_pages_case(_logint(rng, 40, 400) * 1024 * 1024))
+    # the physical bounds of every fit (calibration.bounds): all-but-empty adds (launch)
+    # and a large one (DRAM bandwidth)
+    cases += [elementwise_case("add", n, "forward") for n in (1, 16, 256, 16_000_000)]
     for _ in range(3 * scale):
         tensors = _logint(rng, 4, 300)
         params = max(tensors, _logint(rng, 10_000, 20_000_000))
@@ -164,7 +186,7 @@ def neighbours(case: Case, rng: np.random.Generator, n: int) -> list[Case]:
 
 def _rebuild(case: Case, dims: list[int]) -> Case:
     if case.op == "matmul":
-        return matmul_case(*dims)
+        return matmul_case(dims[0], dims[1], dims[2], precision=precision_of(case.impl))
     if case.op == "attention":
         b, h, s, _, d = dims
         return attention_case(b, h, s, d, case.phase)
@@ -199,8 +221,8 @@ def measure(case: Case, device: str, min_time_s: float, max_reps: int,
             else max(process_memory().get("VmHWM", 0) - before, 0))
     del run
     return Measurement(case=case.id, op=case.op, phase=case.phase, shape=case.shape,
-                       dtype="fp32", flops=case.flops, bytes=case.bytes, kernels=case.kernels,
-                       latency_s=latency, device=facts, source="torch",
+                       dtype=precision_of(case.impl), flops=case.flops, bytes=case.bytes,
+                       kernels=case.kernels, latency_s=latency, device=facts, source="torch",
                        peak_memory_bytes=int(peak))
 
 
@@ -220,8 +242,20 @@ def build_runner(case: Case, device: str) -> Runner:
 
     s, phase = case.shape, case.phase
     if case.op == "matmul":
-        a, b = rand(s[0], s[1]), rand(s[1], s[2])
-        return lambda: torch.mm(a, b)
+        precision = precision_of(case.impl)
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+        a = torch.randn(s[0], s[1], device=dev, dtype=dtype)
+        b = torch.randn(s[1], s[2], device=dev, dtype=dtype)
+        if precision != "tf32":
+            return lambda: torch.mm(a, b)
+
+        def tf32_mm() -> Any:  # TF32 on for this product only (torch leaves it off)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            try:
+                return torch.mm(a, b)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = False
+        return tf32_mm
     if case.op == "attention":
         bsz, h, sq, _, d = s
         q, k, v = (rand(bsz, h, sq, d, grad=True) for _ in range(3))

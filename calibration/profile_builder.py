@@ -18,7 +18,8 @@ from typing import Any
 
 from calibration.allocator import StepMemory, retention_from, retention_probes
 from calibration.bench import Bench, HostFacts
-from calibration.fit import fit_groups
+from calibration.bounds import Bounds, physical_bounds
+from calibration.fit import PRECISION_MARK, GroupFit, fit_groups
 from calibration.insitu import apply_in_situ, fit_in_situ, probes
 from calibration.power import PowerReading
 from calibration.trace import Measurement, TraceRecords, TraceWriter
@@ -60,6 +61,7 @@ def build_profile(name: str, records: TraceRecords, trace_path: Path, *, quick: 
                            f"{threads} threads, PyTorch {facts.get('torch', '?')}",
             "device_class": host.device_class if host else "phone",
             "identity": {k: str(v) for k, v in facts.items()},
+            "mode": str(facts.get("mode", "")).lower(),  # nvpmodel's, on a Jetson
             "launch": "queued" if gpu else "synchronous",
             "compute": compute,
             **host_sections,
@@ -99,17 +101,20 @@ def _compute_section(measurements: list[Measurement], threads: int,
         k: busy_w if power is None else
         (power.contraction_w if k in CONTRACTION_KINDS else power.other_w)
         for k in COMPUTE_KINDS})
+    bounds = physical_bounds(measurements)
+    precisions = {k.split(PRECISION_MARK)[1]: f for k, f in fits.items() if PRECISION_MARK in k}
+    fits = {k: f for k, f in fits.items() if PRECISION_MARK not in k}
     compute = {key: to_mapping(f.cost) for key, f in fits.items()}
     if "elementwise" in fits:
         compute["default"] = to_mapping(fits["elementwise"].cost)
     provenance: dict[str, Any] = {
         f"compute.{key}": {"kind": "calibrated", "source": source, "date": today,
-                           "note": "fit on four fifths of the shapes; fit_error is on the "
-                                   "held-out fifth",
-                           "fit_error": f.score.as_dict()}
+                           "note": _fit_note(f, bounds), "fit_error": f.score.as_dict()}
         for key, f in fits.items()}
     provenance["compute.default"] = {"kind": "calibrated", "source": source, "date": today,
                                      "note": "the elementwise fit"}
+    if precisions and "matmul" in fits:
+        _fold_precisions(compute, provenance, fits, precisions, source, today)
     provenance["compute"] = {
         "kind": "assumed", "source": "no power meter on this machine", "date": today,
         "note": f"busy_power_w from a power model: {IDLE_W:g} W idle + {PER_THREAD_W:g} W "
@@ -119,6 +124,38 @@ def _compute_section(measurements: list[Measurement], threads: int,
                 f"({power.contraction_w:.0f} W), of other ops from a sustained elementwise "
                 f"multiply ({power.other_w:.0f} W); idle {power.idle_w:.0f} W"}
     return compute, provenance
+
+
+def _fold_precisions(compute: dict[str, Any], provenance: dict[str, Any],
+                     fits: dict[str, GroupFit], precisions: dict[str, GroupFit], source: str,
+                     today: str) -> None:
+    """Products timed in a GPU's other precisions become matmul's per-precision rates;
+    attention's are its fp32 rate times matmul's gain in each (assumed)."""
+    fp32 = fits["matmul"].cost.flops_per_s
+    rates = {p: f.cost.flops_per_s for p, f in sorted(precisions.items())}
+    compute["matmul"]["precision_flops_per_s"] = rates
+    timed = ", ".join(f"{p} {r / 1e12:.2f} TFLOP/s ({r / fp32:.1f}x fp32, held-out error "
+                      f"{precisions[p].score.mape_pct:.1f} %)" for p, r in rates.items())
+    provenance["compute.matmul.precision_flops_per_s"] = {
+        "kind": "calibrated", "source": source, "date": today,
+        "note": f"products timed in each precision (tf32: torch's allow_tf32 on for them "
+                f"only; the fp32 fit has it off, torch's default): {timed}"}
+    for key in [k for k in compute if k.split(".")[0] == "attention"]:
+        rate = fits[key].cost.flops_per_s if key in fits else fp32
+        compute[key]["precision_flops_per_s"] = {p: rate * r / fp32 for p, r in rates.items()}
+        provenance[f"compute.{key}.precision_flops_per_s"] = {
+            "kind": "assumed", "source": "the matmul fits", "date": today,
+            "note": "attention's fp32 rate times matmul's gain in each precision"}
+
+
+def _fit_note(f: GroupFit, bounds: Bounds) -> str:
+    s = f.score
+    note = (f"no held-out shapes: only {s.n_train} measured, all fitted on; its error is "
+            "not known") if not s.n_test else \
+        f"fit on {s.n_train} shapes; fit_error is on {s.n_test} held out"
+    for which in f.at_bound:
+        note += f"; {bounds.describe(which)}"
+    return note
 
 
 def _host_sections(gpu: bool, host: HostFacts | None, today: str
@@ -210,20 +247,26 @@ def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, records: Trac
             if progress:
                 progress(n * len(plan) + i + 1, passes * len(plan), f"probe step {p.label}")
     timed = [(p, statistics.median(r)) for p, r in zip(plan, runs, strict=True)]
-    fix = fit_in_situ(profile, timed)
+    floor = physical_bounds(records.measurements).min_overhead_s or 0.0
+    fix = fit_in_situ(profile, timed, floor)
     data["compute"] = to_mapping(apply_in_situ(profile, fix))["compute"]
     how = (f"x{fix.overhead_factor:.3f} on every launch overhead and x{fix.factor:.3f} on "
            f"device time (a step costs the larger of its launch and device times)" if gpu else
            f"x{fix.factor:.3f} for contractions, x{fix.other_factor:.3f} for other ops and "
            f"{fix.overhead_s * 1e6:.2f} us a kernel launch")
     each = f"{passes} fresh processes" if passes > 1 else "a fresh process"
+    if not gpu and floor and fix.overhead_s <= floor * 1.01:
+        how += f" (the launch at its floor, half an all-but-empty op's {2 * floor * 1e6:.2f} us)"
     note = (f"op costs from the micro-benchmarks, then {how}, fitted to {len(timed)} whole "
             f"training steps of probe models, each timed in {each} (step error "
             f"{fix.mape_pct:.1f} % on them): "
             + "; ".join(f"{lbl} {m:.4f} s" for lbl, m, _ in fix.probes))
     for key in list(data["provenance"]):
         if key.startswith("compute."):
-            data["provenance"][key]["note"] = note
+            data["provenance"][key]["note"] += "; then corrected by compute.in_situ"
+    data["provenance"]["compute.in_situ"] = {  # written once: every op's fit refers to it
+        "kind": "calibrated", "source": "whole training steps of probe models",
+        "date": data["provenance"]["compute"]["date"], "note": note}
     return parse_profile(data, f"calibration of {profile.name}")
 
 

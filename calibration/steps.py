@@ -15,10 +15,11 @@ from profiles.models import ModelArch
 
 def time_training_step_s(arch: ModelArch, method: Method, batch: int, seq: int, *,
                          steps: int, device: str = "cpu", warmup: int = 2,
-                         seed: int = 0) -> float:
+                         seed: int = 0, autocast: str | None = None) -> float:
     """Median wall time of one optimizer step of `arch` under `method`, after warm-up,
     in a fresh process, as a trainer runs: the allocator's state left behind by an
-    earlier model (memory kept, pages already faulted in) would otherwise change it."""
+    earlier model (memory kept, pages already faulted in) would otherwise change it.
+    `autocast` (fp16 or bf16) runs forward and backward under PyTorch AMP."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -27,11 +28,12 @@ def time_training_step_s(arch: ModelArch, method: Method, batch: int, seq: int, 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(_time_in_process, arch, method, batch, seq, steps, device,
-                           warmup, seed, torch.get_num_threads()).result()
+                           warmup, seed, torch.get_num_threads(), autocast).result()
 
 
 def _time_in_process(arch: ModelArch, method: Method, batch: int, seq: int, steps: int,
-                     device: str, warmup: int, seed: int, threads: int) -> float:
+                     device: str, warmup: int, seed: int, threads: int,
+                     autocast: str | None = None) -> float:
     import warnings
 
     import torch
@@ -46,13 +48,19 @@ def _time_in_process(arch: ModelArch, method: Method, batch: int, seq: int, step
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, arch.vocab, (batch, seq), generator=gen).to(device)
     on_gpu = device.startswith("cuda")
+    amp = torch.autocast(device_type=torch.device(device).type, enabled=autocast is not None,
+                         dtype=torch.bfloat16 if autocast == "bf16" else torch.float16)
+    scaler = torch.amp.GradScaler(enabled=autocast == "fp16")  # fp16 needs loss scaling
     times = []
     for i in range(steps + warmup):
         if on_gpu:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        model(input_ids=ids, labels=ids).loss.backward()
-        opt.step()
+        with amp:
+            loss = model(input_ids=ids, labels=ids).loss
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         if on_gpu:
             torch.cuda.synchronize()

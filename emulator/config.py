@@ -57,6 +57,7 @@ class GroupSetupConfig:
     seq: int = 128
     grad_accum: int = 1
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    autocast: Literal["fp16", "bf16"] | None = None  # PyTorch AMP over fp32 master weights
     activation_checkpointing: bool = False
     memory_efficient_attention: bool = False
     shard_budget_mb: float | None = None

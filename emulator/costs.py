@@ -89,7 +89,7 @@ def group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,
         c = predict_step(profiles[gi], w)
         split_bytes = w.step_upload_bytes + w.step_download_bytes
         server_s = 0.0
-        if w.method.split_layer:
+        if w.method.split_layer is not None:
             whole = build_workload(model, dataclasses.replace(w.method, split_layer=None),
                                    setup_for(s, g))
             server_s = max(0.0, whole.step_flops - w.step_flops) / s.server.flops_per_s

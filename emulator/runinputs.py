@@ -16,14 +16,15 @@ from pathlib import Path
 
 from emulator.config import Scenario
 from profiles.models import CATALOGUE
+from profiles.modes import split_mode
 
 INPUTS = "inputs"
 
 
 def named_files(s: Scenario, base: Path) -> list[Path]:
     """The files (and model folders) `s` names, as paths."""
-    paths = [base / g.profile for g in s.fleet.groups if Path(g.profile).suffix in
-             (".yaml", ".yml")]
+    files = [split_mode(g.profile)[0] for g in s.fleet.groups]
+    paths = [base / f for f in files if Path(f).suffix in (".yaml", ".yml")]
     paths += [base / g.network.trace.file for g in s.fleet.groups if g.network.trace]
     if s.workload.model not in CATALOGUE and (base / s.workload.model).exists():
         paths.append(base / s.workload.model)
@@ -40,8 +41,10 @@ def pin_inputs(s: Scenario, base: Path, out: Path) -> Scenario:
     copier = _Copier(base, out)
     groups = []
     for g in s.fleet.groups:
-        if Path(g.profile).suffix in (".yaml", ".yml"):
-            g = dataclasses.replace(g, profile=copier.file(g.profile))
+        file, mode = split_mode(g.profile)
+        if Path(file).suffix in (".yaml", ".yml"):
+            pinned = copier.file(file) + (f"@{mode}" if mode else "")
+            g = dataclasses.replace(g, profile=pinned)
         if g.network.trace is not None:
             trace = dataclasses.replace(g.network.trace, file=copier.file(g.network.trace.file))
             g = dataclasses.replace(g, network=dataclasses.replace(g.network, trace=trace))

@@ -16,6 +16,7 @@ from emulator.training import SETUP_KEYS, method_for, setup_for
 from profiles.device import DeviceProfile, load_profile
 from profiles.errors import InputError
 from profiles.models import CATALOGUE, ModelArch, load_model
+from profiles.modes import split_mode
 
 
 def check_scenario(s: Scenario, base: Path) -> None:
@@ -89,7 +90,7 @@ def check_scenario(s: Scenario, base: Path) -> None:
     if all(has_share) and abs(sum(g.share or 0 for g in s.fleet.groups) - 1) > 1e-6:
         raise InputError(where, "fleet.groups", f"shares sum to "
                          f"{sum(g.share or 0 for g in s.fleet.groups):g}, not 1")
-    if s.workload.algorithm == "splitlora" and not s.workload.split_layer:
+    if s.workload.algorithm == "splitlora" and s.workload.split_layer is None:
         raise InputError(where, "workload.split_layer", "splitlora needs a split layer")
     if s.workload.lora_rank <= 0:
         raise InputError(where, "workload.lora_rank", "must be > 0")
@@ -195,14 +196,19 @@ def resolve_model(name: str, base: Path) -> ModelArch:
 
 
 def resolve_profile(name: str, base: Path) -> DeviceProfile:
-    """A shipped profile name, or a profile YAML path relative to the scenario file."""
-    candidate = base / name
-    return load_profile(str(candidate) if candidate.suffix in (".yaml", ".yml") else name)
+    """A shipped profile name, or a profile YAML path relative to the scenario file;
+    either may end in `@MODE`."""
+    file, mode = split_mode(name)
+    candidate = base / file
+    if candidate.suffix in (".yaml", ".yml"):
+        return load_profile(str(candidate) + (f"@{mode}" if mode else ""))
+    return load_profile(name)
 
 
 def _check_profile(where: str, key: str, name: str, base: Path) -> DeviceProfile:
-    if Path(name).suffix in (".yaml", ".yml") and not (base / name).exists():
-        raise InputError(where, key, f"file {name!r} does not exist (relative to {base}): "
+    file, _ = split_mode(name)
+    if Path(file).suffix in (".yaml", ".yml") and not (base / file).exists():
+        raise InputError(where, key, f"file {file!r} does not exist (relative to {base}): "
                          "calibrate the device that stands for it (docs/devices.md), or name "
                          "a shipped profile")
     try:

@@ -27,6 +27,7 @@ def setup_for(s: Scenario, g: GroupConfig) -> TrainingSetup:
         if st.shard_budget_mb else None
     return TrainingSetup(
         batch=st.batch, seq=st.seq, grad_accum=st.grad_accum, dtype=st.dtype,
+        autocast=st.autocast,
         optimizer=s.workload.optimizer, activation_checkpointing=st.activation_checkpointing,
         memory_efficient_attention=st.memory_efficient_attention, sharding=sharding,
         serialization=st.serialization or s.network.serialization)

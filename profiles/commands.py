@@ -36,7 +36,11 @@ def add_workload_parser(sub: Any) -> None:
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--seq", type=int, required=True)
     p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="weights and activations")
+    p.add_argument("--autocast", choices=["fp16", "bf16"], default=None,
+                   help="PyTorch AMP: products in this precision over fp32 master weights "
+                   "(their casts and the fp32 optimizer counted)")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--memory-efficient-attention", action="store_true")
@@ -84,7 +88,8 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         if args.shard_budget_mb is not None else None
     setup = TrainingSetup(
         batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-        optimizer=args.optimizer, activation_checkpointing=args.activation_checkpointing,
+        autocast=getattr(args, "autocast", None), optimizer=args.optimizer,
+        activation_checkpointing=args.activation_checkpointing,
         memory_efficient_attention=args.memory_efficient_attention, sharding=sharding,
         energy_aware_sleep=EnergyAwareSleep() if args.energy_aware_sleep else None,
         serialization=args.serialization)
@@ -166,7 +171,8 @@ def _print_workload(w: Workload, costs: list[StepCost], list_ops: bool) -> None:
     how = "full fine-tuning" if m.kind == "full" else \
         f"LoRA r{m.lora_rank} alpha {m.lora_alpha:g} on {','.join(m.lora_targets)}"
     con.print(f"[bold]{w.model.name}[/] {how}; {s.grad_accum} x {s.batch} x {s.seq} tokens, "
-              f"{s.dtype}, {s.optimizer}")
+              f"{s.dtype}{f' with {s.autocast} autocast' if s.autocast else ''}, "
+              f"{s.optimizer}")
     con.print(f"  parameters   {w.total_params:>15,} total, {w.trainable_params:,} trainable")
     con.print(f"  step FLOPs   {w.step_flops:>15.4g} contraction, "
               f"{w.elementwise_flops:.3g} elementwise, {len(w.ops)} ops")
@@ -214,12 +220,13 @@ def run_profiles_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     t = Table(title="shipped device profiles", title_justify="left")
-    for col in ("name", "class", "evidence", "description"):
+    for col in ("name", "class", "evidence", "modes (NAME@MODE)", "description"):
         t.add_column(col)
     for name, _ in sorted(shipped_profiles().items()):
         p = load_profile(name)
         kinds = sorted({pr.kind for pr in p.provenance.values()})
-        t.add_row(p.name, p.device_class, ", ".join(kinds), p.description)
+        modes = ", ".join(f"{m} (default)" if m == p.mode else m for m in p.modes) or "-"
+        t.add_row(p.name, p.device_class, ", ".join(kinds), modes, p.description)
     _console().print(t)
     return 0
 

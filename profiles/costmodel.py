@@ -51,7 +51,7 @@ def op_times_s(profile: DeviceProfile, workload: Workload) -> list[float]:
             # a page fault costs the same in any phase; calibration measures it once
             phase = "forward" if op.impl == "fresh_pages" else op.phase
             cost = profile.op_cost(op.kind, phase, op.impl)
-            out.append(cost.latency_s(op.flops, op.bytes, _mkn(op), op.kernels))
+            out.append(cost.latency_s(op.flops, op.bytes, _mkn(op), op.kernels, op.dtype))
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from profiles.errors import InputError
+from profiles.modes import OperatingMode, in_mode, split_mode
 from profiles.ops import COMPUTE_KINDS
 from profiles.schema import from_mapping, load_yaml, to_mapping
 
@@ -24,9 +25,11 @@ ProvenanceKind = Literal["calibrated", "imported", "published", "spec", "assumed
 
 @dataclass(frozen=True)
 class OpCost:
-    """Roofline latency of one op: `overhead_s x kernels + max(flops / (flops_per_s * eff),
+    """Roofline latency of one op: `overhead_s x kernels + max(flops / (rate * eff),
     bytes / bytes_per_s)`, where a product's efficiency falls for small dimensions:
-    eff = 1 / (1 + m_half / m + k_half / k + n_half / n) (1 for other kinds)."""
+    eff = 1 / (1 + m_half / m + k_half / k + n_half / n) (1 for other kinds). The rate is
+    `flops_per_s` (fp32), or the op's precision's rate where the device has one of its
+    own (tensor cores: `precision_flops_per_s: {bf16: ..., fp16: ..., tf32: ...}`)."""
 
     flops_per_s: float
     bytes_per_s: float
@@ -36,10 +39,16 @@ class OpCost:
     k_half: float = 0.0
     n_half: float = 0.0
     bytes_half: float = 0.0  # bandwidth halves for ops this small (one thread, cold start)
+    precision_flops_per_s: dict[str, float] = field(default_factory=dict)
+
+    def rate(self, dtype: str = "fp32") -> float:
+        """FLOP/s for ops computed in `dtype` (fp32's rate where it has none of its own)."""
+        return self.precision_flops_per_s.get(dtype, self.flops_per_s)
 
     def latency_s(self, flops: float, nbytes: float,
-                  mkn: tuple[int, int, int] | None = None, kernels: int = 1) -> float:
-        rate = self.flops_per_s
+                  mkn: tuple[int, int, int] | None = None, kernels: int = 1,
+                  dtype: str = "fp32") -> float:
+        rate = self.rate(dtype)
         if mkn is not None:
             m, k, n = mkn
             rate /= 1.0 + self.m_half / m + self.k_half / k + self.n_half / n
@@ -130,6 +139,10 @@ class DeviceProfile:
     # "queued" where kernels run asynchronously (a GPU): the host's launch overheads
     # overlap the device's work, and a step costs the larger of the two sums.
     launch: Literal["synchronous", "queued"] = "synchronous"
+    # the operating mode the figures above describe, and the device's other modes as
+    # scales on them (profiles.modes); `name@mode` loads the profile in that mode
+    mode: str = ""
+    modes: dict[str, OperatingMode] = field(default_factory=dict)
 
     def op_cost(self, kind: str, phase: str | None = None, impl: str = "") -> OpCost:
         """The most specific entry: `kind.impl.phase`, `kind.impl`, `kind.phase`, `kind`,
@@ -192,11 +205,19 @@ def parse_profile(data: Any, where: str) -> DeviceProfile:
         raise InputError(where, "thermal.throttle_full_c", "must exceed thermal.throttle_start_c")
     if not 0 < t.min_speed_factor <= 1:
         raise InputError(where, "thermal.min_speed_factor", "must be in (0, 1]")
+    if profile.modes and profile.mode not in profile.modes:
+        raise InputError(where, "mode", f"{profile.mode!r} is not one of its modes "
+                         f"({', '.join(sorted(profile.modes))}): name the mode its figures "
+                         "describe")
     return profile
 
 
 def load_profile(name_or_path: str) -> DeviceProfile:
-    """A shipped profile by name, or a profile YAML by path."""
+    """A shipped profile by name, or a profile YAML by path; `...@MODE` in one of its
+    operating modes."""
+    base, mode = split_mode(name_or_path)
+    if mode is not None:
+        return in_mode(load_profile(base), mode)
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return _read(path)

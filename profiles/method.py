@@ -25,7 +25,9 @@ class Method:
       at that rank (the server's SVD re-projection is a server cost).
     - SplitLoRA: `split_layer = k` makes the client run only the embedding and decoder
       layers [0, k) with their adapters, upload the layer-k activations each micro-batch
-      and receive their gradient back.
+      and receive their gradient back. At k = 0 (as EdgeFlowerTune ran it) the client
+      runs the embedding only and uploads its output; with LoRA it trains nothing, so
+      no gradient comes back.
     """
 
     kind: MethodKind = "lora"
@@ -55,9 +57,10 @@ class Method:
             raise InputError(where, "fedprox_mu", f"must be >= 0, got {self.fedprox_mu}")
         if not 0 <= self.lora_dropout < 1:
             raise InputError(where, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
-        if self.split_layer is not None and not 0 < self.split_layer < model.layers:
+        if self.split_layer is not None and not 0 <= self.split_layer < model.layers:
             raise InputError(where, "split_layer",
-                             f"must be in 1..{model.layers - 1}, got {self.split_layer}")
+                             f"must be in 0..{model.layers - 1} (0: the client runs the "
+                             f"embedding only), got {self.split_layer}")
 
     def is_lora_target(self, lin: Linear) -> bool:
         """PEFT's rule: a name equal to a target, or ending in "." + target."""

@@ -62,6 +62,9 @@ class TrainingSetup:
     seq: int = 128
     grad_accum: int = 1
     dtype: Dtype = "fp32"
+    # PyTorch AMP: products in this half precision, master weights, optimizer and the
+    # reductions (norms, softmax, loss) in fp32; needs dtype fp32
+    autocast: Literal["fp16", "bf16"] | None = None
     optimizer: Literal["adamw", "sgd"] = "adamw"
     activation_checkpointing: bool = False
     memory_efficient_attention: bool = False
@@ -85,6 +88,13 @@ class TrainingSetup:
                 raise InputError(where, key, f"must be a positive integer, got {value!r}")
         if self.dtype not in DTYPE_BYTES:
             raise InputError(where, "dtype", f"expected fp32, fp16 or bf16, got {self.dtype!r}")
+        if self.autocast is not None:
+            if self.autocast not in ("fp16", "bf16"):
+                raise InputError(where, "autocast",
+                                 f"expected fp16 or bf16, got {self.autocast!r}")
+            if self.dtype != "fp32":
+                raise InputError(where, "autocast", "keeps fp32 master weights: it needs dtype "
+                                 f"fp32, got {self.dtype}")
         if self.optimizer not in ("adamw", "sgd"):
             raise InputError(where, "optimizer", f"expected adamw or sgd, got {self.optimizer!r}")
         if self.serialization not in ("raw", "npy", "npy64"):

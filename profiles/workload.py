@@ -33,7 +33,7 @@ from profiles.ops import (
     matmul,
 )
 from profiles.payload import Payload, round_payload
-from profiles.setup import ENCODING_BITS, TrainingSetup
+from profiles.setup import DTYPE_BYTES, ENCODING_BITS, TrainingSetup
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,15 @@ class _StepBuilder:
         self.T = setup.tokens
         self.b = setup.dtype_bytes
         self.dt = setup.dtype
+        # products (matmul, attention) run in the autocast precision where there is one
+        self.cdt = setup.autocast or setup.dtype
+        self.cb = DTYPE_BYTES[self.cdt]
         self.full = method.kind == "full"
         self.n = setup.grad_accum
         self.fwd: list[Op] = []
         self.bwd: list[Op] = []  # in forward order; reversed at the end
         self.acts = _Acts()
-        self.last_layer = method.split_layer if method.split_layer else model.layers
+        self.last_layer = model.layers if method.split_layer is None else method.split_layer
         self.trainable: list[tuple[str, tuple[int, ...]]] = []
 
     # --- recording -------------------------------------------------------------------
@@ -117,14 +120,31 @@ class _StepBuilder:
 
     def _mm(self, name: str, phase: Phase, m: int, k: int, n: int, layer: int,
             saved: int = 0) -> Op:
-        return matmul(name, phase, m, k, n, self.dt, self.b, self.n, layer, saved)
+        return matmul(name, phase, m, k, n, self.cdt, self.cb, self.n, layer, saved)
+
+    def _cast(self, name: str, phase: Phase, elements: int, layer: int) -> None:
+        """Autocast's cast of a tensor between fp32 and the half precision (reads 4 bytes
+        an element, writes 2, or back)."""
+        self._op(self._ew(name, "elementwise", phase, elements, 0.0, 3.0, layer,
+                          dtype_bytes=2, impl="cast"), backward=phase == "backward")
 
     # --- building blocks --------------------------------------------------------------
     def linear(self, lin: Linear, x_key: str, x_rg: bool) -> bool:
         """A projection with an optional LoRA adapter; returns whether its output needs grad."""
-        T, i, b = self.T, lin.layer, self.b
+        T, i = self.T, lin.layer
+        b = self.cb  # a product saves its operands as it computed them
         lora = self.method.is_lora_target(lin)
         out_rg = x_rg or self.full or lora
+        if self.s.autocast:  # the input and the weight cast for the product, every forward
+            self._cast(f"{lin.name}.cast_input", "forward", T * lin.in_features, i)
+            self._cast(f"{lin.name}.cast_weight", "forward", lin.params, i)
+            if out_rg:  # the cast weight stays for the input's gradient
+                self._save(i, {f"{lin.name}.weight.{self.cdt}": lin.params * b})
+                if x_rg:
+                    self._cast(f"{lin.name}.cast_grad_input", "backward", T * lin.in_features,
+                               i)
+                if self.full:
+                    self._cast(f"{lin.name}.cast_grad_weight", "backward", lin.params, i)
         saved = self._save(i, {x_key: T * lin.in_features * b}) if self.full else 0
         self._op(self._mm(lin.name, "forward", T, lin.in_features, lin.out_features, i, saved))
         if lora:
@@ -197,7 +217,7 @@ class _StepBuilder:
     def attention(self, i: int, q_key: str, k_key: str, v_key: str, rg: bool) -> None:
         m, s = self.m, self.s
         B, S, h, d = s.batch, s.seq, m.heads, m.head_dim
-        T, b = self.T, self.b
+        T, b = self.T, self.cb
         probs = B * h * S * S
         fwd_flops = 4.0 * B * h * S * S * d
         expand = m.kv_heads != m.heads
@@ -209,7 +229,8 @@ class _StepBuilder:
             keep[f"L{i}.lse"] = B * h * S * 4
             moved, bwd_factor = 4.0 * T * m.q_dim * b, 2.5  # fused kernel recomputes scores
         else:
-            softmax_bytes = 4 if m.family != "gpt2" else b  # llama-likes softmax in fp32
+            # llama-likes, and autocast, take the softmax in fp32
+            softmax_bytes = 4 if m.family != "gpt2" or self.s.autocast else b
             keep[f"L{i}.probs"] = probs * softmax_bytes
             if m.dropout > 0:
                 keep[f"L{i}.probs.noise"] = probs * b
@@ -218,11 +239,11 @@ class _StepBuilder:
         saved = self._save(i, keep) if rg else 0
         shape = (B, h, S, S, d)
         impl = "attention_fused" if s.memory_efficient_attention else "attention_eager"
-        self._op(Op(f"{layer_prefix(m, i)}.attention", "attention", "forward", shape, self.dt,
+        self._op(Op(f"{layer_prefix(m, i)}.attention", "attention", "forward", shape, self.cdt,
                     fwd_flops, moved, self.n, i, saved, KERNELS[f"{impl}.forward"]))
         if rg:
             self._op(Op(f"{layer_prefix(m, i)}.attention.backward", "attention", "backward",
-                        shape, self.dt, bwd_factor * fwd_flops, 2.0 * moved, self.n, i,
+                        shape, self.cdt, bwd_factor * fwd_flops, 2.0 * moved, self.n, i,
                         kernels=KERNELS[f"{impl}.backward"]), backward=True)
 
     def activation(self, name: str, layer: int, x_key: str, elements: int, rg: bool) -> None:
@@ -371,11 +392,14 @@ class _StepBuilder:
         # backward of the loss holds d(log_probs) and d(logits) beside the saved log_probs
         return 2 * logits * 4, head_grad
 
-    def split_boundary(self) -> tuple[int, int]:
-        """SplitLoRA: send the split layer's input up, get its gradient back."""
+    def split_boundary(self, x_rg: bool) -> tuple[int, int]:
+        """SplitLoRA: send the split layer's input up each micro-batch, and get its
+        gradient back where the client has something to train (`x_rg`)."""
         nbytes = self.T * self.m.hidden * self.b
         self._op(Op("split.upload_activations", "communication", "io", (self.T, self.m.hidden),
                     self.dt, 0.0, float(nbytes), self.n))
+        if not x_rg:  # the client's part is frozen (LoRA at layer 0): nothing comes back
+            return nbytes * self.n, 0
         self._op(Op("split.download_gradients", "communication", "io",
                     (self.T, self.m.hidden), self.dt, 0.0, float(nbytes), self.n),
                  backward=True)
@@ -387,14 +411,15 @@ class _StepBuilder:
         for i in range(self.last_layer):
             x_rg = self.decoder_layer(i, x_rg)
         step_up = step_down = 0
-        if self.method.split_layer:
+        split = self.method.split_layer is not None
+        if split:
             loss_ws, head_grad = 0, 0
-            step_up, step_down = self.split_boundary()
+            step_up, step_down = self.split_boundary(x_rg)
         else:
             loss_ws, head_grad = self.head_and_loss(x_rg)
         if self.full:
             self.trainable = _full_param_shapes(m)
-        if self.method.split_layer:  # the client holds the embedding and layers [0, split)
+        if split:  # the client holds the embedding and layers [0, split)
             self.trainable = [t for t in self.trainable if _on_split_client(t[0], self.last_layer)]
         recompute = self._recompute_ops() if s.activation_checkpointing else []
         step_ops = self.fwd + recompute[::-1] + self.bwd[::-1]
@@ -402,8 +427,11 @@ class _StepBuilder:
         step_ops += self._update_ops(trainable_params)
         evicted = self._sharding_ops(step_ops)
         largest = max((_numel(shape) for _, shape in self.trainable), default=0) * self.b
+        held = total_params(m) if not split else sum(  # SplitLoRA: the client's prefix
+            _numel(shape) for name, shape in _full_param_shapes(m)
+            if _on_split_client(name, self.last_layer))
         memory = peak_memory(
-            model_params=total_params(m), trainable_params=trainable_params, setup=s,
+            model_params=held, trainable_params=trainable_params, setup=s,
             activations_bytes=self._activation_bytes(), loss_workspace_bytes=loss_ws,
             head_grad_bytes=head_grad, largest_trainable_bytes=largest,
             fedprox=self.method.fedprox_mu > 0, evicted_weight_bytes=evicted,

@@ -219,3 +219,79 @@ def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: 
     kept = profile.provenance["memory.heap_retention"]
     assert kept.kind == "calibrated" and "probe-llama-640" in kept.note
     assert 0.0 <= profile.memory.heap_retention < 5.0
+
+
+def test_fits_stay_within_the_devices_physical_bounds() -> None:
+    """An optimizer group timed only on cache-resident sizes would fit a bandwidth far
+    beyond the device's and a launch of nothing; the suite's tiny and large adds bound
+    both, and the fit says when it sits at a bound."""
+    from calibration.bounds import physical_bounds
+    from calibration.opsuite import elementwise_case, optimizer_case
+    from calibration.profile_builder import _fit_note
+
+    add = OpCost(flops_per_s=1e11, bytes_per_s=1e10, overhead_s=4e-6)
+    fast = OpCost(flops_per_s=1e15, bytes_per_s=5e12, overhead_s=1e-12)  # what caches show
+    ms = []
+    for n in (1, 16, 256, 16_000_000, 1000, 100_000, 1_000_000):
+        c = elementwise_case("add", n, "forward")
+        ms.append(_m(c.id, "elementwise", "forward", c.shape, c.flops, c.bytes,
+                     add.latency_s(c.flops, c.bytes, None, c.kernels), c.kernels))
+    for params, tensors in ((20_000, 4), (40_000, 8), (60_000, 6), (90_000, 9), (120_000, 12)):
+        c = optimizer_case("adamw", params, tensors)
+        ms.append(_m(c.id, "optimizer", "optimizer", c.shape, c.flops, c.bytes,
+                     fast.latency_s(c.flops, c.bytes, None, c.kernels), c.kernels))
+    bounds = physical_bounds(ms)
+    assert bounds.launch_s == pytest.approx(4e-6, rel=0.01)
+    assert bounds.copy_bytes_per_s == pytest.approx(1e10, rel=0.01)
+    fit = fit_groups(ms, {})["optimizer.adamw"]
+    assert fit.cost.bytes_per_s <= 2e10 * 1.0001 and fit.cost.overhead_s >= 2e-6 * 0.9999
+    assert set(fit.at_bound) >= {"bytes_per_s"}
+    assert "bytes_per_s at its ceiling, 2 x a large copy's 10.0 GB/s" in _fit_note(fit, bounds)
+    assert fit.score.n_test >= 1  # five shapes: one held out
+
+
+def test_a_group_too_small_to_hold_out_says_so() -> None:
+    from calibration.bounds import Bounds
+    from calibration.opsuite import optimizer_case
+    from calibration.profile_builder import _fit_note
+
+    cost = OpCost(flops_per_s=1e11, bytes_per_s=1e10, overhead_s=4e-6)
+    ms = []
+    for params, tensors in ((20_000, 4), (40_000, 8), (60_000, 6)):
+        c = optimizer_case("sgd", params, tensors)
+        ms.append(_m(c.id, "optimizer", "optimizer", c.shape, c.flops, c.bytes,
+                     cost.latency_s(c.flops, c.bytes, None, c.kernels), c.kernels))
+    fit = fit_groups(ms, {})["optimizer.sgd"]
+    assert fit.score.n_test == 0
+    assert _fit_note(fit, Bounds(None, None)).startswith(
+        "no held-out shapes: only 3 measured, all fitted on")
+
+
+def test_products_timed_in_other_precisions_become_matmuls_rates() -> None:
+    """A GPU's suite times products in tf32, fp16 and bf16 as well; each precision's rate
+    lands in the profile as matmul's `precision_flops_per_s` (attention's follows)."""
+    from calibration.opsuite import attention_case, precision_cases
+    from calibration.profile_builder import _compute_section
+
+    rates = {"fp32": 5e13, "tf32": 2e14, "fp16": 6e14, "bf16": 6e14}
+    rng = np.random.default_rng(5)
+    cases = [matmul_case(*(int(x) for x in np.exp(rng.uniform(np.log(128), np.log(4096), 3))))
+             for _ in range(20)] + precision_cases(np.random.default_rng(1), quick=True)
+    cases += [attention_case(2, 8, 256, 64, "forward") for _ in range(1)]
+    ms = []
+    for c in cases:
+        precision = c.impl.removeprefix("mm_") if c.impl.startswith("mm_") else "fp32"
+        cost = OpCost(flops_per_s=rates[precision], bytes_per_s=2e12, overhead_s=5e-6)
+        mkn = (c.shape[0], c.shape[1], c.shape[2]) if c.op == "matmul" else None
+        ms.append(_m(c.id, c.op, c.phase, c.shape, c.flops, c.bytes,
+                     cost.latency_s(c.flops, c.bytes, mkn, c.kernels), c.kernels))
+    compute, provenance = _compute_section(ms, 1, None, "test", "2026-11-26")
+    got = compute["matmul"]["precision_flops_per_s"]
+    assert set(got) == {"tf32", "fp16", "bf16"}
+    for p in got:
+        assert got[p] == pytest.approx(rates[p], rel=0.1)
+    assert "matmul@bf16" not in compute
+    assert "bf16" in provenance["compute.matmul.precision_flops_per_s"]["note"]
+    attention = compute["attention.forward"]
+    assert attention["precision_flops_per_s"]["bf16"] == pytest.approx(
+        attention["flops_per_s"] * got["bf16"] / compute["matmul"]["flops_per_s"])

@@ -65,7 +65,7 @@ BAD_INPUTS = [
      "--lora-rank: must be > 0"),
     (["--model", "gpt2", "--batch", "0", "--seq", "8"], "--batch: must be > 0"),
     (["--model", "gpt2", "--batch", "1", "--seq", "8", "--split-layer", "40"],
-     "--split-layer: must be in 1..11"),
+     "--split-layer: must be in 0..11 (0: the client runs the embedding only), got 40"),
     (["--model", "gpt2", "--batch", "x", "--seq", "8"], "argument --batch: invalid int value"),
     (["--model", "gpt2", "--batch", "1", "--seq", "4096"],
      "--seq: 4096 tokens is more than gpt2 accepts (context length 1024 positions)"),

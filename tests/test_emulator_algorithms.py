@@ -98,3 +98,27 @@ def test_each_policy_picks_distinct_idle_clients(policy: str) -> None:
     for rnd in range(5):
         chosen = r.sessions["client"][r.sessions["round"] == rnd]
         assert len(chosen) == len(np.unique(chosen)) == 9
+
+
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_splitlora_at_layer_0_ships_the_embedding_output(kind: str) -> None:
+    """EdgeFlowerTune's SplitLoRA: the client runs the embedding only and uploads its
+    output every micro-batch; with LoRA it trains nothing, so nothing comes back."""
+    from profiles.method import Method
+    from profiles.models import load_model
+    from profiles.setup import TrainingSetup
+    from profiles.workload import build_workload
+
+    model = load_model("gemma-3-270m")
+    w = build_workload(model, Method(kind=kind, split_layer=0,
+                                     lora_targets=("q_proj", "k_proj", "v_proj", "o_proj")),
+                       TrainingSetup(batch=8, seq=256, grad_accum=2))
+    up = 8 * 256 * 640 * 4 * 2  # batch x seq x hidden x fp32, two micro-batches
+    assert w.step_upload_bytes == up
+    if kind == "lora":
+        assert w.step_download_bytes == 0 and w.trainable_params == 0
+        assert w.payload.upload_bytes == 0
+    else:  # the embedding table trains on the client: its gradient comes back
+        assert w.step_download_bytes == up
+        assert w.trainable_params == model.vocab * model.hidden
+    assert w.memory.weights_bytes == model.vocab * model.hidden * 4  # the table, no layers

@@ -15,7 +15,10 @@ every synchronous golden byte for byte first:
   could otherwise run two sessions at once);
 - async: a report the server discards as too stale is recorded `stale`, not `completed`
   (every rounds.csv and every synchronous client_sessions.csv kept its bytes); summary.json
-  gained the energy's parts, the fleet's standby energy and the scenario's warnings.
+  gained the energy's parts, the fleet's standby energy and the scenario's warnings;
+- profiles held against public evidence (docs/evidence.md): the AGX Orin's fp32 rate and
+  busy power from a published measurement, the flagship phone's 12 GB, the Jetsons'
+  precision rates and operating modes (every profile hash changed).
 """
 
 from __future__ import annotations
