@@ -43,13 +43,20 @@ def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> No
                    "in virtual time, and the ClientApps of the nodes that report train for real")
     p.add_argument("--run-config", default=None, metavar="'KEY=VALUE ...'",
                    help="override the app's [tool.flwr.app.config], in Flower's syntax")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="processes that run the ClientApps (default: one per core; 1: this one)")
-    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
-                   help="run the ClientApps on a Ray cluster instead")
+    add_executor_args(p, "the ClientApps")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=lambda args: run_simulate(args, observer_for))
+
+
+def add_executor_args(p: Any, what: str) -> None:
+    """`--workers N | --ray auto|ADDRESS`: where `what` runs (simulate's ClientApps, a
+    sweep's runs)."""
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help=f"processes that run {what} (default: one per core; 1: this one)")
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help=f"run {what} on a Ray cluster instead (auto: this machine's, or a "
+                   "new local one)")
 
 
 def run_simulate(args: argparse.Namespace, observer_for: ObserverFor | None = None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from emulator.config import Scenario
 from emulator.engine import Engine, Results
 from emulator.scenario import parse_scenario
@@ -43,3 +45,22 @@ def build(data: dict[str, Any]) -> Scenario:
 def run(data: dict[str, Any]) -> Results:
     s = build(data)
     return Engine(s, SCENARIOS, s.seed or 0).run()
+
+
+def numbers_scenario(folder: Path, **over: Any) -> Path:
+    """Four boards on mains, always online, a generous deadline: nothing fails unless
+    `over` says so (four: FedAvg's weights of 1/4 keep every sum exact, in any order)."""
+    data: dict[str, Any] = {
+        "name": "numbers", "seed": 5,
+        "fleet": {"clients": 4, "groups": [
+            {"name": "boards", "profile": "jetson-orin-nano-8gb", "share": 1.0,
+             "plugged_share": 1.0, "setup": {"batch": 1, "seq": 64}}]},
+        "workload": {"model": "gpt2", "lora_targets": ["c_attn"]},
+        "data": {"local_steps": 2},
+        "availability": {"mean_session_s": None, "online_fraction": 1.0},
+        "orchestration": {"deadline_s": 100_000},
+    }
+    data.update(over)
+    path = folder / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

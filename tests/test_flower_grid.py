@@ -9,11 +9,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from emulator.flower.app import load_app
 from emulator.flower.run import AppDriver
@@ -23,26 +21,9 @@ from emulator.scenario import load_scenario
 from hil.cli import main
 from profiles.errors import InputError
 
+from .emulator_helpers import numbers_scenario
+
 APP = Path(__file__).resolve().parent / "flower_apps" / "numbers"
-
-
-def _scenario(folder: Path, **over: Any) -> Path:
-    """Four boards on mains, always online, a generous deadline: nothing fails unless
-    `over` says so (four: FedAvg's weights of 1/4 keep every sum exact, in any order)."""
-    data: dict[str, Any] = {
-        "name": "numbers", "seed": 5,
-        "fleet": {"clients": 4, "groups": [
-            {"name": "boards", "profile": "jetson-orin-nano-8gb", "share": 1.0,
-             "plugged_share": 1.0, "setup": {"batch": 1, "seq": 64}}]},
-        "workload": {"model": "gpt2", "lora_targets": ["c_attn"]},
-        "data": {"local_steps": 2},
-        "availability": {"mean_session_s": None, "online_fraction": 1.0},
-        "orchestration": {"deadline_s": 100_000},
-    }
-    data.update(over)
-    path = folder / "s.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_fedavg_over_the_grid_equals_flowers_own_simulation(tmp_path: Path) -> None:
@@ -51,7 +32,7 @@ def test_fedavg_over_the_grid_equals_flowers_own_simulation(tmp_path: Path) -> N
     process of its own, on Ray)."""
     pytest.importorskip("ray", reason="Flower's simulation engine runs on Ray")
     ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
-    assert main(["simulate", str(_scenario(tmp_path)), "--app", str(APP), "--out",
+    assert main(["simulate", str(numbers_scenario(tmp_path)), "--app", str(APP), "--out",
                  str(tmp_path / "run"), "--quiet", "--no-plots", "--workers", "1",
                  "--run-config", f"out-file='{ours}'"]) == 0
     script = (
@@ -74,7 +55,7 @@ def test_fedavg_over_the_grid_equals_flowers_own_simulation(tmp_path: Path) -> N
 def test_only_completed_sessions_contribute(tmp_path: Path) -> None:
     """Phones near their battery floor, boards that miss the deadline or lack the memory,
     churn and dropouts: every kind of failure."""
-    path = _scenario(
+    path = numbers_scenario(
         tmp_path, seed=11,
         fleet={"clients": 48, "groups": [
             {"name": "phones", "profile": "flagship-phone-sd8gen3", "count": 20,
@@ -116,7 +97,7 @@ def test_only_completed_sessions_contribute(tmp_path: Path) -> None:
 
 def test_the_bytes_are_those_of_the_messages(tmp_path: Path) -> None:
     app = load_app(APP, "width=5000 num-server-rounds=1")
-    run = simulate(load_scenario(_scenario(tmp_path)), tmp_path / "run", plots=False,
+    run = simulate(load_scenario(numbers_scenario(tmp_path)), tmp_path / "run", plots=False,
                    driver=AppDriver(app, InProcess(app)))
     sessions = run.results.sessions
     # 5,000 float64 values, serialised with numpy's header, plus the config and metrics
@@ -132,7 +113,7 @@ def test_bad_app_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
         load_app(APP, "nope=1")
     with pytest.raises(InputError, match="--run-config: width=: expected key=value"):
         load_app(APP, "num-server-rounds=2 width=")
-    code = main(["simulate", str(_scenario(tmp_path)), "--run-config", "width=3"])
+    code = main(["simulate", str(numbers_scenario(tmp_path)), "--run-config", "width=3"])
     assert code == 2 and "give --app DIR" in capsys.readouterr().err
 
 
@@ -141,7 +122,7 @@ def test_the_grid_runs_the_clientapps_in_worker_processes(tmp_path: Path) -> Non
     outs = []
     for workers in ("1", "2"):
         out = tmp_path / f"w{workers}"
-        assert main(["simulate", str(_scenario(tmp_path)), "--app", str(APP), "--out",
+        assert main(["simulate", str(numbers_scenario(tmp_path)), "--app", str(APP), "--out",
                      str(out), "--quiet", "--no-plots", "--workers", workers]) == 0
         outs.append(out)
     for name in ("client_sessions.csv", "rounds.csv", "app_metrics.csv"):
@@ -156,7 +137,7 @@ def test_the_clientapps_run_on_a_ray_cluster_with_the_same_results(tmp_path: Pat
     outs = []
     for how in (["--workers", "1"], ["--ray", "auto"]):
         out = tmp_path / how[0].strip("-")
-        assert main(["simulate", str(_scenario(tmp_path)), "--app", str(APP), "--out",
+        assert main(["simulate", str(numbers_scenario(tmp_path)), "--app", str(APP), "--out",
                      str(out), "--quiet", "--no-plots", *how]) == 0
         outs.append(out)
     for name in ("client_sessions.csv", "rounds.csv", "app_metrics.csv"):
@@ -168,7 +149,7 @@ def test_the_shipped_app_learns_over_the_fleet(tmp_path: Path) -> None:
     the held-out perplexity falls."""
     pytest.importorskip("peft", reason="the shipped app trains with PEFT")
     shipped = APP.parents[2] / "scenarios" / "apps" / "edge_lora"
-    path = _scenario(tmp_path, fleet={"clients": 8, "groups": [
+    path = numbers_scenario(tmp_path, fleet={"clients": 8, "groups": [
         {"name": "boards", "profile": "jetson-orin-nano-8gb", "share": 1.0,
          "plugged_share": 1.0, "setup": {"batch": 1, "seq": 64}}]})
     out = tmp_path / "run"

@@ -17,7 +17,8 @@ from emulator.flower.protocols import (
 from hil.cli import main
 from profiles.errors import InputError
 
-from .test_flower_grid import APP, _scenario
+from .emulator_helpers import numbers_scenario
+from .test_flower_grid import APP
 
 
 def _points(*qualities: float) -> list[Point]:
@@ -56,7 +57,7 @@ def test_bad_budgets_and_metrics_are_refused() -> None:
 def test_robustness_runs_each_method_under_each_perturbation(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "protocol"
-    code = main(["protocol", "robustness", str(_scenario(tmp_path)), "--app", str(APP),
+    code = main(["protocol", "robustness", str(numbers_scenario(tmp_path)), "--app", str(APP),
                  "--methods", "fedavg", "--metric", "train_partition-id:min",
                  "--perturbations", "bandwidth,churn", "--workers", "1", "--out", str(out)])
     assert code == 0

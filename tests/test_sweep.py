@@ -20,6 +20,8 @@ from emulator.sweep.metrics import SUMMARY_NUMBERS
 from emulator.sweep.stats import difference, estimate
 from hil.cli import main
 
+from .emulator_helpers import numbers_scenario
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "thousand_clients.yaml"
 # the README's sweep (3 policies x 2 over-commitments), shortened to 20 rounds and 2 seeds
@@ -159,16 +161,7 @@ def test_app_sweep_records_a_failed_run_and_goes_on(tmp_path: Path) -> None:
     """A Flower app swept over its run config: a width the ServerApp cannot build fails
     with its error line in sweep.csv and sweep.md; the other setting's runs finish."""
     pytest.importorskip("flwr", reason="the flower extra is not installed")
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text(yaml.safe_dump({
-        "name": "numbers", "seed": 5,
-        "fleet": {"clients": 4, "groups": [
-            {"name": "boards", "profile": "jetson-orin-nano-8gb", "share": 1.0,
-             "plugged_share": 1.0, "setup": {"batch": 1, "seq": 64}}]},
-        "workload": {"model": "gpt2", "lora_targets": ["c_attn"]},
-        "data": {"local_steps": 2},
-        "availability": {"mean_session_s": None, "online_fraction": 1.0},
-        "orchestration": {"deadline_s": 100_000}}))
+    scenario = numbers_scenario(tmp_path)
     out = tmp_path / "sweep"
     code = main(["sweep", str(scenario), "--app", str(APP), "--grid", "app.width=10,-1",
                  "--run-config", "num-server-rounds=2", "--seeds", "2", "--workers", "2",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
 import sys
 import threading
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emulator.commands import add_executor_args
 from emulator.scenario import parse_value
 from emulator.sweep.plan import Plan, plan
 from emulator.sweep.spec import (
@@ -42,10 +42,7 @@ def add_sweep_parser(sub: Any) -> None:
                    metavar="KEY=VALUE", help="a scenario key set in every run (repeatable)")
     p.add_argument("--seeds", default=None, metavar="N|S1,S2,...",
                    help="N seeds from the scenario's seed on, or the seeds to run (default 5)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="processes that run the runs (default: one per core; 1: this one)")
-    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
-                   help="run the runs as Ray tasks on a cluster instead (auto: this machine's)")
+    add_executor_args(p, "the runs")
     p.add_argument("--out", type=Path, default=None,
                    help="the sweep's folder (default: runs/<scenario name>-sweep)")
     p.add_argument("--metric", action="append", default=[], metavar="NAME[:max|min]",
