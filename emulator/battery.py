@@ -11,10 +11,10 @@ F64 = npt.NDArray[np.float64]
 
 
 def idle_update_j(battery_j: F64, capacity_j: F64, t0_s: F64, t1_s: F64, tz_h: F64,
-                  plug_start_h: F64, plug_length_h: F64, charge_w: float,
+                  plug_start_h: F64, plug_length_h: F64, charge_w: F64 | float,
                   standby_w: F64 | float) -> F64:
     """Charge after idling from t0 to t1: +charge_w while plugged, -standby_w otherwise
-    (the profile's standby drain, per client or one for all).
+    (each the profile's, per client, or one for all).
 
     Mains-powered devices (infinite capacity) stay at infinity.
     """

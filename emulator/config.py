@@ -8,6 +8,7 @@ configures (`fleet.Fleet`, `availability.Availability`, `profiles.workload.Workl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,13 +41,37 @@ class NetworkTraceConfig:
         return cls(file)
 
 
+def lognormal_with_median(median: float, cv: float, low: float) -> Dist:
+    """A lognormal of coefficient of variation `cv` whose median is `median`."""
+    return Dist("lognormal", mean=round(median * math.sqrt(1.0 + cv * cv), 2), cv=cv, low=low)
+
+
+LinkKind = Literal["cellular", "wifi"]
+# Each link kind's default per-client link: the Speedtest Global Index medians of
+# December 2025 (mobile: 105.7 Mbit/s down, 14.8 up, 24 ms; fixed broadband, which
+# phones and laptops at home reach over Wi-Fi: 118.6 down, 59.5 up, 9 ms), with
+# latency to a regional cloud server 20 ms beyond Speedtest's nearest one (assumed),
+# and a spread between clients of cv 0.6 (latency 0.5), assumed. docs/scenarios.md
+# cites them.
+LINK_DEFAULTS: dict[str, dict[str, Dist]] = {
+    "cellular": {"downlink_mbps": lognormal_with_median(105.7, 0.6, 1.0),
+                 "uplink_mbps": lognormal_with_median(14.8, 0.6, 0.5),
+                 "latency_ms": lognormal_with_median(44.0, 0.5, 5.0)},
+    "wifi": {"downlink_mbps": lognormal_with_median(118.6, 0.6, 1.0),
+             "uplink_mbps": lognormal_with_median(59.5, 0.6, 0.5),
+             "latency_ms": lognormal_with_median(29.0, 0.5, 2.0)},
+}
+
+
 @dataclass(frozen=True)
 class GroupNetworkConfig:
-    """Per-client link, drawn once per client; per-session jitter on top."""
+    """Per-client link, drawn once per client; per-session jitter on top. Rates and
+    latency not given are the link kind's defaults (LINK_DEFAULTS)."""
 
-    downlink_mbps: Dist = Dist("lognormal", mean=50.0, cv=0.6, low=1.0)
-    uplink_mbps: Dist = Dist("lognormal", mean=20.0, cv=0.6, low=0.5)
-    latency_ms: Dist = Dist("lognormal", mean=40.0, cv=0.5, low=1.0)
+    link: LinkKind = "cellular"
+    downlink_mbps: Dist = LINK_DEFAULTS["cellular"]["downlink_mbps"]
+    uplink_mbps: Dist = LINK_DEFAULTS["cellular"]["uplink_mbps"]
+    latency_ms: Dist = LINK_DEFAULTS["cellular"]["latency_ms"]
     session_jitter_cv: float = 0.2
     trace: NetworkTraceConfig | None = None
 
@@ -127,7 +152,10 @@ class DiurnalConfig:
 @dataclass(frozen=True)
 class AvailabilityConfig:
     diurnal: DiurnalConfig | None = None
-    charging_only: bool = False
+    # production FL trains only on idle, charging devices (Bonawitz et al. 2019; FedScale's
+    # availability data counts a device as available while charging): false trains on
+    # battery whenever a client is online
+    charging_only: bool = True
     plug_start_h: Dist = Dist("normal", mean=23.0, std=1.5)  # local time a charger goes on
     mean_session_s: float | None = 3600.0  # churn: mean online spell; null for none
     online_fraction: float = 0.8  # churn: share of the time a client is online
@@ -140,7 +168,7 @@ class BatteryConfig:
     initial_pct: Dist = Dist("uniform", low=20.0, high=100.0)
     min_pct_to_join: float = 20.0
     abort_below_pct: float = 5.0
-    charge_w: float = 15.0
+    charge_w: float | None = None  # one charger for every device; null: each profile's own
     energy_aware_sleep: bool = False
 
 

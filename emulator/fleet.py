@@ -78,7 +78,7 @@ def build_fleet(s: Scenario, streams: Streams, base: Path) -> Fleet:
         down[sl] = g.network.downlink_mbps.sample(rng, k)
         up[sl] = g.network.uplink_mbps.sample(rng, k)
         lat[sl] = g.network.latency_ms.sample(rng, k) / 1000.0
-        plug_len[sl] = 24.0 * g.plugged_share
+        plug_len[sl] = 24.0 * g.plugged_share if p.battery else 24.0  # a board is on mains
         cap[sl] = p.battery.capacity_wh * 3600.0 if p.battery else math.inf
         if s.workload.algorithm == "flexlora" and g.lora_rank is not None:
             rank[sl] = np.maximum(1, np.round(g.lora_rank.sample(flex, k))).astype(np.int64)

@@ -16,7 +16,9 @@ SESSION_COLUMNS: dict[str, type[np.generic]] = {
     "end_s": np.float64, "download_s": np.float64, "compute_s": np.float64,
     "upload_s": np.float64, "steps": np.int64, "energy_j": np.float64,
     "peak_memory_mb": np.float64, "upload_bytes": np.float64, "download_bytes": np.float64,
-    "status": np.int64}
+    "status": np.int64, "temp_start_c": np.float64, "temp_end_c": np.float64,
+    "throttled_s": np.float64, "battery_start_pct": np.float64,
+    "battery_end_pct": np.float64, "on_charger": np.int64}
 
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -39,7 +41,10 @@ class SessionLog:
                      "end_s": o.end_s, "download_s": o.download_s, "compute_s": o.compute_s,
                      "upload_s": o.upload_s, "steps": o.steps, "energy_j": o.energy_j,
                      "peak_memory_mb": p.peak_memory_mb, "upload_bytes": up,
-                     "download_bytes": down, "status": status})
+                     "download_bytes": down, "status": status, "temp_start_c": p.temp_start_c,
+                     "temp_end_c": o.temp_end_c, "throttled_s": o.throttled_s,
+                     "battery_start_pct": o.battery_start_pct,
+                     "battery_end_pct": o.battery_end_pct, "on_charger": p.on_charger})
         self.energy_j += float(o.energy_j.sum())
         self.traffic_bytes += float(up.sum() + down.sum())
 

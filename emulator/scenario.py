@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from emulator.config import DEFAULT_LOCAL_STEPS, DEFAULT_STOP_ROUNDS, Scenario
+from emulator.config import DEFAULT_LOCAL_STEPS, DEFAULT_STOP_ROUNDS, LINK_DEFAULTS, Scenario
 from emulator.scenario_checks import check_scenario, resolve_model, resolve_profile
 from profiles.errors import InputError
 from profiles.schema import dump_yaml, from_mapping, load_yaml, parse_yaml, to_mapping
@@ -67,7 +67,12 @@ def parse_scenario(data: dict[str, Any], where: str, base: Path) -> Scenario:
     scenario = from_mapping(Scenario, data, where)
     scenario = _fill_defaults(dataclasses.replace(scenario, source=where, given=given), given)
     check_scenario(scenario, base)
-    return dataclasses.replace(scenario, warnings=tuple(_warnings(scenario, given)))
+    mains = [f"fleet.groups[{i}].plugged_share: {g.profile} has no battery and runs on "
+             "mains all day, so this is ignored"
+             for i, g in enumerate(scenario.fleet.groups)
+             if f"fleet.groups[{i}].plugged_share" in given and g.plugged_share < 1
+             and resolve_profile(g.profile, base).battery is None]
+    return dataclasses.replace(scenario, warnings=(*_warnings(scenario, given), *mains))
 
 
 def _given(data: Any, prefix: str = "") -> set[str]:
@@ -88,16 +93,29 @@ def _given(data: Any, prefix: str = "") -> set[str]:
 
 def _fill_defaults(s: Scenario, given: frozenset[str]) -> Scenario:
     """Defaults that depend on what else was given: a stop rule and a step count only
-    where none was given, and no churn over a recorded availability trace unless asked."""
+    where none was given, each group's link rates from its link kind, and no churn or
+    charger schedule over a recorded availability trace unless asked."""
     if not any(f"stop.{rule}" in given for rule in STOP_RULES):
         s = dataclasses.replace(s, stop=dataclasses.replace(s.stop, rounds=DEFAULT_STOP_ROUNDS))
     if "data.local_steps" not in given and "data.local_epochs" not in given:
         steps = min(DEFAULT_LOCAL_STEPS, s.data.max_local_steps)
         s = dataclasses.replace(s, data=dataclasses.replace(s.data, local_steps=steps))
+    groups = list(s.fleet.groups)
+    for i, g in enumerate(groups):  # a link kind's rates where the group gave none
+        key = f"fleet.groups[{i}].network"
+        kind = LINK_DEFAULTS[g.network.link]
+        fill: dict[str, Any] = {name: dist for name, dist in kind.items()
+                                if f"{key}.{name}" not in given}
+        groups[i] = dataclasses.replace(g, network=dataclasses.replace(g.network, **fill))
+    s = dataclasses.replace(s, fleet=dataclasses.replace(s.fleet, groups=tuple(groups)))
     churn = ("availability.mean_session_s", "availability.online_fraction")
     if "availability.trace" in given and not any(k in given for k in churn):
         s = dataclasses.replace(s, availability=dataclasses.replace(s.availability,
                                                                     mean_session_s=None))
+    if "availability.trace" in given and "availability.charging_only" not in given:
+        # a recorded trace says when a device could train (FedScale's: while charging)
+        s = dataclasses.replace(s, availability=dataclasses.replace(s.availability,
+                                                                    charging_only=False))
     return s
 
 

@@ -108,7 +108,7 @@ def check_scenario(s: Scenario, base: Path) -> None:
             ("flops_per_s", s.server.flops_per_s > 0, "> 0")):
         if not ok:
             raise InputError(where, f"server.{name}", f"must be {need}")
-    if s.battery.charge_w < 0:
+    if s.battery.charge_w is not None and s.battery.charge_w < 0:
         raise InputError(where, "battery.charge_w", "must be >= 0")
     if s.thermal.initial_c is not None and not -40 <= s.thermal.initial_c <= 120:
         raise InputError(where, "thermal.initial_c", "must be a device temperature, -40 to "

@@ -58,9 +58,12 @@ class Planned:
     upload_bytes: F64
     peak_memory_mb: F64
     battery_start_j: F64
-    charging_w: F64  # on a charger when the session started
+    on_charger: B  # on a charger (or mains) when the session started
+    charging_w: F64  # the charger's rate then (0 off it)
+    charged_j: F64  # what the charger gave over the steps (the rate falls when hot)
     temp_start_c: F64
     temp_end_c: F64
+    throttled_s: F64  # compute time below full speed
 
 
 def take(p: Planned, i: npt.NDArray[np.int64] | B) -> Planned:
@@ -100,6 +103,12 @@ class Outcome:
     energy_j: F64
     download_bytes: F64
     upload_bytes: F64
+    # the device when the session ended, as `settle` writes it back
+    battery_start_pct: F64  # mains power reads 100
+    battery_end_pct: F64
+    battery_end_j: F64
+    temp_end_c: F64
+    throttled_s: F64
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,14 @@ class SessionModel:
             time_constant_s=np.array([p.thermal.time_constant_s for p in ps]),
             throttle_start_c=np.array([p.thermal.throttle_start_c for p in ps]),
             throttle_full_c=np.array([p.thermal.throttle_full_c for p in ps]),
-            min_speed_factor=np.array([p.thermal.min_speed_factor for p in ps]))
+            min_speed_factor=np.array([p.thermal.min_speed_factor for p in ps]),
+            power_exponent=np.array([p.thermal.power_exponent for p in ps]),
+            hot_charge_share=np.array([p.battery.hot_charge_share if p.battery else 1.0
+                                       for p in ps]))
+        # each group's charger: the profile's own, or one rate the scenario sets for all
+        self.charge_w = np.array([0.0 if p.battery is None else p.battery.charge_w
+                                  if s.battery.charge_w is None else s.battery.charge_w
+                                  for p in ps])
         self.idle_w = np.array([p.power.idle_w for p in ps])
         self.io_w = np.array([p.power.io_w for p in ps])
         self.standby_w = np.array([p.power.standby_w for p in ps])
@@ -162,7 +178,7 @@ class SessionModel:
             out[i] = batt.idle_update_j(
                 out[i], f.battery_capacity_j[ci], f.last_touch_s[ci],
                 np.broadcast_to(t_s, c.shape)[i], f.tz_h[ci], f.plug_start_h[ci],
-                f.plug_length_h[ci], self.scenario.battery.charge_w, self.standby_w[f.group[ci]])
+                f.plug_length_h[ci], self.charge_w[f.group[ci]], self.standby_w[f.group[ci]])
         return out
 
     def charged_enough(self, c: I64, battery_j: F64) -> B:
@@ -193,7 +209,8 @@ class SessionModel:
         abort_j = np.full(len(c), -np.inf)  # mains power never aborts
         finite = np.isfinite(cap)
         abort_j[finite] = cap[finite] * s.battery.abort_below_pct / 100.0
-        charging_w = np.where(self.availability.plugged(c, t0), s.battery.charge_w, 0.0)
+        on_charger = self.availability.plugged(c, t0)
+        charging_w = np.where(on_charger, self.charge_w[g], 0.0)
         steps = run_steps(StepInputs(
             start_s=dl_end, planned=np.where(oom, 0, f.local_steps[c]),
             step_s=self.costs.step_s[k] if costs is None else costs.step_s, speed=f.speed[c],
@@ -216,8 +233,9 @@ class SessionModel:
             download_j=io_w * links.download_s, compute_j=steps.energy_j, upload_j=io_w * ul_s,
             download_bytes=down_bytes,
             upload_bytes=np.where(oom, 0.0, up_bytes), peak_memory_mb=peak,
-            battery_start_j=battery0, charging_w=charging_w, temp_start_c=temp0,
-            temp_end_c=steps.temp_c)
+            battery_start_j=battery0, on_charger=on_charger, charging_w=charging_w,
+            charged_j=steps.charged_j, temp_start_c=temp0, temp_end_c=steps.temp_c,
+            throttled_s=steps.throttled_s)
 
     def _links(self, c: I64, g: I64, k: I64, t0: F64, keys: I64, down_bytes: F64) -> _Links:
         """This session's links: the client's bandwidth with a per-session jitter (and the
@@ -284,21 +302,25 @@ class SessionModel:
         f_up = _frac(up, up_total)
         steps = np.where(f_comp >= 1.0, p.steps, np.floor(p.steps * f_comp)).astype(np.int64)
         energy = p.download_j * f_dl + p.compute_j * f_comp + p.upload_j * f_up
+        cap = self.fleet.battery_capacity_j[p.client]
+        charged = p.charging_w * (dl + up) + p.charged_j * f_comp
+        bat = np.where(np.isfinite(cap), np.clip(p.battery_start_j - energy + charged, 0.0, cap),
+                       np.inf)
         return Outcome(end_s=end, status=status.astype(np.int64), download_s=dl, compute_s=comp,
                        upload_s=up, steps=steps, energy_j=energy,
                        download_bytes=p.download_bytes * f_dl,
-                       upload_bytes=p.upload_bytes * np.where(status == COMPLETED, 1.0, f_up))
+                       upload_bytes=p.upload_bytes * np.where(status == COMPLETED, 1.0, f_up),
+                       battery_start_pct=batt.percent(p.battery_start_j, cap),
+                       battery_end_pct=batt.percent(bat, cap), battery_end_j=bat,
+                       temp_end_c=p.temp_start_c + (p.temp_end_c - p.temp_start_c) * f_comp,
+                       throttled_s=p.throttled_s * f_comp)
 
     def settle(self, p: Planned, o: Outcome) -> None:
         """Write each client's battery and temperature as they were when its session ended."""
         f = self.fleet
         c = p.client
-        finite = np.isfinite(f.battery_capacity_j[c])
-        bat = np.where(finite, np.clip(p.battery_start_j - o.energy_j + p.charging_w * (
-            o.end_s - p.start_s), 0.0, f.battery_capacity_j[c]), np.inf)
-        f.battery_j[c] = bat
-        frac = _frac(o.compute_s, p.compute_end_s - p.download_end_s)
-        f.temperature_c[c] = p.temp_start_c + (p.temp_end_c - p.temp_start_c) * frac
+        f.battery_j[c] = o.battery_end_j
+        f.temperature_c[c] = o.temp_end_c
         f.last_touch_s[c] = o.end_s
 
 

@@ -53,6 +53,8 @@ class StepResult:
     done: I64
     battery_fail_s: F64  # when the battery gave out (inf if it did not)
     temp_c: F64
+    throttled_s: F64  # compute time spent below full speed
+    charged_j: F64  # what the charger gave over the steps (beyond a full battery: mains)
 
 
 def run_steps(x: StepInputs) -> StepResult:
@@ -67,7 +69,8 @@ def run_steps(x: StepInputs) -> StepResult:
         return _step_by_step(x)
     out = [_closed_form(_subset(x, steady)), _step_by_step(_subset(x, ~steady))]
     merged = {}
-    for name in ("end_s", "energy_j", "done", "battery_fail_s", "temp_c"):
+    for name in ("end_s", "energy_j", "done", "battery_fail_s", "temp_c", "throttled_s",
+                 "charged_j"):
         col = np.empty(x.planned.shape, dtype=getattr(out[0], name).dtype)
         col[steady], col[~steady] = getattr(out[0], name), getattr(out[1], name)
         merged[name] = col
@@ -100,14 +103,18 @@ def _closed_form(x: StepInputs) -> StepResult:
     temp = x.temp_c if x.thermal is None else x.thermal.relax(x.temp_c, x.busy_w,
                                                                 done * compute_s)
     return StepResult(end_s=end, energy_j=done * e, done=done,
-                      battery_fail_s=np.where(died, end, np.inf), temp_c=temp)
+                      battery_fail_s=np.where(died, end, np.inf), temp_c=temp,
+                      throttled_s=np.zeros(x.planned.shape), charged_j=done * x.charging_w * dt)
 
 
 def _step_by_step(x: StepInputs) -> StepResult:
-    """Step by step, vectorised over the batch: throttling and sleeps change each step."""
+    """Step by step, vectorised over the batch: throttling and sleeps change each step.
+    A throttled step runs slower at lower power (DVFS), and a hot phone charges slower."""
     n = len(x.planned)
     t = x.start_s.copy()
     energy = np.zeros(n)
+    throttled = np.zeros(n)
+    charged = np.zeros(n)
     bat = x.battery_j.copy()
     temp = x.temp_c.copy()
     done = np.zeros(n, dtype=np.int64)
@@ -118,12 +125,17 @@ def _step_by_step(x: StepInputs) -> StepResult:
         active = (step < x.planned) & ~np.isfinite(battery_fail)
         if not active.any():
             break
-        factor = th.speed_factor(temp) if th is not None else 1.0
+        if th is not None:
+            factor = th.speed_factor(temp)
+            busy_w = th.busy_power_w(x.busy_w, factor)
+            charging_w = x.charging_w * th.charge_share(temp)
+        else:
+            factor, busy_w, charging_w = np.ones(n), x.busy_w, x.charging_w
         compute_s = x.step_s / (x.speed * factor)
         dt = compute_s + x.split_s
-        e = x.busy_w * compute_s + x.io_w * x.split_s
+        e = busy_w * compute_s + x.io_w * x.split_s
         if th is not None:
-            temp = np.where(active, th.relax(temp, x.busy_w, compute_s), temp)
+            temp = np.where(active, th.relax(temp, busy_w, compute_s), temp)
         if x.sleep is not None:  # between optimizer steps, not after the last
             rest = np.where(step + 1 < x.planned,
                             x.sleep.sleep_s(batt.percent(bat - e, x.capacity_j), temp), 0.0)
@@ -133,9 +145,11 @@ def _step_by_step(x: StepInputs) -> StepResult:
                 temp = np.where(active, th.relax(temp, x.idle_w, rest), temp)
         t = np.where(active, t + dt, t)
         energy = np.where(active, energy + e, energy)
-        bat = np.where(active, np.minimum(bat - e + x.charging_w * dt, x.capacity_j), bat)
+        throttled = np.where(active & (factor < 1.0), throttled + compute_s, throttled)
+        charged = np.where(active, charged + charging_w * dt, charged)
+        bat = np.where(active, np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
         done = np.where(active, done + 1, done)
         died = active & finite & (bat <= x.abort_j)
         battery_fail[died] = t[died]
     return StepResult(end_s=t, energy_j=energy, done=done, battery_fail_s=battery_fail,
-                      temp_c=temp)
+                      temp_c=temp, throttled_s=throttled, charged_j=charged)

@@ -1,5 +1,7 @@
 """First-order thermal model: sustained power heats a device toward an equilibrium,
-idle time cools it toward ambient, and heat beyond a threshold throttles it."""
+idle time cools it toward ambient, and heat beyond a threshold throttles it: clocks and
+voltage fall together (DVFS), so its power falls with its speed, and a phone cuts its
+charge rate."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class ThermalArrays:
     throttle_start_c: F64
     throttle_full_c: F64
     min_speed_factor: F64
+    power_exponent: F64  # busy power x speed factor ** k while throttled
+    hot_charge_share: F64  # share of the charge rate kept at throttle_full_c
 
     def relax(self, temp_c: F64, power_w: F64 | float, dt_s: F64) -> F64:
         return relax_c(temp_c, np.asarray(power_w), dt_s, self.ambient_c,
@@ -44,6 +48,16 @@ class ThermalArrays:
     def speed_factor(self, temp_c: F64) -> F64:
         return speed_factor(temp_c, self.throttle_start_c, self.throttle_full_c,
                             self.min_speed_factor)
+
+    def busy_power_w(self, busy_w: F64, factor: F64) -> F64:
+        """Power while busy at speed factor `factor` (1: cold)."""
+        return busy_w * factor ** self.power_exponent
+
+    def charge_share(self, temp_c: F64) -> F64:
+        """Share of the charge rate a device takes at `temp_c`: 1 below the throttle point,
+        falling linearly to `hot_charge_share` at throttle_full_c."""
+        return speed_factor(temp_c, self.throttle_start_c, self.throttle_full_c,
+                            self.hot_charge_share)
 
     def cannot_throttle(self, temp_c: F64, power_w: F64) -> B:
         """Below the throttle point now and at the equilibrium of `power_w`: the device

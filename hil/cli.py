@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emulator import commands as emulator_commands
     from emulator.flower.commands import add_protocol_parser
     from emulator.sweep.commands import add_sweep_parser
+    from emulator.trace_commands import add_traces_parser
     from hil import commands as hil_commands
     from profiles import commands as profile_commands
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator_commands.add_simulate_parser(sub, observer_for=hil_commands.validation_observer)
     add_protocol_parser(sub)
     add_sweep_parser(sub)
+    add_traces_parser(sub)
     calibration_commands.add_calibrate_parser(sub, attached=hil_commands.attached_target)
     hil_commands.add_devices_parser(sub)
     hil_commands.add_agent_parser(sub)

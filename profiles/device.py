@@ -95,6 +95,12 @@ class PowerSpec:
 class BatterySpec:
     capacity_wh: float
     nominal_voltage_v: float
+    # the device's own charger, averaged over a full charge (a phone's peak rate lasts
+    # minutes); the share of it kept when hot falls linearly from the thermal
+    # throttle_start_c to `hot_charge_share` at throttle_full_c (phones cut their charge
+    # rate as a thermal mitigation)
+    charge_w: float = 15.0
+    hot_charge_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,9 @@ class ThermalSpec:
     """First-order model: dT/dt = (P * resistance - (T - ambient)) / time_constant.
 
     Above `throttle_start_c` speed falls linearly to `min_speed_factor` at `throttle_full_c`.
+    Throttling is DVFS: clocks and voltage fall together, so busy power falls with the
+    speed factor to the power `power_exponent` (>= 1: a step never costs more energy
+    throttled than cold).
     """
 
     ambient_c: float
@@ -110,6 +119,7 @@ class ThermalSpec:
     throttle_start_c: float
     throttle_full_c: float
     min_speed_factor: float
+    power_exponent: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +215,12 @@ def parse_profile(data: Any, where: str) -> DeviceProfile:
         raise InputError(where, "thermal.throttle_full_c", "must exceed thermal.throttle_start_c")
     if not 0 < t.min_speed_factor <= 1:
         raise InputError(where, "thermal.min_speed_factor", "must be in (0, 1]")
+    if t.power_exponent < 1:
+        raise InputError(where, "thermal.power_exponent", "must be >= 1 (power falls at "
+                         f"least as fast as speed when a device throttles), got {t.power_exponent}")
+    if profile.battery is not None and not 0 < profile.battery.hot_charge_share <= 1:
+        raise InputError(where, "battery.hot_charge_share", "must be in (0, 1], got "
+                         f"{profile.battery.hot_charge_share}")
     if profile.modes and profile.mode not in profile.modes:
         raise InputError(where, "mode", f"{profile.mode!r} is not one of its modes "
                          f"({', '.join(sorted(profile.modes))}): name the mode its figures "

@@ -132,7 +132,8 @@ def test_thermal_heats_to_equilibrium_cools_to_ambient_and_throttles() -> None:
 
 
 def test_sustained_training_throttles_a_phone() -> None:
-    """Six cores at 6.5 W settle far above the throttle point: later steps are slower."""
+    """Six cores at 6.5 W would settle far above the throttle point: later steps are
+    slower (and draw less power, tests/test_device_state.py)."""
     r = run(small_scenario(fleet__groups=[
         {"name": "phones", "profile": "flagship-phone-sd8gen3", "count": 40,
          "setup": {"batch": 8, "seq": 256}, "spread": {"speed": 1.0, "background_load": 0.0}}],
@@ -143,7 +144,8 @@ def test_sustained_training_throttles_a_phone() -> None:
          "setup": {"batch": 8, "seq": 256}, "spread": {"speed": 1.0, "background_load": 0.0}}],
         fleet__clients=40, data={"local_steps": 60}, thermal={"enabled": False},
         orchestration={"clients_per_round": 1, "deadline_s": 100_000}, stop={"rounds": 1}))
-    assert r.sessions["compute_s"][0] > 1.2 * cool.sessions["compute_s"][0]
+    assert r.sessions["compute_s"][0] > 1.1 * cool.sessions["compute_s"][0]
+    assert r.sessions["throttled_s"][0] > 0 and cool.sessions["throttled_s"][0] == 0
 
 
 def test_a_session_that_does_not_fit_fails_as_out_of_memory_unless_sharded() -> None:

@@ -68,7 +68,7 @@ def test_only_completed_sessions_contribute(tmp_path: Path) -> None:
         battery={"initial_pct": {"dist": "uniform", "low": 20.0, "high": 20.04},
                  "min_pct_to_join": 20.0, "abort_below_pct": 19.99},
         availability={"mean_session_s": 30, "online_fraction": 0.6,
-                      "dropout_per_hour": 300.0},
+                      "dropout_per_hour": 300.0, "charging_only": False},  # phones on battery
         data={"local_steps": 4}, orchestration={"deadline_s": 3})  # the nanos need 3.6 s
     out = tmp_path / "run"
     code = main(["simulate", str(path), "--app", str(APP), "--out", str(out), "--quiet",

@@ -18,7 +18,11 @@ every synchronous golden byte for byte first:
   gained the energy's parts, the fleet's standby energy and the scenario's warnings;
 - profiles held against public evidence (docs/evidence.md): the AGX Orin's fp32 rate and
   busy power from a published measurement, the flagship phone's 12 GB, the Jetsons'
-  precision rates and operating modes (every profile hash changed).
+  precision rates and operating modes (every profile hash changed);
+- device state (issue: throttling lowers power): busy power falls with the throttled
+  speed, each profile's own charger (cut when hot), the flagship's 19.4 Wh battery,
+  only charging devices train by default, cellular link defaults from Speedtest's
+  medians, and client_sessions.csv's temperature, throttle, charge and charger columns.
 """
 
 from __future__ import annotations
