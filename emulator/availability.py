@@ -55,12 +55,28 @@ class Trace:
 
     @classmethod
     def load(cls, path: Path) -> Trace:
-        rows = [(int(c), a, b) for c, a, b in read_rows(
-            path, ("client", "start_s", "end_s"), types="iff",
-            check=lambda r: None if 0 <= r[1] < r[2] else "needs 0 <= start_s < end_s")]
+        """Rows `client,start_s,end_s`, and an optional `period_s` column: the trace loops
+        every period_s (the largest given; default: the last end_s)."""
+        columns = ["client", "start_s", "end_s"]
+        try:
+            with path.open(newline="") as fh:
+                header = fh.readline()
+        except OSError:
+            header = ""  # read_rows names the problem
+        looped = "period_s" in [h.strip() for h in header.split(",")]
+        if looped:
+            columns.append("period_s")
+
+        def check(r: tuple[float, ...]) -> str | None:
+            if not 0 <= r[1] < r[2]:
+                return "needs 0 <= start_s < end_s"
+            return "needs end_s <= period_s" if looped and r[2] > r[3] else None
+
+        read = read_rows(path, columns, types="iff" + "f" * looped, check=check)
+        rows = [(int(r[0]), r[1], r[2]) for r in read]
         ids = sorted({r[0] for r in rows})
         dense = {c: i for i, c in enumerate(ids)}
-        period = max(r[2] for r in rows)
+        period = max(r[3] for r in read) if looped else max(r[2] for r in rows)
         data = np.array(sorted((dense[c] * period * 2 + a, dense[c] * period * 2 + b, dense[c])
                                for c, a, b in rows))
         return cls(keys=data[:, 0], ends=data[:, 1], clients=data[:, 2].astype(np.int64),

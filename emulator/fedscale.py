@@ -8,11 +8,11 @@ fedscale/cloud/internal/client_metadata.py (is_active) reads it: norm_time = cur
 finish_time, available while active[i] <= norm_time <= inactive[i] (its cursor steps
 one interval a call; this is the rule it approximates, ends half-open here).
 
-edgetwin loops a whole trace with one period (the largest end), FedScale each client
-with its own finish_time; so each client is repeated up to the largest finish_time taken
-(the last copy clipped). That agrees with FedScale at every time when every finish_time
-divides the largest and some client is available at its end; otherwise only within the
-first period, and the summary says so. The pickle is read by an unpickler that refuses
+edgetwin loops a whole trace with one period (its `period_s` column), FedScale each
+client with its own finish_time; so each client is repeated up to the largest
+finish_time taken (the last copy clipped), which is written as the period. That agrees
+with FedScale at every time when every finish_time divides the largest; otherwise only
+within the first period, and the summary says so. The pickle is read by an unpickler that refuses
 every class: a trace holds only plain data, and unpickling a class can run any code.
 """
 
@@ -64,7 +64,6 @@ class Imported:
     clients: int
     intervals: int
     period_s: float  # the largest finish_time: each client is repeated up to it
-    loop_s: float  # the period edgetwin will loop with: the largest end written
     available_share: float  # mean over clients of the time available in a period
     not_dividing: int  # clients whose finish_time does not divide period_s
 
@@ -182,14 +181,13 @@ def convert(clients: dict[int, Client], max_clients: int | None = None, where: s
     not_dividing = sum(1 for c in ids if not math.isclose(
         period / clients[c].finish_s, round(period / clients[c].finish_s), abs_tol=1e-9))
     return rows, Imported(clients=len(ids), intervals=len(rows), period_s=period,
-                          loop_s=max(b for _, _, b in rows),
                           available_share=online / (len(ids) * period),
                           not_dividing=not_dividing)
 
 
-def write_rows(rows: list[Row], out: Path) -> None:
-    """The CSV at `out`, written beside it first and renamed into place, so a failure
-    leaves whatever was there untouched."""
+def write_rows(rows: list[Row], out: Path, period_s: float) -> None:
+    """The CSV at `out` (with the period the trace loops at on every row), written beside
+    it first and renamed into place, so a failure leaves whatever was there untouched."""
     def num(x: float) -> str:
         return str(int(x)) if x.is_integer() else repr(x)
     tmp: str | None = None
@@ -197,8 +195,8 @@ def write_rows(rows: list[Row], out: Path) -> None:
         with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False,
                                          prefix=f".{out.name}.", suffix=".tmp") as fh:
             tmp = fh.name
-            fh.write("client,start_s,end_s\n")
-            fh.writelines(f"{c},{num(a)},{num(b)}\n" for c, a, b in rows)
+            fh.write("client,start_s,end_s,period_s\n")
+            fh.writelines(f"{c},{num(a)},{num(b)},{num(period_s)}\n" for c, a, b in rows)
         os.replace(tmp, out)
         tmp = None
     except OSError as err:
@@ -213,5 +211,5 @@ def import_fedscale(path: Path, out: Path, max_clients: int | None = None) -> Im
     if max_clients is not None and max_clients < 1:
         raise InputError("--clients", str(max_clients), "must be >= 1")
     rows, summary = convert(read_fedscale(path), max_clients, str(path))
-    write_rows(rows, out)
+    write_rows(rows, out, summary.period_s)
     return summary

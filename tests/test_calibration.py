@@ -219,6 +219,12 @@ def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: 
     kept = profile.provenance["memory.heap_retention"]
     assert kept.kind == "calibrated" and "probe-llama-640" in kept.note
     assert 0.0 <= profile.memory.heap_retention < 5.0
+    # the in-situ correction's note is written once and every op's fit refers to it
+    shared = profile.provenance["compute.in_situ"].note
+    assert "whole training steps of probe models" in shared
+    notes = [pr.note for key, pr in profile.provenance.items() if key != "compute.in_situ"]
+    assert not any(shared in note for note in notes)
+    assert sum("corrected by compute.in_situ" in note for note in notes) >= 10
 
 
 def test_fits_stay_within_the_devices_physical_bounds() -> None:

@@ -100,6 +100,19 @@ def test_trace_online_and_end(tmp_path: Path) -> None:
     assert list(tr.end_s(c[[0, 2, 3]], t[[0, 2, 3]])) == [200.0, 900.0, 50.0]
 
 
+def test_trace_with_a_period_loops_at_it(tmp_path: Path) -> None:
+    """A `period_s` column sets the loop: off after the last end until the period."""
+    path = tmp_path / "av.csv"
+    path.write_text("client,start_s,end_s,period_s\n0,0,10,100\n1,50,60,100\n")
+    tr = Trace.load(path)
+    c, t = np.array([0, 0, 0, 1]), np.array([5.0, 80.0, 105.0, 155.0])
+    assert tr.online(c, t).tolist() == [True, False, True, True]
+    assert float(tr.end_s(np.array([0]), np.array([105.0]))[0]) == 110.0
+    path.write_text("client,start_s,end_s,period_s\n0,0,10,8\n")
+    with pytest.raises(InputError, match="line 2: needs end_s <= period_s"):
+        Trace.load(path)
+
+
 def test_trace_with_a_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "av.csv"
     path.write_text("client,start_s,end_s\n1,10,5\n")

@@ -93,9 +93,9 @@ def test_clients_takes_the_first_ids_and_the_module_runs_as_a_command(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"wrote {out}: 2 clients, ")
     lines = out.read_text().splitlines()
-    assert lines[0] == "client,start_s,end_s"
+    assert lines[0] == "client,start_s,end_s,period_s"
     assert {line.split(",")[0] for line in lines[1:]} == {"1", "3"}
-    assert "1,9000,20000" in lines and "3,5000,7800" in lines
+    assert "1,9000,20000,21600" in lines and "3,5000,7800,21600" in lines
 
 
 def test_clients_with_other_periods_are_warned(tmp_path: Path,
@@ -106,9 +106,10 @@ def test_clients_with_other_periods_are_warned(tmp_path: Path,
     assert _import(_pickle(tmp_path / "t.pkl", data), out) == 0
     err = capsys.readouterr().err
     assert "1 clients' finish_time does not divide the period 100 s" in err
-    assert "edgetwin loops the trace every 80 s" in err  # 60 + 20: no one on at 100
+    assert "loops" not in err  # the CSV carries the period, though no one is on at 100
     trace = Trace.load(out)
-    t = np.arange(0.5, 80, 1.0)  # within the first (shorter) period the rule still holds
+    assert trace.period_s / 2 == 100
+    t = np.arange(0.5, 100, 1.0)  # within the first period the rule holds
     for c in (0, 1):
         want = [fedscale_active(data[c], x) for x in t]
         assert trace.online(np.full(t.shape, c), t).tolist() == want

@@ -36,6 +36,16 @@ def test_spec_derived_profiles_say_so_and_name_their_evidence() -> None:
         assert "docs/evidence.md" in p.provenance["evidence"].source
 
 
+def test_figures_a_reader_would_doubt_are_sourced_or_ranges() -> None:
+    """The flagship's RAM is a Snapdragon 8 Gen 3 phone's (12-16 GB ship), and the
+    laptop's heap retention, measured on another machine, says it is an assumed range."""
+    flagship = load_profile("flagship-phone-sd8gen3")
+    assert flagship.memory.ram_mb >= 12 * 1024
+    assert "12-16 GB" in flagship.provenance["memory"].source
+    laptop = load_profile("laptop-x86-8core").provenance["memory.heap_retention"]
+    assert laptop.kind == "assumed" and "a range" in laptop.note
+
+
 def _profile_dict() -> dict:  # type: ignore[type-arg]
     return yaml.safe_load(shipped_profiles()["hi-nova-9-pro"].read_text())  # type: ignore[no-any-return]
 
