@@ -45,9 +45,10 @@ def window_seconds(t0_s: F64, t1_s: F64, tz_h: F64, start_h: F64, length_h: F64)
 
 @dataclass(frozen=True)
 class Trace:
-    """Recorded online intervals, flattened and sorted; client i replays trace client i mod M."""
+    """Recorded online intervals, flattened and sorted; client i replays trace client i mod M,
+    and the trace loops every `period_s`."""
 
-    keys: F64  # trace_client * period + start
+    keys: F64  # trace_client * stride + start, stride = 2 x period (no two clients touch)
     ends: F64
     clients: I64
     n_clients: int
@@ -55,8 +56,8 @@ class Trace:
 
     @classmethod
     def load(cls, path: Path) -> Trace:
-        """Rows `client,start_s,end_s`, and an optional `period_s` column: the trace loops
-        every period_s (the largest given; default: the last end_s)."""
+        """Rows `client,start_s,end_s`, and an optional `period_s` column (one value on
+        every row): the trace loops every period_s, or at its last end_s without it."""
         columns = ["client", "start_s", "end_s"]
         try:
             with path.open(newline="") as fh:
@@ -66,26 +67,32 @@ class Trace:
         looped = "period_s" in [h.strip() for h in header.split(",")]
         if looped:
             columns.append("period_s")
+        periods: set[float] = set()
 
         def check(r: tuple[float, ...]) -> str | None:
-            if not 0 <= r[1] < r[2]:
-                return "needs 0 <= start_s < end_s"
-            return "needs end_s <= period_s" if looped and r[2] > r[3] else None
+            if not 0 <= r[1] < r[2] or not np.isfinite(r[2]):
+                return "needs 0 <= start_s < end_s, finite"
+            if not looped:
+                return None
+            periods.add(r[3])
+            if not np.isfinite(r[3]) or r[2] > r[3]:
+                return "needs end_s <= period_s, a finite number"
+            return None if len(periods) == 1 else "period_s differs from the rows above"
 
         read = read_rows(path, columns, types="iff" + "f" * looped, check=check)
         rows = [(int(r[0]), r[1], r[2]) for r in read]
         ids = sorted({r[0] for r in rows})
         dense = {c: i for i, c in enumerate(ids)}
-        period = max(r[3] for r in read) if looped else max(r[2] for r in rows)
+        period = read[0][3] if looped else max(r[2] for r in rows)
         data = np.array(sorted((dense[c] * period * 2 + a, dense[c] * period * 2 + b, dense[c])
                                for c, a, b in rows))
         return cls(keys=data[:, 0], ends=data[:, 1], clients=data[:, 2].astype(np.int64),
-                   n_clients=len(ids), period_s=period * 2)
+                   n_clients=len(ids), period_s=period)
 
     def _lookup(self, client: I64, t_s: F64) -> tuple[I64, B]:
         tc = np.mod(client, self.n_clients)
-        local = np.mod(t_s, self.period_s / 2)
-        key = tc * self.period_s + local
+        local = np.mod(t_s, self.period_s)
+        key = tc * 2 * self.period_s + local
         idx = np.searchsorted(self.keys, key, side="right") - 1
         ok = idx >= 0
         idx = np.maximum(idx, 0)
@@ -98,8 +105,8 @@ class Trace:
     def end_s(self, client: I64, t_s: F64) -> F64:
         idx, inside = self._lookup(client, t_s)
         tc = np.mod(client, self.n_clients)
-        local = np.mod(t_s, self.period_s / 2)
-        return np.where(inside, t_s + (self.ends[idx] - (tc * self.period_s + local)), t_s)
+        local = np.mod(t_s, self.period_s)
+        return np.where(inside, t_s + (self.ends[idx] - (tc * 2 * self.period_s + local)), t_s)
 
 
 class Availability:

@@ -53,7 +53,7 @@ LinkKind = Literal["cellular", "wifi"]
 # latency to a regional cloud server 20 ms beyond Speedtest's nearest one (assumed),
 # and a spread between clients of cv 0.6 (latency 0.5), assumed. docs/scenarios.md
 # cites them.
-LINK_DEFAULTS: dict[str, dict[str, Dist]] = {
+LINK_DEFAULTS: dict[LinkKind, dict[str, Dist]] = {
     "cellular": {"downlink_mbps": lognormal_with_median(105.7, 0.6, 1.0),
                  "uplink_mbps": lognormal_with_median(14.8, 0.6, 0.5),
                  "latency_ms": lognormal_with_median(44.0, 0.5, 5.0)},

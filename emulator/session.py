@@ -19,12 +19,14 @@ import numpy.typing as npt
 
 from emulator import battery as batt
 from emulator.availability import Availability, Trace
+from emulator.battery import Charger
 from emulator.config import Scenario
 from emulator.fleet import Fleet
 from emulator.network import BandwidthTrace, jitter, transfer_s
 from emulator.steps import StepInputs, run_steps
 from emulator.streams import Streams
 from emulator.thermal import ThermalArrays
+from profiles.device import BatterySpec
 from profiles.setup import EnergyAwareSleep
 
 F64 = npt.NDArray[np.float64]
@@ -58,12 +60,15 @@ class Planned:
     upload_bytes: F64
     peak_memory_mb: F64
     battery_start_j: F64
-    on_charger: B  # on a charger (or mains) when the session started
-    charging_w: F64  # the charger's rate then (0 off it)
-    charged_j: F64  # what the charger gave over the steps (the rate falls when hot)
+    # the charge at the end of each phase, its charger and the load counted (inf: mains)
+    battery_download_j: F64
+    battery_compute_j: F64
+    battery_upload_j: F64
+    on_charger: B  # on its charger (or mains) when the session started
     temp_start_c: F64
     temp_end_c: F64
     throttled_s: F64  # compute time below full speed
+    throttle_onset_s: F64  # when the first throttled step started (inf: none)
 
 
 def take(p: Planned, i: npt.NDArray[np.int64] | B) -> Planned:
@@ -147,9 +152,9 @@ class SessionModel:
             hot_charge_share=np.array([p.battery.hot_charge_share if p.battery else 1.0
                                        for p in ps]))
         # each group's charger: the profile's own, or one rate the scenario sets for all
-        self.charge_w = np.array([0.0 if p.battery is None else p.battery.charge_w
-                                  if s.battery.charge_w is None else s.battery.charge_w
-                                  for p in ps])
+        self.charge_w = np.array([_charge_w(p.battery, s.battery.charge_w) for p in ps])
+        self.charger = Charger(charge_w=self.charge_w[fleet.group], tz_h=fleet.tz_h,
+                               start_h=fleet.plug_start_h, length_h=fleet.plug_length_h)
         self.idle_w = np.array([p.power.idle_w for p in ps])
         self.io_w = np.array([p.power.io_w for p in ps])
         self.standby_w = np.array([p.power.standby_w for p in ps])
@@ -177,8 +182,8 @@ class SessionModel:
             ci = c[i]
             out[i] = batt.idle_update_j(
                 out[i], f.battery_capacity_j[ci], f.last_touch_s[ci],
-                np.broadcast_to(t_s, c.shape)[i], f.tz_h[ci], f.plug_start_h[ci],
-                f.plug_length_h[ci], self.charge_w[f.group[ci]], self.standby_w[f.group[ci]])
+                np.broadcast_to(t_s, c.shape)[i], self.charger.subset(ci),
+                self.standby_w[f.group[ci]])
         return out
 
     def charged_enough(self, c: I64, battery_j: F64) -> B:
@@ -209,22 +214,25 @@ class SessionModel:
         abort_j = np.full(len(c), -np.inf)  # mains power never aborts
         finite = np.isfinite(cap)
         abort_j[finite] = cap[finite] * s.battery.abort_below_pct / 100.0
-        on_charger = self.availability.plugged(c, t0)
-        charging_w = np.where(on_charger, self.charge_w[g], 0.0)
+        charger = self.charger.subset(c)
+        thermal = self.group_thermal.subset(g) if s.thermal.enabled else None
+        battery_dl = self._charged(battery0 - io_w * links.download_s, cap, charger, t0, dl_end,
+                                   None if thermal is None else thermal.charge_share(temp0))
         steps = run_steps(StepInputs(
             start_s=dl_end, planned=np.where(oom, 0, f.local_steps[c]),
             step_s=self.costs.step_s[k] if costs is None else costs.step_s, speed=f.speed[c],
             busy_w=self.costs.busy_w[k] if costs is None else costs.busy_w,
             split_s=links.split_s, io_w=io_w, idle_w=self.idle_w[g],
-            battery_j=battery0 - io_w * links.download_s, capacity_j=cap, abort_j=abort_j,
-            charging_w=charging_w, temp_c=temp0,
-            thermal=self.group_thermal.subset(g) if s.thermal.enabled else None,
-            sleep=self.sleep))
+            battery_j=battery_dl, capacity_j=cap, abort_j=abort_j, charger=charger, temp_c=temp0,
+            thermal=thermal, sleep=self.sleep))
         compute_end = steps.end_s
         up_bytes = self.costs.upload_bytes[k] if costs is None or costs.upload_bytes is None \
             else costs.upload_bytes
         ul_s = np.where(oom, 0.0, transfer_s(up_bytes, links.up_mbps, links.latency_s))
         ul_end = compute_end + ul_s
+        battery_ul = self._charged(steps.battery_j - io_w * ul_s, cap, charger, compute_end,
+                                   ul_end, None if thermal is None
+                                   else thermal.charge_share(steps.temp_c))
         stop, cause = self._failure_race(c, t0, keys, oom, dl_end, compute_end, ul_end,
                                          steps.battery_fail_s)
         return Planned(
@@ -233,9 +241,19 @@ class SessionModel:
             download_j=io_w * links.download_s, compute_j=steps.energy_j, upload_j=io_w * ul_s,
             download_bytes=down_bytes,
             upload_bytes=np.where(oom, 0.0, up_bytes), peak_memory_mb=peak,
-            battery_start_j=battery0, on_charger=on_charger, charging_w=charging_w,
-            charged_j=steps.charged_j, temp_start_c=temp0, temp_end_c=steps.temp_c,
-            throttled_s=steps.throttled_s)
+            battery_start_j=battery0, battery_download_j=battery_dl,
+            battery_compute_j=steps.battery_j, battery_upload_j=battery_ul,
+            on_charger=charger.on(t0), temp_start_c=temp0, temp_end_c=steps.temp_c,
+            throttled_s=steps.throttled_s, throttle_onset_s=steps.throttle_onset_s)
+
+    @staticmethod
+    def _charged(battery_j: F64, capacity_j: F64, charger: Charger, t0_s: F64, t1_s: F64,
+                 share: F64 | None) -> F64:
+        """The charge after [t0, t1] of transfer: `battery_j` (the load taken off) plus
+        what the charger gave while plugged in (`share` of its rate: a hot phone's)."""
+        gain = charger.charge_w * charger.plugged_s(t0_s, t1_s) * (1.0 if share is None
+                                                                      else share)
+        return np.minimum(battery_j + gain, capacity_j)
 
     def _links(self, c: I64, g: I64, k: I64, t0: F64, keys: I64, down_bytes: F64) -> _Links:
         """This session's links: the client's bandwidth with a per-session jitter (and the
@@ -303,9 +321,16 @@ class SessionModel:
         steps = np.where(f_comp >= 1.0, p.steps, np.floor(p.steps * f_comp)).astype(np.int64)
         energy = p.download_j * f_dl + p.compute_j * f_comp + p.upload_j * f_up
         cap = self.fleet.battery_capacity_j[p.client]
-        charged = p.charging_w * (dl + up) + p.charged_j * f_comp
-        bat = np.where(np.isfinite(cap), np.clip(p.battery_start_j - energy + charged, 0.0, cap),
-                       np.inf)
+        finite = np.isfinite(cap)
+        bat = np.full(len(cap), np.inf)  # each phase's change, in the share of it done
+        bat[finite] = np.clip((p.battery_start_j + (p.battery_download_j - p.battery_start_j)
+                               * f_dl + (p.battery_compute_j - p.battery_download_j) * f_comp
+                               + (p.battery_upload_j - p.battery_compute_j) * f_up)[finite],
+                              0.0, cap[finite])
+        # throttling starts at its onset and lasts to the end of the compute (it cools
+        # no sooner under a sustained load)
+        throttled = np.minimum(p.throttled_s, np.maximum(
+            np.minimum(end, p.compute_end_s) - p.throttle_onset_s, 0.0))
         return Outcome(end_s=end, status=status.astype(np.int64), download_s=dl, compute_s=comp,
                        upload_s=up, steps=steps, energy_j=energy,
                        download_bytes=p.download_bytes * f_dl,
@@ -313,7 +338,7 @@ class SessionModel:
                        battery_start_pct=batt.percent(p.battery_start_j, cap),
                        battery_end_pct=batt.percent(bat, cap), battery_end_j=bat,
                        temp_end_c=p.temp_start_c + (p.temp_end_c - p.temp_start_c) * f_comp,
-                       throttled_s=p.throttled_s * f_comp)
+                       throttled_s=throttled)
 
     def settle(self, p: Planned, o: Outcome) -> None:
         """Write each client's battery and temperature as they were when its session ended."""
@@ -322,6 +347,13 @@ class SessionModel:
         f.battery_j[c] = o.battery_end_j
         f.temperature_c[c] = o.temp_end_c
         f.last_touch_s[c] = o.end_s
+
+
+def _charge_w(battery: BatterySpec | None, scenario_w: float | None) -> float:
+    """A group's charger: the scenario's one rate for all, or its profile's (0: mains)."""
+    if battery is None:
+        return 0.0
+    return battery.charge_w if scenario_w is None else scenario_w
 
 
 def _frac(part: F64, whole: F64) -> F64:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from emulator import battery as batt
 from emulator import thermal
+from emulator.battery import Charger
 from profiles.setup import EnergyAwareSleep
 
 F64 = npt.NDArray[np.float64]
@@ -40,7 +41,7 @@ class StepInputs:
     battery_j: F64  # charge when the steps start
     capacity_j: F64
     abort_j: F64  # the trainer stops at this charge (-inf on mains power)
-    charging_w: F64
+    charger: Charger  # charges while plugged in (its window may open or close mid-session)
     temp_c: F64
     thermal: thermal.ThermalArrays | None  # None: thermal model off
     sleep: EnergyAwareSleep | None  # None: no energy-aware sleep
@@ -54,33 +55,54 @@ class StepResult:
     battery_fail_s: F64  # when the battery gave out (inf if it did not)
     temp_c: F64
     throttled_s: F64  # compute time spent below full speed
-    charged_j: F64  # what the charger gave over the steps (beyond a full battery: mains)
+    throttle_onset_s: F64  # when the first throttled step started (inf: none)
+    battery_j: F64  # charge when the steps end (inf on mains power)
 
 
 def run_steps(x: StepInputs) -> StepResult:
-    """All sessions' steps: the closed form where it holds, step by step elsewhere."""
+    """All sessions' steps: the closed form where it holds (no throttling, no sleeps, the
+    charger neither plugged in nor out meanwhile), step by step elsewhere."""
     steady = np.ones(x.planned.shape, dtype=bool) if x.sleep is None else \
         np.zeros(x.planned.shape, dtype=bool)
     if x.thermal is not None and x.sleep is None:
         steady = x.thermal.cannot_throttle(x.temp_c, x.busy_w)
-    if steady.all():
+    if not len(steady):
         return _closed_form(x)
-    if not steady.any():
-        return _step_by_step(x)
-    out = [_closed_form(_subset(x, steady)), _step_by_step(_subset(x, ~steady))]
+    parts: list[tuple[B, StepResult]] = []
+    if steady.any():
+        closed = _closed_form(_subset(x, steady))
+        kept = x.charger.subset(steady).steady_over(x.start_s[steady], closed.end_s)
+        parts.append((_mask(steady, kept), _subset_result(closed, kept)))
+        steady = _mask(steady, kept)
+    if not steady.all():
+        parts.append((~steady, _step_by_step(_subset(x, ~steady))))
+    if len(parts) == 1:
+        return parts[0][1]
     merged = {}
-    for name in ("end_s", "energy_j", "done", "battery_fail_s", "temp_c", "throttled_s",
-                 "charged_j"):
-        col = np.empty(x.planned.shape, dtype=getattr(out[0], name).dtype)
-        col[steady], col[~steady] = getattr(out[0], name), getattr(out[1], name)
-        merged[name] = col
+    for f in dataclasses.fields(StepResult):
+        first = getattr(parts[0][1], f.name)
+        col = np.empty(x.planned.shape, dtype=first.dtype)
+        for m, part in parts:
+            col[m] = getattr(part, f.name)
+        merged[f.name] = col
     return StepResult(**merged)
+
+
+def _mask(outer: B, inner: B) -> B:
+    """`outer` with only those of its True entries that `inner` (one per True) keeps."""
+    out = np.zeros(outer.shape, dtype=bool)
+    out[np.flatnonzero(outer)[inner]] = True
+    return out
+
+
+def _subset_result(r: StepResult, m: B) -> StepResult:
+    return StepResult(**{f.name: getattr(r, f.name)[m] for f in dataclasses.fields(r)})
 
 
 def _subset(x: StepInputs, m: B) -> StepInputs:
     th = x.thermal.subset(m) if x.thermal is not None else None
     arrays: dict[str, Any] = {k: v[m] for k, v in vars(x).items() if isinstance(v, np.ndarray)}
-    return dataclasses.replace(x, thermal=th, **arrays)
+    return dataclasses.replace(x, thermal=th, charger=x.charger.subset(m), **arrays)
 
 
 def _closed_form(x: StepInputs) -> StepResult:
@@ -89,11 +111,12 @@ def _closed_form(x: StepInputs) -> StepResult:
     compute_s = x.step_s / x.speed
     dt = compute_s + x.split_s
     e = x.busy_w * compute_s + x.io_w * x.split_s
-    gain = x.charging_w * dt - e  # charge per step
+    charging_w = np.where(x.charger.on(x.start_s), x.charger.charge_w, 0.0)
+    gain = charging_w * dt - e  # charge per step
     finite = np.isfinite(x.capacity_j)
     with np.errstate(divide="ignore", invalid="ignore"):
         falling = np.ceil((x.battery_j - x.abort_j) / -gain)
-    first = np.minimum(x.battery_j - e + x.charging_w * dt, x.capacity_j)
+    first = np.minimum(x.battery_j - e + charging_w * dt, x.capacity_j)
     death = np.where(gain >= 0, np.where(first <= x.abort_j, 1, np.inf),
                      np.maximum(falling, 1.0))
     death = np.where(finite & (x.planned > 0), death, np.inf)
@@ -104,17 +127,20 @@ def _closed_form(x: StepInputs) -> StepResult:
                                                                 done * compute_s)
     return StepResult(end_s=end, energy_j=done * e, done=done,
                       battery_fail_s=np.where(died, end, np.inf), temp_c=temp,
-                      throttled_s=np.zeros(x.planned.shape), charged_j=done * x.charging_w * dt)
+                      throttled_s=np.zeros(x.planned.shape),
+                      throttle_onset_s=np.full(x.planned.shape, np.inf),
+                      battery_j=np.minimum(x.battery_j + done * gain, x.capacity_j))
 
 
 def _step_by_step(x: StepInputs) -> StepResult:
-    """Step by step, vectorised over the batch: throttling and sleeps change each step.
-    A throttled step runs slower at lower power (DVFS), and a hot phone charges slower."""
+    """Step by step, vectorised over the batch: throttling, sleeps and the charger change
+    each step. A throttled step runs slower at lower power (DVFS), a hot phone charges
+    slower, and a charger counts from the step it is plugged in at."""
     n = len(x.planned)
     t = x.start_s.copy()
     energy = np.zeros(n)
     throttled = np.zeros(n)
-    charged = np.zeros(n)
+    onset = np.full(n, np.inf)
     bat = x.battery_j.copy()
     temp = x.temp_c.copy()
     done = np.zeros(n, dtype=np.int64)
@@ -125,12 +151,13 @@ def _step_by_step(x: StepInputs) -> StepResult:
         active = (step < x.planned) & ~np.isfinite(battery_fail)
         if not active.any():
             break
+        charging_w = np.where(x.charger.on(t), x.charger.charge_w, 0.0)
         if th is not None:
             factor = th.speed_factor(temp)
             busy_w = th.busy_power_w(x.busy_w, factor)
-            charging_w = x.charging_w * th.charge_share(temp)
+            charging_w = charging_w * th.charge_share(temp)
         else:
-            factor, busy_w, charging_w = np.ones(n), x.busy_w, x.charging_w
+            factor, busy_w = np.ones(n), x.busy_w
         compute_s = x.step_s / (x.speed * factor)
         dt = compute_s + x.split_s
         e = busy_w * compute_s + x.io_w * x.split_s
@@ -143,13 +170,14 @@ def _step_by_step(x: StepInputs) -> StepResult:
             e = e + x.idle_w * rest
             if th is not None:
                 temp = np.where(active, th.relax(temp, x.idle_w, rest), temp)
+        slow = active & (factor < 1.0)
+        onset = np.where(slow & np.isinf(onset), t, onset)
+        throttled = np.where(slow, throttled + compute_s, throttled)
         t = np.where(active, t + dt, t)
         energy = np.where(active, energy + e, energy)
-        throttled = np.where(active & (factor < 1.0), throttled + compute_s, throttled)
-        charged = np.where(active, charged + charging_w * dt, charged)
         bat = np.where(active, np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
         done = np.where(active, done + 1, done)
         died = active & finite & (bat <= x.abort_j)
         battery_fail[died] = t[died]
     return StepResult(end_s=t, energy_j=energy, done=done, battery_fail_s=battery_fail,
-                      temp_c=temp, throttled_s=throttled, charged_j=charged)
+                      temp_c=temp, throttled_s=throttled, throttle_onset_s=onset, battery_j=bat)

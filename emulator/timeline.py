@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from emulator.battery import Charger
 from emulator.session import SessionModel
 from emulator.steps import StepInputs, run_steps
 
@@ -50,14 +51,15 @@ def step_timeline(model: SessionModel, client: int, steps: int, *, plugged: bool
         idle_w=model.idle_w[g] * one,
         battery_j=(cap * battery_pct / 100.0 if np.isfinite(cap) else np.inf) * one,
         capacity_j=cap * one, abort_j=np.full(1, -np.inf),
-        charging_w=(model.charge_w[g] if plugged else 0.0) * one,
+        charger=Charger(charge_w=(model.charge_w[g] if plugged else 0.0) * one,
+                        tz_h=0 * one, start_h=0 * one, length_h=24 * one),
         temp_c=(thermal.ambient_c if temp_c is None else temp_c * one),
         thermal=thermal, sleep=None)
     rows = np.empty((steps, 6))
     for i in range(steps):
         r = run_steps(x)
         took_s = float(r.end_s[0] - x.start_s[0])
-        battery = float(np.clip(x.battery_j - r.energy_j + r.charged_j, 0.0, cap)[0])
+        battery = float(np.maximum(r.battery_j, 0.0)[0])
         speed = float(x.step_s[0] / (x.speed[0] * took_s))
         rows[i] = (r.end_s[0], speed, r.energy_j[0] / took_s, r.energy_j[0], r.temp_c[0],
                    100.0 * battery / cap if np.isfinite(cap) else 100.0)

@@ -1,5 +1,5 @@
 """`edgetwin traces`: availability traces from elsewhere made into edgetwin's CSV
-(client,start_s,end_s), for a scenario's `availability.trace`."""
+(client,start_s,end_s,period_s), for a scenario's `availability.trace`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from emulator.fedscale import import_fedscale
 def add_traces_parser(sub: Any) -> None:
     p = sub.add_parser("traces", help="import availability traces from other tools",
                        description="Convert availability traces of other tools into "
-                       "edgetwin's CSV (client,start_s,end_s) for availability.trace.")
+                       "edgetwin's CSV (client,start_s,end_s,period_s) for "
+                       "availability.trace.")
     tsub = p.add_subparsers(dest="traces_command", required=True,
                             parser_class=type(p))
     f = tsub.add_parser("import-fedscale", help="a FedScale device availability pickle",
@@ -29,6 +30,7 @@ def add_traces_parser(sub: Any) -> None:
 
 
 def run_import_fedscale(args: argparse.Namespace) -> int:
+    """Convert, then print one summary line and a warning where the loop is not exact."""
     s = import_fedscale(args.file, args.out, args.clients)
     print(f"wrote {args.out}: {s.clients:,} clients, {s.intervals:,} intervals, period "
           f"{s.period_s:g} s ({s.period_s / 3600:.1f} h), mean available share "

@@ -99,7 +99,7 @@ class BatterySpec:
     # minutes); the share of it kept when hot falls linearly from the thermal
     # throttle_start_c to `hot_charge_share` at throttle_full_c (phones cut their charge
     # rate as a thermal mitigation)
-    charge_w: float = 15.0
+    charge_w: float
     hot_charge_share: float = 1.0
 
 

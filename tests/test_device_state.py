@@ -181,3 +181,44 @@ def test_every_shipped_battery_charger_and_throttle_figure_has_its_own_source() 
             assert entry is not None and entry.source, f"{name}: {key}"
     flagship = load_profile("flagship-phone-sd8gen3").battery
     assert flagship is not None and 17.9 <= flagship.capacity_wh <= 21.0
+
+
+def test_a_charger_counts_only_while_plugged_in_during_a_session() -> None:
+    """On battery by default (charging_only false here): a laptop whose window closes a
+    minute into a day-long session runs its battery down; a phone whose window opens
+    half an hour in charges from then on."""
+    laptop = one_device("laptop-x86-8core", plugged_share=1 / 24,
+                        availability={"charging_only": False, "plug_start_h": 23.02},
+                        battery={"initial_pct": 20.0})
+    laptop["data"]["local_steps"] = steps_for(laptop, 24.0)
+    row = session(laptop)
+    assert row["on_charger"] == 1 and row["status"] == 4  # battery
+    phone = one_device("flagship-phone-sd8gen3", plugged_share=0.3,
+                       availability={"charging_only": False, "plug_start_h": 0.5},
+                       battery={"initial_pct": 80.0})
+    phone["data"]["local_steps"] = steps_for(phone, 2.0)
+    charged = session(phone)
+    phone["fleet"]["groups"][0]["plugged_share"] = 0.0
+    unplugged = session(phone)
+    assert charged["on_charger"] == 0 and charged["status"] == unplugged["status"] == 0
+    assert charged["energy_j"] == unplugged["energy_j"]
+    assert charged["battery_end_pct"] > unplugged["battery_end_pct"] + 20
+
+
+def test_a_session_cut_before_it_heats_up_reports_no_throttling() -> None:
+    data = one_device("flagship-phone-sd8gen3", orchestration={"deadline_s": 180.0})
+    data["data"]["local_steps"] = steps_for(data, 1.0)
+    row = session(data)
+    th = load_profile("flagship-phone-sd8gen3").thermal
+    assert row["status"] == 2  # deadline, three minutes in: throttling starts after four
+    assert row["throttled_s"] == 0 and row["temp_end_c"] < th.throttle_start_c
+
+
+def test_the_next_session_starts_from_the_charge_the_last_one_left() -> None:
+    data = one_device("flagship-phone-sd8gen3", stop={"rounds": 3})
+    r = engine(data).run()
+    start, end = r.sessions["battery_start_pct"], r.sessions["battery_end_pct"]
+    assert len(start) == 3 and np.all(end < start)
+    # between sessions only the standby drain (0.05 W) and rounding: within 0.01 points
+    assert start[1:] == pytest.approx(end[:-1], abs=0.01)
+    assert np.all(r.sessions["temp_start_c"][1:] <= r.sessions["temp_end_c"][:-1])

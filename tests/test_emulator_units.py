@@ -108,9 +108,13 @@ def test_trace_with_a_period_loops_at_it(tmp_path: Path) -> None:
     c, t = np.array([0, 0, 0, 1]), np.array([5.0, 80.0, 105.0, 155.0])
     assert tr.online(c, t).tolist() == [True, False, True, True]
     assert float(tr.end_s(np.array([0]), np.array([105.0]))[0]) == 110.0
-    path.write_text("client,start_s,end_s,period_s\n0,0,10,8\n")
-    with pytest.raises(InputError, match="line 2: needs end_s <= period_s"):
-        Trace.load(path)
+    for rows, line, problem in (("0,0,10,8", 2, "needs end_s <= period_s"),
+                                ("0,0,10,nan", 2, "needs end_s <= period_s, a finite number"),
+                                ("0,0,10,inf", 2, "needs end_s <= period_s, a finite number"),
+                                ("0,0,10,100\n1,0,10,90", 3, "period_s differs")):
+        path.write_text(f"client,start_s,end_s,period_s\n{rows}\n")
+        with pytest.raises(InputError, match=f"line {line}: {problem}"):
+            Trace.load(path)
 
 
 def test_trace_with_a_bad_line(tmp_path: Path) -> None:
@@ -122,9 +126,10 @@ def test_trace_with_a_bad_line(tmp_path: Path) -> None:
 
 def test_battery_charges_on_the_charger_and_clamps() -> None:
     cap = np.array([1000.0, 1000.0, np.inf])
+    charger = battery.Charger(charge_w=np.full(3, 15.0), tz_h=np.zeros(3), start_h=np.zeros(3),
+                              length_h=np.array([24.0, 0.0, 24.0]))
     got = battery.idle_update_j(np.array([900.0, 10.0, np.inf]), cap, np.zeros(3),
-                                np.full(3, 2 * H), np.zeros(3), np.zeros(3),
-                                np.array([24.0, 0.0, 24.0]), charge_w=15.0, standby_w=0.05)
+                                np.full(3, 2 * H), charger, standby_w=0.05)
     assert got[0] == 1000.0  # full
     assert got[1] == 0.0  # drained to empty, not below
     assert got[2] == np.inf  # mains power

@@ -75,6 +75,19 @@ def test_missing_key(tmp_path: Path) -> None:
     assert "network.uplink_mbps: missing required key" in _error(_write(tmp_path, d))
 
 
+def test_a_battery_names_its_charger_and_bad_device_state_figures_are_one_line(
+        tmp_path: Path) -> None:
+    d = _profile_dict()
+    del d["battery"]["charge_w"]
+    assert "battery.charge_w: missing required key" in _error(_write(tmp_path, d))
+    for section, key, value, problem in (
+            ("thermal", "power_exponent", 0.5, "must be >= 1"),
+            ("battery", "hot_charge_share", 1.5, "must be in (0, 1]")):
+        d = _profile_dict()
+        d[section][key] = value
+        assert f"{section}.{key}: {problem}" in _error(_write(tmp_path, d))
+
+
 def test_missing_standby_drain(tmp_path: Path) -> None:
     d = _profile_dict()
     del d["power"]["standby_w"]
