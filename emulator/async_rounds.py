@@ -230,7 +230,7 @@ class AsyncRounds:
         clients, launch, certain = self._select(at, count, ids)
         start = at[launch]
         seq = self.next_seq + np.arange(len(clients), dtype=np.int64)
-        p = engine.model.plan(clients, start, seq, start=engine.model.state_at(clients, start))
+        p = engine.model.plan(clients, start, seq)
         report = self._report_s(p)
         got = np.bincount(launch, minlength=len(launches))
         first = np.full(len(launches), math.inf)

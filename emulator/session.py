@@ -196,7 +196,7 @@ class SessionModel:
              start: tuple[F64, F64] | None = None) -> Planned:
         """Sessions of clients `c` starting at `t0`, their randomness keyed by `key`;
         `costs` (one entry per session) in place of the groups' nominal ones, and `start`
-        (charge, temperature) in place of the clients' written state."""
+        (charge, temperature) in place of the clients' state at `t0` (`state_at`)."""
         f, s = self.fleet, self.scenario
         keys = np.broadcast_to(np.asarray(key, dtype=np.int64), c.shape)
         g = f.group[c]
@@ -206,8 +206,7 @@ class SessionModel:
         links = self._links(c, g, k, t0, keys, down_bytes)
         io_w = self.io_w[g]
         dl_end = t0 + links.download_s
-        battery0, temp0 = (f.battery_j[c].copy(), f.temperature_c[c].copy()) if start is None \
-            else start
+        battery0, temp0 = self.state_at(c, t0) if start is None else start
         peak = self.costs.peak_memory_mb[k] if costs is None else costs.peak_memory_mb
         oom = peak > f.usable_ram_mb[c]
         cap = f.battery_capacity_j[c]

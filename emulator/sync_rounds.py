@@ -51,8 +51,7 @@ class SyncRounds:
                 continue
             idle_since = None
             starts = np.full(len(chosen), start)
-            planned = engine.model.plan(chosen, starts, rnd,
-                                        start=engine.model.state_at(chosen, starts))
+            planned = engine.model.plan(chosen, starts, rnd)
             engine.launch(chosen)
             self.open = planned, rnd
             delay, at_target = self.close_delay(planned, start, min(orch.clients_per_round,

@@ -144,6 +144,34 @@ def test_the_clientapps_run_on_a_ray_cluster_with_the_same_results(tmp_path: Pat
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
 
 
+def test_a_session_starts_from_the_device_state_it_was_admitted_with(tmp_path: Path) -> None:
+    """Phones whose sessions drain them below the join threshold and whose weak charger
+    brings them back between rounds: every session starts at the charge (and the
+    cooled temperature) its admission saw, never at the last one written."""
+    path = numbers_scenario(
+        tmp_path, fleet={"clients": 4, "groups": [
+            {"name": "phones", "profile": "flagship-phone-sd8gen3", "share": 1.0,
+             "plugged_share": 1.0, "setup": {"batch": 4, "seq": 128}}]},
+        data={"local_steps": 30},
+        battery={"initial_pct": 31.0, "min_pct_to_join": 30.0, "abort_below_pct": 5.0,
+                 "charge_w": 0.5})
+    out = tmp_path / "run"
+    assert main(["simulate", str(path), "--app", str(APP), "--out", str(out), "--quiet",
+                 "--no-plots", "--workers", "1", "--run-config",
+                 f"num-server-rounds=8 fraction-train=0.5 out-file='{tmp_path / 'r.json'}'"]) == 0
+    rows = list(csv.DictReader((out / "client_sessions.csv").open()))
+    assert len(rows) >= 16
+    assert min(float(r["battery_start_pct"]) for r in rows) >= 30.0
+    assert min(float(r["battery_end_pct"]) for r in rows) < 30.0  # the charger mattered
+    last: dict[str, dict[str, str]] = {}
+    cooled = []
+    for r in rows:  # a device cools between its sessions
+        if r["client"] in last:
+            cooled.append(float(last[r["client"]]["temp_end_c"]) - float(r["temp_start_c"]))
+        last[r["client"]] = r
+    assert min(cooled) >= 0 and max(cooled) > 0.5
+
+
 def test_the_shipped_app_learns_over_the_fleet(tmp_path: Path) -> None:
     """scenarios/apps/edge_lora over eight boards, two rounds: real LoRA training, and
     the held-out perplexity falls."""

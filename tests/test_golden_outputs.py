@@ -22,7 +22,9 @@ every synchronous golden byte for byte first:
 - device state (issue: throttling lowers power): busy power falls with the throttled
   speed, each profile's own charger (cut when hot), the flagship's 19.4 Wh battery,
   only charging devices train by default, cellular link defaults from Speedtest's
-  medians, and client_sessions.csv's temperature, throttle, charge and charger columns.
+  medians, and client_sessions.csv's temperature, throttle, charge and charger columns;
+  then a charger counted only while plugged in, each phase's charge as the step model
+  clips it, and throttled time from its onset in cut sessions (client_sessions.csv only).
 """
 
 from __future__ import annotations
