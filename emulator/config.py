@@ -263,6 +263,9 @@ class Scenario:
     warnings: tuple[str, ...] = field(default=(), compare=False, metadata={"internal": True})
     given: frozenset[str] = field(default=frozenset(), compare=False,
                                   metadata={"internal": True})  # the dotted keys the file set
+    # the groups whose profile has no battery: on mains all day, their plugged_share moot
+    mains_groups: frozenset[int] = field(default=frozenset(), compare=False,
+                                         metadata={"internal": True})
 
     @property
     def group_counts(self) -> list[int]:

@@ -67,12 +67,10 @@ def parse_scenario(data: dict[str, Any], where: str, base: Path) -> Scenario:
     scenario = from_mapping(Scenario, data, where)
     scenario = _fill_defaults(dataclasses.replace(scenario, source=where, given=given), given)
     check_scenario(scenario, base)
-    mains = [f"fleet.groups[{i}].plugged_share: {g.profile} has no battery and runs on "
-             "mains all day, so this is ignored"
-             for i, g in enumerate(scenario.fleet.groups)
-             if f"fleet.groups[{i}].plugged_share" in given and g.plugged_share < 1
-             and resolve_profile(g.profile, base).battery is None]
-    return dataclasses.replace(scenario, warnings=(*_warnings(scenario, given), *mains))
+    mains = frozenset(i for i, g in enumerate(scenario.fleet.groups)
+                      if resolve_profile(g.profile, base).battery is None)
+    scenario = dataclasses.replace(scenario, mains_groups=mains)
+    return dataclasses.replace(scenario, warnings=tuple(_warnings(scenario, given)))
 
 
 def _given(data: Any, prefix: str = "") -> set[str]:
@@ -151,6 +149,9 @@ def _warnings(s: Scenario, given: frozenset[str]) -> list[str]:
         if f"{key}.lora_rank" in given and algorithm != "flexlora":
             out.append(f"{key}.lora_rank: a group's own ranks apply to flexlora; "
                        f"workload.algorithm is {algorithm}, so it is ignored")
+        if i in s.mains_groups and f"{key}.plugged_share" in given and g.plugged_share < 1:
+            out.append(f"{key}.plugged_share: {g.profile} has no battery and runs on mains "
+                       "all day, so this is ignored")
         if g.network.trace is not None and g.network.trace.mode == "absolute":
             out += [f"{key}.network.{name}: network.trace.mode is absolute, so the trace is "
                     "every client's link and this is ignored"
@@ -225,6 +226,8 @@ def resolved(s: Scenario, record: dict[str, Any]) -> str:
         if s.workload.algorithm != needs:
             drop("workload", key)
     for i, g in enumerate(s.fleet.groups):
+        if i in s.mains_groups and f"fleet.groups[{i}].plugged_share" not in s.given:
+            data["fleet"]["groups"][i].pop("plugged_share")  # a board is on mains
         if g.network.trace is not None and g.network.trace.mode == "absolute":
             for key in ("downlink_mbps", "uplink_mbps"):  # the trace is the link
                 if f"fleet.groups[{i}].network.{key}" not in s.given:

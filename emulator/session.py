@@ -322,10 +322,10 @@ class SessionModel:
         cap = self.fleet.battery_capacity_j[p.client]
         finite = np.isfinite(cap)
         bat = np.full(len(cap), np.inf)  # each phase's change, in the share of it done
-        bat[finite] = np.clip((p.battery_start_j + (p.battery_download_j - p.battery_start_j)
-                               * f_dl + (p.battery_compute_j - p.battery_download_j) * f_comp
-                               + (p.battery_upload_j - p.battery_compute_j) * f_up)[finite],
-                              0.0, cap[finite])
+        i = np.flatnonzero(finite)
+        bat[i] = np.clip(p.battery_start_j[i] + (p.battery_download_j[i] - p.battery_start_j[i])
+                         * f_dl[i] + (p.battery_compute_j[i] - p.battery_download_j[i]) * f_comp[i]
+                         + (p.battery_upload_j[i] - p.battery_compute_j[i]) * f_up[i], 0.0, cap[i])
         # throttling starts at its onset and lasts to the end of the compute (it cools
         # no sooner under a sustained load)
         throttled = np.minimum(p.throttled_s, np.maximum(
