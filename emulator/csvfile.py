@@ -25,14 +25,15 @@ def read_rows(path: Path, columns: Sequence[str], check: Callable[[Row], str | N
             if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
                 raise InputError(str(path), "header", f"expected columns {','.join(columns)}")
             for line, raw in enumerate(reader, start=2):
-                try:
-                    row = tuple(int(raw[c]) if kind == "i" else float(raw[c])
-                                for c, kind in zip(columns, kinds, strict=True))
-                except (TypeError, ValueError):
-                    ints = [c for c, kind in zip(columns, kinds, strict=True) if kind == "i"]
-                    need = f"{'/'.join(ints)} must be integers, the rest numbers" if ints \
-                        else "expected numbers"
-                    raise InputError(str(path), f"line {line}", need) from None
+                values = []
+                for c, kind in zip(columns, kinds, strict=True):
+                    try:
+                        values.append(int(raw[c]) if kind == "i" else float(raw[c]))
+                    except (TypeError, ValueError):
+                        need = "a whole number" if kind == "i" else "a number"
+                        raise InputError(str(path), f"line {line}", f"{c}: expected {need}, "
+                                         f"got {raw[c]!r}") from None
+                row = tuple(values)
                 problem = check(row)
                 if problem:
                     raise InputError(str(path), f"line {line}", problem)

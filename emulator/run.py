@@ -84,9 +84,15 @@ def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
                    warn: Callable[[str], None] | None, driver: Driver | None) -> RunOutput:
     t0 = time.perf_counter()
     seed = scenario.seed if scenario.seed is not None else secrets.randbits(32)
-    pinned = pin_inputs(dataclasses.replace(scenario, seed=seed), base, out)
+    sources: dict[str, str] = {}
+    pinned = pin_inputs(dataclasses.replace(scenario, seed=seed), base, out, sources)
     t_build = time.perf_counter()
-    engine = Engine(pinned, out, seed, progress, observer)
+    try:
+        engine = Engine(pinned, out, seed, progress, observer)
+    except InputError as err:  # a bad file the scenario names: name the user's, not the copy
+        if err.where not in sources:
+            raise
+        raise InputError(sources[err.where], err.key, err.problem) from None
     if warn is not None:
         for line in engine.warnings:
             warn(line)

@@ -35,9 +35,11 @@ def named_files(s: Scenario, base: Path) -> list[Path]:
     return paths
 
 
-def pin_inputs(s: Scenario, base: Path, out: Path) -> Scenario:
+def pin_inputs(s: Scenario, base: Path, out: Path,
+               sources: dict[str, str] | None = None) -> Scenario:
     """Copy the files `s` names (relative to `base`) into `out/inputs/` and return the
-    scenario naming the copies, relative to `out`."""
+    scenario naming the copies, relative to `out`; `sources`, if given, gets each copy's
+    path mapped to its original (so an error in a copy names the user's file)."""
     copier = _Copier(base, out)
     groups = []
     for g in s.fleet.groups:
@@ -60,6 +62,8 @@ def pin_inputs(s: Scenario, base: Path, out: Path) -> Scenario:
     if s.validation is not None:
         s = dataclasses.replace(s, validation=dataclasses.replace(
             s.validation, devices=str((base / s.validation.devices).resolve())))
+    if sources is not None:
+        sources.update({str(out / rel): str(src) for src, rel in copier.done.items()})
     return s
 
 

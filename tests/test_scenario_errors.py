@@ -81,3 +81,21 @@ def test_bad_override(tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 2
     assert "stop.rounds: expected an integer" in done.stderr
+
+
+def test_a_bad_trace_file_is_named_as_the_user_gave_it(tmp_path: Path) -> None:
+    """The run reads copies of the files a scenario names; an error in one names the
+    user's file and the column, not the run folder's copy."""
+    trace = tmp_path / "online.csv"
+    trace.write_text("client,start_s,end_s,period_s\n0,0,10,abc\n")
+    d = _base()
+    d["availability"]["trace"] = "online.csv"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(d))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate", str(path), "--out",
+                           str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"edgetwin: error: {trace.resolve()}: line 2: period_s: "
+                                   "expected a number, got 'abc'")
+    assert not out.exists()
