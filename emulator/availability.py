@@ -7,6 +7,7 @@ drawn from the availability stream, so an idle client costs nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,32 @@ def window_seconds(t0_s: F64, t1_s: F64, tz_h: F64, start_h: F64, length_h: F64)
         return (np.floor(y / 24.0) * length_h + np.minimum(np.mod(y, 24.0), length_h)) * HOUR
 
     return np.maximum(cumulative(t1_s) - cumulative(t0_s), 0.0)
+
+
+@dataclass(frozen=True)
+class Charger:
+    """Each client's charger: its rate, and the daily window (local time) it is plugged
+    in; a device without a battery is on mains, a 24-hour window."""
+
+    charge_w: F64
+    tz_h: F64
+    start_h: F64
+    length_h: F64
+
+    def on(self, t_s: F64) -> B:
+        return in_daily_window(t_s, self.tz_h, self.start_h, self.length_h)
+
+    def plugged_s(self, t0_s: F64, t1_s: F64) -> F64:
+        """Seconds of [t0, t1] on the charger."""
+        return window_seconds(t0_s, t1_s, self.tz_h, self.start_h, self.length_h)
+
+    def steady_over(self, t0_s: F64, t1_s: F64) -> B:
+        """On the charger all of [t0, t1], or off it all of it."""
+        on = self.plugged_s(t0_s, t1_s)
+        return (on <= 0.0) | (on >= (t1_s - t0_s) * (1.0 - 1e-12))
+
+    def subset(self, m: B | npt.NDArray[np.int64]) -> Charger:
+        return Charger(**{f.name: getattr(self, f.name)[m] for f in dataclasses.fields(self)})
 
 
 @dataclass(frozen=True)
@@ -113,13 +140,13 @@ class Availability:
     """Online and next-offline times for any clients at any time."""
 
     def __init__(self, streams: Streams, *, tz_h: F64, window_start_h: F64,
-                 window_length_h: F64, plug_start_h: F64, plug_length_h: F64,
+                 window_length_h: F64, charger: Charger,
                  charging_only: bool, mean_session_s: float | None, online_fraction: float,
                  trace: Trace | None) -> None:
         self.streams = streams
         self.tz_h, self.window_start_h, self.window_length_h = (tz_h, window_start_h,
                                                                 window_length_h)
-        self.plug_start_h, self.plug_length_h = plug_start_h, plug_length_h
+        self.charger = charger
         self.charging_only = charging_only
         self.online_fraction = online_fraction
         # churn: epochs of this length are each online with probability q, so online
@@ -132,7 +159,7 @@ class Availability:
                                             np.full(clients.shape, -1)) * self.epoch_s
 
     def plugged(self, c: I64, t_s: F64) -> B:
-        return in_daily_window(t_s, self.tz_h[c], self.plug_start_h[c], self.plug_length_h[c])
+        return self.charger.subset(c).on(t_s)
 
     def _churn_on(self, c: I64, epoch: I64) -> B:
         return self.streams.uniform("availability", c, epoch) < self.online_fraction
@@ -163,8 +190,8 @@ class Availability:
         else:
             end = window_end_s(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:
-            end = np.minimum(end, window_end_s(t_s, self.tz_h[c], self.plug_start_h[c],
-                                               self.plug_length_h[c]))
+            ch = self.charger.subset(c)
+            end = np.minimum(end, window_end_s(t_s, ch.tz_h, ch.start_h, ch.length_h))
         if self.epoch_s > 0:
             phase = self.phase_s[c]
             epoch = self._epoch(c, t_s) + 1

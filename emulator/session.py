@@ -18,8 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from emulator import battery as batt
-from emulator.availability import Availability, Trace
-from emulator.battery import Charger
+from emulator.availability import Availability, Charger, Trace
 from emulator.config import Scenario
 from emulator.fleet import Fleet
 from emulator.network import BandwidthTrace, jitter, transfer_s
@@ -132,15 +131,19 @@ class SessionModel:
         self.scenario, self.fleet, self.streams = s, fleet, streams
         av = s.availability
         trace = Trace.load(base / av.trace) if av.trace else None
+        ps = fleet.profiles
+        # each group's charger: the profile's own, or one rate the scenario sets for all
+        self.charge_w = np.array([_charge_w(p.battery, s.battery.charge_w) for p in ps])
+        self.charger = Charger(charge_w=self.charge_w[fleet.group], tz_h=fleet.tz_h,
+                               start_h=fleet.plug_start_h, length_h=fleet.plug_length_h)
         self.availability = Availability(
             streams, tz_h=fleet.tz_h, window_start_h=fleet.window_start_h,
-            window_length_h=fleet.window_length_h, plug_start_h=fleet.plug_start_h,
-            plug_length_h=fleet.plug_length_h, charging_only=av.charging_only,
-            mean_session_s=av.mean_session_s, online_fraction=av.online_fraction, trace=trace)
+            window_length_h=fleet.window_length_h, charger=self.charger,
+            charging_only=av.charging_only, mean_session_s=av.mean_session_s,
+            online_fraction=av.online_fraction, trace=trace)
         self.bw_traces = [BandwidthTrace.load(base / g.network.trace.file, g.network.trace.mode)
                           if g.network.trace
                           else None for g in fleet.groups]
-        ps = fleet.profiles
         self.group_thermal = ThermalArrays(
             ambient_c=np.array([p.thermal.ambient_c for p in ps]),
             resistance_c_per_w=np.array([p.thermal.resistance_c_per_w for p in ps]),
@@ -151,10 +154,6 @@ class SessionModel:
             power_exponent=np.array([p.thermal.power_exponent for p in ps]),
             hot_charge_share=np.array([p.battery.hot_charge_share if p.battery else 1.0
                                        for p in ps]))
-        # each group's charger: the profile's own, or one rate the scenario sets for all
-        self.charge_w = np.array([_charge_w(p.battery, s.battery.charge_w) for p in ps])
-        self.charger = Charger(charge_w=self.charge_w[fleet.group], tz_h=fleet.tz_h,
-                               start_h=fleet.plug_start_h, length_h=fleet.plug_length_h)
         self.idle_w = np.array([p.power.idle_w for p in ps])
         self.io_w = np.array([p.power.io_w for p in ps])
         self.standby_w = np.array([p.power.standby_w for p in ps])

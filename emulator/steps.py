@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from emulator import battery as batt
 from emulator import thermal
-from emulator.battery import Charger
+from emulator.availability import Charger
 from profiles.setup import EnergyAwareSleep
 
 F64 = npt.NDArray[np.float64]

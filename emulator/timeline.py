@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from emulator.battery import Charger
+from emulator.availability import Charger
 from emulator.session import SessionModel
 from emulator.steps import StepInputs, run_steps
 

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from emulator import battery, thermal
-from emulator.availability import Availability, Trace, in_daily_window, window_end_s, window_seconds
+from emulator.availability import (
+    Availability,
+    Charger,
+    Trace,
+    in_daily_window,
+    window_end_s,
+    window_seconds,
+)
 from emulator.network import BandwidthTrace, jitter, transfer_s
 from emulator.session import DEADLINE, OOM, SessionModel
 from emulator.streams import Streams
@@ -64,8 +71,10 @@ def test_window_seconds_over_several_days() -> None:
 
 def _availability(n: int, frac: float, session_s: float | None) -> Availability:
     return Availability(Streams(5), tz_h=np.zeros(n), window_start_h=np.zeros(n),
-                        window_length_h=np.full(n, 24.0), plug_start_h=np.zeros(n),
-                        plug_length_h=np.zeros(n), charging_only=False,
+                        window_length_h=np.full(n, 24.0),
+                        charger=Charger(charge_w=np.zeros(n), tz_h=np.zeros(n),
+                                        start_h=np.zeros(n), length_h=np.zeros(n)),
+                        charging_only=False,
                         mean_session_s=session_s, online_fraction=frac, trace=None)
 
 
@@ -126,7 +135,7 @@ def test_trace_with_a_bad_line(tmp_path: Path) -> None:
 
 def test_battery_charges_on_the_charger_and_clamps() -> None:
     cap = np.array([1000.0, 1000.0, np.inf])
-    charger = battery.Charger(charge_w=np.full(3, 15.0), tz_h=np.zeros(3), start_h=np.zeros(3),
+    charger = Charger(charge_w=np.full(3, 15.0), tz_h=np.zeros(3), start_h=np.zeros(3),
                               length_h=np.array([24.0, 0.0, 24.0]))
     got = battery.idle_update_j(np.array([900.0, 10.0, np.inf]), cap, np.zeros(3),
                                 np.full(3, 2 * H), charger, standby_w=0.05)
