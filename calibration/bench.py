@@ -2,8 +2,8 @@
 agent (`hil.remote_bench.AgentBench`), behind one interface.
 
 Calibration decides what to measure and fits the profile; a bench only runs the
-measurements: op-suite cases, timed steps of probe models, their resident memory,
-and the host's memory, storage and power facts.
+measurements: op-suite cases, timed sessions of probe models, their resident memory,
+the host's memory, storage and power facts, and the load other work puts on it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from calibration.allocator import StepMemory, measure_step_memory
+from calibration.load import LoadReading
 from calibration.opsuite import Case, measure
 from calibration.power import PowerReading
 from calibration.probe_models import Probe
+from calibration.steps import ProbeSession
 from calibration.trace import Measurement
 
 
@@ -57,7 +59,10 @@ class Bench(Protocol):
     def measure(self, cases: Sequence[Case], plan: Plan,
                 record: Callable[[Measurement], None]) -> None: ...
 
-    def probe_step_s(self, probe: Probe, steps: int, seed: int) -> float: ...
+    def probe_sessions(self, probes: Sequence[Probe], steps: int, repeats: int, seed: int
+                       ) -> list[list[ProbeSession]]: ...
+
+    def load(self) -> LoadReading | None: ...
 
     def probe_memory(self, probe: Probe) -> StepMemory: ...
 
@@ -91,11 +96,17 @@ class LocalBench:
         for case in cases:
             record(measure(case, self.device, plan.min_time_s, plan.max_reps, facts))
 
-    def probe_step_s(self, probe: Probe, steps: int, seed: int) -> float:
-        from calibration.steps import time_training_step_s
+    def probe_sessions(self, probes: Sequence[Probe], steps: int, repeats: int, seed: int
+                       ) -> list[list[ProbeSession]]:
+        from calibration.steps import probe_sessions
 
-        return time_training_step_s(probe.arch, probe.method, probe.batch, probe.seq,
-                                    steps=steps, seed=seed, device=self.device)
+        return probe_sessions(probes, steps=steps, repeats=repeats, seed=seed,
+                              device=self.device)
+
+    def load(self) -> LoadReading | None:
+        from calibration.load import measure_load
+
+        return measure_load()
 
     def probe_memory(self, probe: Probe) -> StepMemory:
         return measure_step_memory(probe.arch, probe.method, probe.batch, probe.seq)

@@ -16,6 +16,7 @@ import numpy as np
 
 from calibration.bench import Bench, Plan
 from calibration.fit import fit_groups, residuals
+from calibration.load import LoadReading
 from calibration.opsuite import Case, base_cases, neighbours, precision_cases
 from calibration.trace import Measurement, TraceRecords, TraceWriter, read_records
 from profiles.errors import InputError
@@ -31,11 +32,35 @@ def open_trace(trace_path: Path, resume: bool) -> TraceRecords:
     return read_records(trace_path) if trace_path.exists() else TraceRecords()
 
 
+class BusyDevice(InputError):
+    """The device was busy: a quick calibration refuses it unless allowed."""
+
+
+def busy_before(reading: LoadReading, device: str) -> BusyDevice:
+    return BusyDevice(device, "load", f"the device is busy: {reading.describe()}; a "
+                      "calibration now would price every op too slow. Stop the other work, "
+                      "or pass --allow-busy to calibrate it as it is (its profile says so)")
+
+
 def run_calibration(bench: Bench, *, trace_path: Path, quick: bool, resume: bool,
-                    progress: Progress | None = None) -> TraceRecords:
+                    progress: Progress | None = None, allow_busy: bool = False,
+                    device: str = "device", warn: Callable[[str], None] | None = None
+                    ) -> TraceRecords:
     """Measure the suite on `bench` into `trace_path` (resuming it if asked) and refine
-    adaptively; returns every record of the trace."""
+    adaptively; returns every record of the trace. The device's load is read first and
+    journaled: a quick calibration of a busy device is refused before anything is
+    measured, unless `allow_busy`; a full one is warned of."""
     records = open_trace(trace_path, resume)
+    reading = bench.load()
+    if reading is not None:
+        if reading.busy and quick and not allow_busy:
+            raise busy_before(reading, device)
+        if reading.busy and warn:
+            warn(f"{device} is busy: {reading.describe()}; its profile will say so")
+        with_load = TraceWriter(trace_path)
+        with_load.write_record("load", phase="before", **reading.to_json())
+        with_load.close()
+        records.loads.append(("before", reading))
     plan = Plan.make(quick)
     done = records.measurements
     have = {m.case for m in done}

@@ -15,6 +15,8 @@ from profiles.errors import InputError
 
 if TYPE_CHECKING:  # the bench is loaded when a calibration runs, not for every command
     from calibration.bench import Bench
+    from calibration.trace import TraceRecords
+    from profiles.device import CalibrationLoad, DeviceProfile
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ def add_calibrate_parser(sub: Any, attached: AttachedTarget | None = None) -> No
                    help="measurement trace (default: beside the profile, NAME.trace.jsonl)")
     p.add_argument("--quick", action="store_true", help="fewer shapes, shorter timings")
     p.add_argument("--resume", action="store_true", help="continue an interrupted trace")
+    p.add_argument("--allow-busy", action="store_true",
+                   help="calibrate a device that other work keeps busy (a quick calibration "
+                   "refuses one); the profile records the load either way")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.set_defaults(func=lambda args: run_calibrate(args, attached))
 
@@ -83,7 +88,7 @@ def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = No
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from calibration.calibrate import run_calibration
+    from calibration.calibrate import BusyDevice, run_calibration
     from calibration.fit import fit_groups
     from calibration.profile_builder import build_profile, write_profile
     from calibration.trace import read_records
@@ -98,7 +103,8 @@ def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = No
         if not records.measurements:
             raise InputError(str(args.from_trace), "", "holds no measurements")
         trace = args.from_trace
-        profile = build_profile(name, records, trace, quick=False)
+        profile = _with_load(build_profile(name, records, trace, quick=False), None, records,
+                             trace)
     else:
         target = _target(args, attached)
         name, out = target.name, target.out
@@ -113,19 +119,67 @@ def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = No
 
             try:
                 records = run_calibration(target.bench, trace_path=trace, quick=args.quick,
-                                          resume=args.resume, progress=progress)
+                                          resume=args.resume, progress=progress,
+                                          allow_busy=args.allow_busy, device=name,
+                                          warn=lambda line: console.print(
+                                              f"edgetwin: warning: {line}"))
                 # host facts, heap retention and probe steps, journaled in the trace too
                 profile = build_profile(name, records, trace, quick=args.quick,
                                         bench=target.bench, progress=progress)
+                profile = _with_load(profile, target.bench, records, trace)
             except KeyboardInterrupt:
                 console.print(f"interrupted: the measurements so far are in {trace}; run the "
                               "same command with --resume to carry on")
                 return 130
             finally:
                 target.bench.close()
+    if profile.load is not None and profile.load.busy:
+        if args.quick and not args.allow_busy:
+            raise BusyDevice(name, "load", f"the device was busy while it was measured "
+                             f"({_load_line(profile.load)}): the profile is not written. The "
+                             f"measurements are kept in {trace}: run the same command with "
+                             "--resume --allow-busy to write it from them, or calibrate again "
+                             "(without --resume) once the device is quiet")
+        console.print(f"edgetwin: warning: {name} was busy while it was calibrated "
+                      f"({_load_line(profile.load)}): its profile records it (load.busy)")
     write_profile(profile, out, f"Trace: {trace}.")
     _print_fits(fit_groups(records.measurements, {}), out, len(records.measurements))
     return 0
+
+
+def _with_load(profile: DeviceProfile, bench: Bench | None, records: TraceRecords,
+               trace: Path) -> DeviceProfile:
+    """The load read after the measurements (on a bench), journaled, and the profile's
+    `load` section from every reading of the trace."""
+    import dataclasses
+    import time
+
+    from calibration.load import profile_load
+    from calibration.trace import TraceWriter
+    from profiles.device import Provenance
+
+    reading = bench.load() if bench is not None else None
+    if reading is not None:
+        writer = TraceWriter(trace)
+        writer.write_record("load", phase="after", **reading.to_json())
+        writer.close()
+        records.loads.append(("after", reading))
+    load = profile_load(records.loads)
+    if load is None:
+        return profile
+    note = ("other processes' share of the device's CPUs over a second while calibration "
+            "slept, and the spread ((90th - 10th percentile) / median) of a fixed 256 x 256 "
+            "product's repeats, before and after the measurements; busy above "
+            "25 % or a spread of 100 %; probe_s: the product's median time")
+    return dataclasses.replace(profile, load=load, provenance={
+        **profile.provenance, "load": Provenance("calibrated", "calibration.load",
+                                                  time.strftime("%Y-%m-%d"), note)})
+
+
+def _load_line(load: CalibrationLoad) -> str:
+    return (f"other processes used {load.other_cpu_share_before:.0%} of its CPUs before and "
+            f"{load.other_cpu_share_after:.0%} after; a fixed probe spread "
+            f"{load.probe_spread_before:.0%} before and {load.probe_spread_after:.0%} after")
 
 
 def _import(args: argparse.Namespace, out: Path) -> int:

@@ -10,7 +10,6 @@ host sections are marked as not measured.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,9 @@ from calibration.bounds import Bounds, physical_bounds
 from calibration.fit import PRECISION_MARK, GroupFit, fit_groups
 from calibration.insitu import apply_in_situ, fit_in_situ, probes
 from calibration.power import PowerReading
+from calibration.probe_models import Probe
+from calibration.sessions import fit_sessions, steady_s
+from calibration.steps import ProbeSession
 from calibration.trace import Measurement, TraceRecords, TraceWriter
 from profiles.device import DeviceProfile, parse_profile
 from profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
@@ -231,42 +233,76 @@ def _heap_retention(data: dict[str, Any], records: TraceRecords, bench: Bench,
 def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, records: TraceRecords,
                      bench: Bench, writer: TraceWriter, *, quick: bool, gpu: bool,
                      progress: Progress | None) -> DeviceProfile:
-    """Time the probe models' steps and fold the in-situ correction into every op cost."""
+    """Time whole sessions of the probe models, several of each, fold the in-situ
+    correction into every op cost, and fit what a session costs beyond its steps and how
+    much it varies (calibration.sessions)."""
     plan = probes(quick)
-    # the full run times every probe twice, one pass after the other, so a slow spell
-    # of a shared machine moves one of the two measurements, not the fit
-    passes = 1 if quick else 2
-    runs: list[list[float]] = [[] for _ in plan]
+    # the full run times every probe in two passes, one after the other, so that a slow
+    # spell of a shared machine moves some of a probe's sessions, not the fit
+    passes, repeats, steps = (1, 3, 3) if quick else (2, 2, 5)
+    runs: list[tuple[Probe, list[ProbeSession]]] = [(p, []) for p in plan]
     for n in range(passes):
-        for i, p in enumerate(plan):
-            step_s = records.probes.get((p.label, n))
-            if step_s is None:
-                step_s = bench.probe_step_s(p, steps=3 if quick else 5, seed=1)
-                writer.write_record("probe", label=p.label, step_s=step_s, **{"pass": n})
-            runs[i].append(step_s)
-            if progress:
-                progress(n * len(plan) + i + 1, passes * len(plan), f"probe step {p.label}")
-    timed = [(p, statistics.median(r)) for p, r in zip(plan, runs, strict=True)]
+        kept = [[records.probe_sessions.get((p.label, n, r)) for r in range(repeats)]
+                for p in plan]
+        todo = [i for i, k in enumerate(kept) if any(h is None for h in k)]
+        if progress:
+            progress(n, passes, f"probe sessions, pass {n + 1} of {passes}")
+        if todo:  # every probe's sessions interleaved: drift shows in their spread
+            got = bench.probe_sessions([plan[i] for i in todo], steps=steps, repeats=repeats,
+                                       seed=1 + n)
+            for i, sessions in zip(todo, got, strict=True):
+                for r, one in enumerate(sessions):
+                    writer.write_record("probe_session", label=plan[i].label,
+                                        setup_s=one.setup_s, step_times_s=list(one.step_times_s),
+                                        **{"pass": n, "repeat": r})
+                kept[i] = list(sessions)
+        for i, k in enumerate(kept):
+            runs[i][1].extend(h for h in k if h is not None)
+    timed = [(p, steady_s(ss)) for p, ss in runs]
     floor = physical_bounds(records.measurements).min_overhead_s or 0.0
     fix = fit_in_situ(profile, timed, floor)
-    data["compute"] = to_mapping(apply_in_situ(profile, fix))["compute"]
+    fit = fit_sessions(profile, runs, floor)
+    session = {"session_cv": fit.session_cv, "step_cv": fit.step_cv,
+               "session_setup_s": fit.session_setup_s,
+               "session_setup_s_per_mparam": fit.session_setup_s_per_mparam,
+               "first_step_extra": fit.first_step_extra}
+    data["compute"] = {**session, **to_mapping(apply_in_situ(profile, fix))["compute"]}
     how = (f"x{fix.overhead_factor:.3f} on every launch overhead and x{fix.factor:.3f} on "
            f"device time (a step costs the larger of its launch and device times)" if gpu else
            f"x{fix.factor:.3f} for contractions, x{fix.other_factor:.3f} for other ops and "
            f"{fix.overhead_s * 1e6:.2f} us a kernel launch")
-    each = f"{passes} fresh processes" if passes > 1 else "a fresh process"
     if not gpu and floor and fix.overhead_s <= floor * 1.01:
         how += f" (the launch at its floor, half an all-but-empty op's {2 * floor * 1e6:.2f} us)"
-    note = (f"op costs from the micro-benchmarks, then {how}, fitted to {len(timed)} whole "
-            f"training steps of probe models, each timed in {each} (step error "
-            f"{fix.mape_pct:.1f} % on them): "
+    each = len(runs[0][1])
+    note = (f"op costs from the micro-benchmarks, then {how}, fitted to the steady steps of "
+            f"{len(timed)} probe models, {each} sessions each, every session in a process of "
+            f"its own (step error {fix.mape_pct:.1f} % on them): "
             + "; ".join(f"{lbl} {m:.4f} s" for lbl, m, _ in fix.probes))
+    today = data["provenance"]["compute"]["date"]
     for key in list(data["provenance"]):
         if key.startswith("compute."):
             data["provenance"][key]["note"] += "; then corrected by compute.in_situ"
     data["provenance"]["compute.in_situ"] = {  # written once: every op's fit refers to it
-        "kind": "calibrated", "source": "whole training steps of probe models",
-        "date": data["provenance"]["compute"]["date"], "note": note}
+        "kind": "calibrated", "source": "whole training sessions of probe models",
+        "date": today, "note": note}
+    source = "sessions of the probe models (calibration.sessions)"
+    data["provenance"].update({
+        "compute.session_cv": {"kind": "calibrated", "source": source, "date": today,
+                               "note": fit.note(), "fit_error": {
+                                   "held_out_probe_rms_pct": round(100 * fit.model_error, 2),
+                                   "probes": fit.probes}},
+        "compute.step_cv": {"kind": "calibrated", "source": source, "date": today,
+                            "note": "steady steps around their session's mean, root mean "
+                                    f"square over {fit.sessions} sessions"},
+        "compute.session_setup_s": {
+            "kind": "calibrated", "source": source, "date": today,
+            "note": "building the model with random weights and its optimizer, fitted as a "
+                    "fixed part and one per million parameters (session_setup_s_per_mparam) "
+                    "to the probes' median set-ups"},
+        "compute.first_step_extra": {
+            "kind": "calibrated", "source": source, "date": today,
+            "note": "the first step's time beyond a steady one, as a share of it: the median "
+                    f"over {fit.sessions} sessions"}})
     return parse_profile(data, f"calibration of {profile.name}")
 
 

@@ -16,10 +16,13 @@ counted exactly as the workload model counts that op, `case` identifies the
 measurement so an interrupted run can resume. Unknown keys are kept, not refused.
 
 A calibration also journals what it measures beyond ops, as lines with a `record`
-key, so that a resumed run repeats none of it either: `probe` (one timed training
-step of a probe model: `label`, `pass`, `step_s`), `retention` (a probe's resident
-memory: `label`, `baseline_bytes`, `high_water_bytes`) and `host` (memory, storage
-and power facts). Readers of op measurements skip them.
+key, so that a resumed run repeats none of it either: `probe_session` (one timed
+training session of a probe model: `label`, `pass`, `repeat`, `setup_s`,
+`step_times_s`), `retention` (a probe's resident memory: `label`, `baseline_bytes`,
+`high_water_bytes`), `host` (memory, storage and power facts) and `load` (what else ran
+on the device, `before` or `after` the measurements: `other_cpu_share`, `probe_s`,
+`probe_spread`, `cpus`). `probe` lines of earlier versions (one step time) are read and
+not used. Readers of op measurements skip them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibration.load import LoadReading
+from calibration.steps import ProbeSession
 from profiles.errors import InputError
 from profiles.ops import OP_KINDS
 
@@ -71,7 +76,7 @@ class Measurement:
         return json.dumps(data, sort_keys=True)
 
 
-RECORDS = ("probe", "retention", "host")
+RECORDS = ("probe", "probe_session", "retention", "host", "load")
 
 
 @dataclass
@@ -80,8 +85,11 @@ class TraceRecords:
 
     measurements: list[Measurement] = field(default_factory=list)
     probes: dict[tuple[str, int], float] = field(default_factory=dict)  # (label, pass) -> s
+    # (label, pass, repeat) -> the session
+    probe_sessions: dict[tuple[str, int, int], ProbeSession] = field(default_factory=dict)
     retention: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> bytes
     host: dict[str, Any] | None = None
+    loads: list[tuple[str, LoadReading]] = field(default_factory=list)  # (before|after, ...)
 
 
 def read_trace(path: Path) -> list[Measurement]:
@@ -100,6 +108,14 @@ def read_records(path: Path) -> TraceRecords:
         try:
             if record == "probe":
                 out.probes[(str(d["label"]), int(d["pass"]))] = float(d["step_s"])
+            elif record == "probe_session":
+                out.probe_sessions[(str(d["label"]), int(d["pass"]), int(d["repeat"]))] = \
+                    ProbeSession(float(d["setup_s"]),
+                                 tuple(float(t) for t in d["step_times_s"]))
+            elif record == "load":
+                out.loads.append((str(d["phase"]), LoadReading(
+                    float(d["other_cpu_share"]), float(d["probe_s"]),
+                    float(d["probe_spread"]), int(d["cpus"]))))
             elif record == "retention":
                 out.retention[str(d["label"])] = (int(d["baseline_bytes"]),
                                                   int(d["high_water_bytes"]))

@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emulator.async_launches import select_batch, tell_observer
 from emulator.async_state import Launch, Scan, ServerState
-from emulator.checkin import launches as select_launches
 from emulator.engine import F64, I64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
-from emulator.session import CANCELLED, COMPLETED, DEADLINE, Outcome, Planned, join, take
+from emulator.margins import Cut
+from emulator.session import CANCELLED, COMPLETED, DEADLINE, STALE, Outcome, Planned, join, take
 
 if TYPE_CHECKING:
     from emulator.engine import Engine
 
 NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
 LOOK_AHEAD = 16  # reports looked at first; adapts to how many held last time
-RESELECTIONS = 8  # passes over one batch of launches, each with the earlier choices held
 
 
 class AsyncRounds:
@@ -62,6 +62,9 @@ class AsyncRounds:
         self.up_bytes: F64 = np.zeros(0)
         self.down_bytes: F64 = np.zeros(0)
         self.written = np.zeros(0, dtype=bool)  # the session's end written to its client
+        # sessions recorded before the aggregations that decide whether they could have
+        # come too stale: (first row, sessions, status, model version), timed at the end
+        self.untimed: list[tuple[int, Planned, I64, I64]] = []
 
     # --- the server ------------------------------------------------------------------------
     def serve(self) -> Generator[Any, Any, None]:
@@ -227,7 +230,7 @@ class AsyncRounds:
         at = np.array([x.at_s for x in launches])
         count = np.array([x.count for x in launches], dtype=np.int64)
         ids = self.state.launches + np.arange(len(launches), dtype=np.int64)
-        clients, launch, certain = self._select(at, count, ids)
+        clients, launch, certain, passes = select_batch(engine, at, count, ids)
         start = at[launch]
         seq = self.next_seq + np.arange(len(clients), dtype=np.int64)
         p = engine.model.plan(clients, start, seq)
@@ -244,33 +247,9 @@ class AsyncRounds:
             if got[j] < count[j]:
                 break
         keep = launch < valid
+        if engine.observer.selections:
+            tell_observer(engine, passes, valid, [x.version for x in launches])
         return (take(p, keep), launch[keep]), valid, earliest
-
-    def _select(self, at: F64, count: I64, ids: I64) -> tuple[I64, I64, int]:
-        """The launches' clients, and how many launches are certain. A client invited by
-        one launch is busy at the later ones: the launches are selected again with the
-        earlier ones' clients held until every launch's choice holds with the others'
-        (a launch's choice depends only on those before it, so each pass settles at
-        least one more; the rest are uncertain if it takes too many)."""
-        clients, launch = select_launches(self.engine, at, count, ids)
-        start = 1
-        for _ in range(RESELECTIONS):
-            if start >= len(at):
-                return clients, launch, len(at)
-            order = np.lexsort((at[launch], clients))
-            held = clients[order], at[launch][order]
-            again, again_launch = select_launches(self.engine, at[start:], count[start:],
-                                                  ids[start:], held=held)
-            again_launch = again_launch + start
-            changed = [j for j in range(start, len(at)) if not np.array_equal(
-                clients[launch == j], again[again_launch == j])]
-            keep = launch < start
-            clients = np.concatenate([clients[keep], again])
-            launch = np.concatenate([launch[keep], again_launch])
-            if not changed:
-                return clients, launch, len(at)
-            start = changed[0] + 1
-        return clients, launch, start
 
     def _report_s(self, p: Planned) -> F64:
         """When each session reports: its own end, or its deadline (its `end_s`)."""
@@ -321,9 +300,26 @@ class AsyncRounds:
         p = take(self.flight, idx)  # type: ignore[arg-type]
         cut = p.start_s + self.orchestration.deadline_s
         o = self._outcome(p)
-        self.engine.record(p, o, self.started_version[idx], cut, DEADLINE, settle=False,
-                           stale=None if stale is None else np.isin(idx, stale))
+        discarded = None if stale is None else np.isin(idx, stale)
+        first = self.engine.record(p, o, self.started_version[idx], cut, DEADLINE,
+                                   settle=False, stale=discarded)
+        status = o.status if discarded is None else np.where(discarded, STALE, o.status)
+        self.untimed.append((first, p, status, self.started_version[idx]))
         return float(o.energy_j.sum())
+
+    def _time_recorded(self) -> None:
+        """The margins of the sessions recorded so far: each completes by its deadline and
+        before the aggregation after which its report is too stale (the one that made the
+        model `max_staleness` versions newer than the session's)."""
+        closes = np.array([row.closed_s for row in self.engine.rounds] + [np.inf])
+        for first, p, status, version in self.untimed:
+            which = np.minimum(version + self.settings.max_staleness, len(closes) - 1)
+            cut = Cut(at_s=p.start_s + self.orchestration.deadline_s,
+                      status=np.full(len(status), DEADLINE, dtype=np.int64),
+                      stale_s=closes[which])
+            rows = first + np.arange(len(status), dtype=np.int64)
+            self.engine.log.fill(rows, self.engine.timing(p, status, cut))
+        self.untimed = []
 
     def _take(self, idx: I64, stale: I64) -> None:
         """The server has taken these reports (in order), `stale` among them discarded:
@@ -348,6 +344,7 @@ class AsyncRounds:
         taken since the last aggregation and of those not taken is after the last round."""
         self.engine.energy_j_after_last_round = self.state.window_energy_j
         if self.flight is None or not len(self.report_s):
+            self._time_recorded()
             return
         order = np.lexsort((self.flight.key, self.report_s))
         ended = order[self.report_s[order] <= now_s]
@@ -359,7 +356,10 @@ class AsyncRounds:
             p = take(self.flight, running)
             cut = np.full(len(running), now_s)
             o = self.engine.model.account(p, cut, CANCELLED)
-            self.engine.record(p, o, self.started_version[running], cut, CANCELLED)
+            self.engine.record(p, o, self.started_version[running], cut, CANCELLED,
+                               bounds=Cut(at_s=cut, status=np.full(len(cut), CANCELLED,
+                                                                   dtype=np.int64)))
             self.engine.energy_j_running_at_stop = float(o.energy_j.sum())
         self._take_out(np.zeros(len(self.report_s), dtype=bool))
+        self._time_recorded()
 

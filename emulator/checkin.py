@@ -12,7 +12,7 @@ does not depend on how many.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,25 +26,36 @@ if TYPE_CHECKING:
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 REDRAWS = 4  # draws per launch if availability is thin
-Selected = Callable[[Context, Pool, I64, int], None]  # told what a policy chose
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The clients a check-in chose, the launch each is for, and what the policy was
+    asked (its context and pool, and the places in the pool it chose)."""
+
+    clients: I64
+    launch: I64
+    ctx: Context
+    pool: Pool
+    places: I64
 
 
 def one_launch(engine: Engine, k: int, rnd: int, launch: int) -> I64:
     """A synchronous round's clients (round `rnd`, its draws keyed by `launch`)."""
     now = float(engine.env.now)
-    chosen, _ = launches(engine, np.array([now]), np.array([k]), np.array([launch]),
-                         selected=engine.observer.selected, rnd=rnd)
-    return chosen
+    sel = launches(engine, np.array([now]), np.array([k]), np.array([launch]))
+    if engine.observer.selections:
+        engine.observer.selected(sel.ctx, sel.pool, sel.places, np.array([rnd]))
+    return sel.clients
 
 
 def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
-             held: tuple[I64, F64] | None = None, selected: Selected | None = None,
-             rnd: int = 0) -> tuple[I64, I64]:
+             held: tuple[I64, F64] | None = None) -> Selection:
     """The clients of one or more launches (launch `i` at `now_s[i]` for `k[i]` slots, its
-    draws keyed by `launch_id[i]`), and the launch each is for; told to `selected`, with
-    round `rnd`, when given. `held` clients (sorted, each with its first instant) are busy
-    after that instant: an earlier launch of the same batch invited them. Each client's
-    state is read as of its launch; nothing is written."""
+    draws keyed by `launch_id[i]`), and the launch each is for. `held` clients (sorted,
+    each with its first instant) are busy after that instant: an earlier launch of the
+    same batch invited them. Each client's state is read as of its launch; nothing is
+    written."""
     n, model, streams = engine.fleet.n, engine.model, engine.streams
     want = np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
     found_c: list[I64] = []
@@ -88,10 +99,7 @@ def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
 
     ctx = engine.context(uniforms)
     idx = engine.policy(ctx, pool)
-    chosen = pool.clients[idx]
-    if selected is not None:
-        selected(ctx, pool, chosen, rnd)
-    return chosen, pool.launch[idx]
+    return Selection(pool.clients[idx], pool.launch[idx], ctx, pool, idx)
 
 
 class Drawn:

@@ -179,6 +179,15 @@ class ThermalConfig:
 
 
 @dataclass(frozen=True)
+class VariabilityConfig:
+    """Each session's compute varies around its profile's prediction by the profile's
+    `compute.session_cv` (a lognormal factor of mean 1, drawn per session); off, every
+    session takes exactly the prediction (the deterministic twin)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     aggregate_overhead_s: float = 0.5
     aggregate_mb_per_s: float = 500.0  # how fast the server folds in received updates
@@ -250,6 +259,7 @@ class Scenario:
     availability: AvailabilityConfig = AvailabilityConfig()
     battery: BatteryConfig = BatteryConfig()
     thermal: ThermalConfig = ThermalConfig()
+    variability: VariabilityConfig = VariabilityConfig()
     server: ServerConfig = ServerConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
     selection: SelectionConfig = SelectionConfig()

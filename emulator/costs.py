@@ -36,6 +36,8 @@ class GroupCost:
     download_bytes: int
     split_step_bytes: int  # SplitLoRA: up + down per optimizer step
     split_server_s: float  # SplitLoRA: server-side layers per optimizer step
+    setup_s: float = 0.0  # a session's cost beyond its steps (profile's SessionCost)
+    session_cv: float = 0.0  # how much a session's mean step varies (profile's)
 
     @property
     def busy_w(self) -> float:
@@ -56,6 +58,8 @@ class CostTable:
     download_bytes: F64
     split_step_bytes: F64
     split_server_s: F64
+    setup_s: F64
+    session_cv: F64
 
     @classmethod
     def of(cls, costs: list[GroupCost]) -> CostTable:
@@ -67,7 +71,8 @@ class CostTable:
                    peak_memory_mb=col("peak_memory_mb"), upload_bytes=col("upload_bytes"),
                    download_bytes=col("download_bytes"),
                    split_step_bytes=col("split_step_bytes"),
-                   split_server_s=col("split_server_s"))
+                   split_server_s=col("split_server_s"), setup_s=col("setup_s"),
+                   session_cv=col("session_cv"))
 
     def scaled(self, step: F64, busy: F64, peak: F64) -> CostTable:
         """Step time, power and peak memory multiplied by per-entry factors."""
@@ -100,5 +105,7 @@ def group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,
             step_energy_j=c.step_energy_j, peak_memory_mb=c.peak_memory_bytes / MIB,
             upload_bytes=0 if local_only else w.payload.upload_bytes,
             download_bytes=0 if local_only else w.payload.download_bytes,
-            split_step_bytes=split_bytes, split_server_s=server_s))
+            split_step_bytes=split_bytes, split_server_s=server_s,
+            setup_s=profiles[gi].session.setup_s(w.total_params, step_s),
+            session_cv=profiles[gi].session.session_cv))
     return costs, cost_index.astype(np.int64)

@@ -19,9 +19,11 @@ import numpy as np
 import numpy.typing as npt
 import simpy
 
+from emulator import margins
 from emulator.checkin import one_launch
 from emulator.config import Scenario
 from emulator.fleet import Fleet, build_fleet, memory_warnings
+from emulator.margins import Cut, Timing
 from emulator.observer import Observer
 from emulator.records import Columns, SessionLog
 from emulator.selection.policies import Context
@@ -141,17 +143,28 @@ class Engine:
 
     # --- sessions -------------------------------------------------------------------------
     def record(self, p: Planned, o: Outcome, rnd: I64, cut_s: F64, cut_status: int,
-               settle: bool = True, stale: npt.NDArray[np.bool_] | None = None) -> None:
+               settle: bool = True, stale: npt.NDArray[np.bool_] | None = None,
+               bounds: Cut | None = None) -> int:
         """Keep ended sessions' rows; with `settle`, first write them into their clients
         and free them (without, that was done as each ended). Those `stale` completed, but
-        the server discarded their reports: their rows say `stale`; the observer is told
-        how the device ended (completed)."""
+        the server discarded their reports: their rows say `stale`. `bounds` say what
+        their round makes of their ends (their margins, `emulator.margins`); without, the
+        orchestrator fills those columns in later (`SessionLog.fill`). Returns the first
+        row's number."""
         if settle:
             self.model.settle(p, o)
             self.busy_until_s[p.client] = o.end_s
-        self.observer.recorded(p, o, cut_s, cut_status, rnd)
         status = o.status if stale is None else np.where(stale, STALE, o.status)
-        self.log.add(p, o, self.fleet.group[p.client], rnd, status)
+        self.observer.recorded(p, o, cut_s, cut_status, rnd, status)
+        timing = None if bounds is None else self.timing(p, status, bounds)
+        first = self.log.n
+        self.log.add(p, o, self.fleet.group[p.client], rnd, status, timing)
+        return first
+
+    def timing(self, p: Planned, status: I64, bounds: Cut) -> Timing:
+        """The sessions' margins, completion probabilities and time intervals."""
+        cv = self.model.costs.session_cv[self.fleet.cost_index[p.client]]
+        return margins.timing(p, status, bounds, cv)
 
     def should_stop(self) -> bool:
         """The synchronous stopping rules: `stop.rounds` counts rounds run, failed ones

@@ -4,7 +4,7 @@ writes (Python's per-value formatting would take longer than the simulation).
 
 Numbers round as `'%.{d}f' % x` does: to the nearest, ties to even on the exact binary
 value; the few whose scaled value lies within rounding error of a tie are formatted by
-Python itself.
+Python itself. Infinities are written `inf` and `-inf`, as Python and pandas read them.
 """
 
 from __future__ import annotations
@@ -53,16 +53,19 @@ def encode(header: Sequence[str], columns: Sequence[Column]) -> bytes:
             idx = np.asarray(col.values, dtype=np.int64)
             fields.append(("label", (table, idx), np.array([len(s) for s in table])[idx]))
             continue
-        v = scaled(col.values, col.decimals) if col.decimals else \
-            np.asarray(col.values).astype(np.int64)
+        values = np.asarray(col.values)
+        infinite = np.isinf(values) if values.dtype.kind == "f" else np.zeros(n, dtype=bool)
+        finite = np.where(infinite, 0, values)
+        v = scaled(finite, col.decimals) if col.decimals else finite.astype(np.int64)
         neg = v < 0
         mag = np.abs(v)
         digits = np.ones(n, dtype=np.int64)
         for p in range(1, MAX_DIGITS):
             digits += mag >= 10 ** p
         digits = np.maximum(digits, col.decimals + 1)
-        fields.append(("number", (mag, neg, col.decimals, digits),
-                       digits + (col.decimals > 0) + neg))
+        length = np.where(infinite, 3 + (values < 0), digits + (col.decimals > 0) + neg)
+        fields.append(("number", (mag, neg, col.decimals, digits, infinite, values < 0),
+                       length))
     row_len: I64 = np.sum([f[2] for f in fields], axis=0) + len(fields)  # commas, newline
     row_start = np.concatenate(([0], np.cumsum(row_len)[:-1]))
     size = int(row_len.sum())
@@ -77,18 +80,23 @@ def encode(header: Sequence[str], columns: Sequence[Column]) -> bytes:
                 for j, byte in enumerate(s):
                     out[at[rows] + j] = byte
         else:
-            mag, neg, decimals, digits = data
-            out[at[neg]] = ord("-")
+            mag, neg, decimals, digits, infinite, below = data
+            real = ~infinite
+            out[at[neg & real]] = ord("-")
             end = at + length - 1  # the last digit
             rest = mag.copy()
-            always = int(digits.min())
+            always = int(digits.min()) if real.all() else 0
             for p in range(int(digits.max())):
                 pos = end - p - (1 if decimals and p >= decimals else 0)
-                if p >= always:  # a shorter number has no digit here
-                    pos = np.where(p < digits, pos, size)
+                if p >= always:  # a shorter number (or an infinity) has no digit here
+                    pos = np.where(real & (p < digits), pos, size)
                 rest, digit = np.divmod(rest, 10)
                 out[pos] = digit + ord("0")
             if decimals:
-                out[end - decimals] = ord(".")
+                out[np.where(real, end - decimals, size)] = ord(".")
+            for rows, text in ((np.flatnonzero(infinite & ~below), b"inf"),
+                               (np.flatnonzero(infinite & below), b"-inf")):
+                for j, byte in enumerate(text):
+                    out[at[rows] + j] = byte
         at += length + 1
     return head + out[:size].tobytes()

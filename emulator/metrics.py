@@ -21,7 +21,9 @@ from emulator.session import COMPLETED, STATUSES
 
 _DECIMALS = {"start_s": 3, "end_s": 3, "download_s": 3, "compute_s": 3, "upload_s": 3,
              "energy_j": 3, "peak_memory_mb": 1, "temp_start_c": 2, "temp_end_c": 2,
-             "throttled_s": 3, "battery_start_pct": 2, "battery_end_pct": 2}
+             "throttled_s": 3, "battery_start_pct": 2, "battery_end_pct": 2,
+             "compute_factor": 4, "timing_margin": 4, "p_complete": 4, "session_s_p05": 3,
+             "session_s_p95": 3}
 
 
 def _totals(sessions: dict[str, np.ndarray[Any, Any]], mask: np.ndarray[Any, Any]

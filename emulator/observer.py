@@ -26,12 +26,20 @@ F64 = npt.NDArray[np.float64]
 class Observer:
     """Hooks of a run, each a no-op here."""
 
-    def selected(self, ctx: Context, pool: Pool, chosen: I64, rnd: int) -> None:
-        """A policy chose `chosen` from synchronous round `rnd`'s check-in `pool`; asked
-        again with `ctx`, it chooses the same."""
+    selections = False  # told of every selection (the engine skips the work otherwise)
 
-    def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64) -> None:
-        """Sessions were settled: their rows of client_sessions.csv, in order."""
+    def selected(self, ctx: Context, pool: Pool, places: I64, rounds: I64,
+                 counted: npt.NDArray[np.bool_] | None = None) -> None:
+        """A policy chose the clients at `places` of a check-in `pool` of one or more
+        launches; asked again with `ctx`, it chooses the same. `rounds[j]` is launch j's
+        round (synchronous) or model version (asynchronous); only launches `counted` (all
+        where None) were made as chosen (asynchronous launches may be selected again)."""
+
+    def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64,
+                 status: I64) -> None:
+        """Sessions were settled: their rows of client_sessions.csv, in order, cut at
+        `cut_s` as `cut_status`, ending as `status` says (the rows' own: `stale` where the
+        server discarded a completed report)."""
 
     def round_closed(self, engine: Engine, row: RoundRow, p: Planned, o: Outcome, cut_s: F64,
                      cut_status: int) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from emulator.margins import Timing
 from emulator.session import Outcome, Planned
 
 # the columns of client_sessions.csv, in order, with their array types
@@ -18,7 +19,10 @@ SESSION_COLUMNS: dict[str, type[np.generic]] = {
     "peak_memory_mb": np.float64, "upload_bytes": np.float64, "download_bytes": np.float64,
     "status": np.int64, "temp_start_c": np.float64, "temp_end_c": np.float64,
     "throttled_s": np.float64, "battery_start_pct": np.float64,
-    "battery_end_pct": np.float64, "on_charger": np.int64}
+    "battery_end_pct": np.float64, "on_charger": np.int64, "compute_factor": np.float64,
+    "timing_margin": np.float64, "p_complete": np.float64, "session_s_p05": np.float64,
+    "session_s_p95": np.float64}
+TIMING_COLUMNS = ("timing_margin", "p_complete", "session_s_p05", "session_s_p95")
 
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -34,9 +38,13 @@ class SessionLog:
         self.traffic_bytes = 0.0
 
     def add(self, p: Planned, o: Outcome, group: npt.NDArray[np.int64],
-            rnd: npt.NDArray[np.int64], status: npt.NDArray[np.int64]) -> None:
-        """The sessions' rows; `status` as the run ended them (the outcome's, or `stale`)."""
+            rnd: npt.NDArray[np.int64], status: npt.NDArray[np.int64],
+            timing: Timing | None = None) -> None:
+        """The sessions' rows; `status` as the run ended them (the outcome's, or `stale`);
+        without `timing`, its columns wait for `fill`."""
         up, down = np.round(o.upload_bytes), np.round(o.download_bytes)
+        times = {k: np.full(len(p.client), np.nan) for k in TIMING_COLUMNS} \
+            if timing is None else {k: getattr(timing, k) for k in TIMING_COLUMNS}
         self.append({"client": p.client, "group": group, "round": rnd, "start_s": p.start_s,
                      "end_s": o.end_s, "download_s": o.download_s, "compute_s": o.compute_s,
                      "upload_s": o.upload_s, "steps": o.steps, "energy_j": o.energy_j,
@@ -44,7 +52,8 @@ class SessionLog:
                      "download_bytes": down, "status": status, "temp_start_c": p.temp_start_c,
                      "temp_end_c": o.temp_end_c, "throttled_s": o.throttled_s,
                      "battery_start_pct": o.battery_start_pct,
-                     "battery_end_pct": o.battery_end_pct, "on_charger": p.on_charger})
+                     "battery_end_pct": o.battery_end_pct, "on_charger": p.on_charger,
+                     "compute_factor": p.compute_factor, **times})
         self.energy_j += float(o.energy_j.sum())
         self.traffic_bytes += float(up.sum() + down.sum())
 
@@ -59,6 +68,11 @@ class SessionLog:
         for k, col in self._cols.items():
             col[self.n: self.n + m] = rows[k]
         self.n += m
+
+    def fill(self, rows: npt.NDArray[np.int64], timing: Timing) -> None:
+        """The timing columns of rows added without them."""
+        for k in TIMING_COLUMNS:
+            self._cols[k][rows] = getattr(timing, k)
 
     def columns(self) -> Columns:
         """The rows so far (empty when none)."""

@@ -25,6 +25,7 @@ from emulator.network import BandwidthTrace, jitter, transfer_s
 from emulator.steps import StepInputs, run_steps
 from emulator.streams import Streams
 from emulator.thermal import ThermalArrays
+from profiles import variability
 from profiles.device import BatterySpec
 from profiles.setup import EnergyAwareSleep
 
@@ -68,6 +69,12 @@ class Planned:
     temp_end_c: F64
     throttled_s: F64  # compute time below full speed
     throttle_onset_s: F64  # when the first throttled step started (inf: none)
+    compute_factor: F64  # the session's draw of its profile's variability (1: none)
+    setup_s: F64  # the set-up before the first step, at the client's speed and its draw
+    # when each failure would strike, whether or not it comes before the session's end:
+    # going offline, the user abandoning it while it trains (inf: neither)
+    offline_s: F64
+    interrupt_s: F64
 
 
 def take(p: Planned, i: npt.NDArray[np.int64] | B) -> Planned:
@@ -92,6 +99,11 @@ class SessionCosts:
     # the bytes a session moves, where they are those of real messages (a Flower app's)
     download_bytes: F64 | None = None
     upload_bytes: F64 | None = None
+    # the factor on the session's compute, its set-up and its steps (None: drawn from the
+    # profile's variability, as a run does; a measured session is taken as it is: ones),
+    # and the set-up (None: the group's)
+    factor: F64 | None = None
+    setup_s: F64 | None = None
 
 
 @dataclass
@@ -200,6 +212,10 @@ class SessionModel:
         keys = np.broadcast_to(np.asarray(key, dtype=np.int64), c.shape)
         g = f.group[c]
         k = f.cost_index[c]
+        factor = self.compute_factor(c, keys) if costs is None or costs.factor is None \
+            else costs.factor
+        setup = (self.costs.setup_s[k] if costs is None or costs.setup_s is None
+                 else costs.setup_s) * factor
         down_bytes = self.costs.download_bytes[k] if costs is None or \
             costs.download_bytes is None else costs.download_bytes
         links = self._links(c, g, k, t0, keys, down_bytes)
@@ -218,7 +234,8 @@ class SessionModel:
                                    None if thermal is None else thermal.charge_share(temp0))
         steps = run_steps(StepInputs(
             start_s=dl_end, planned=np.where(oom, 0, f.local_steps[c]),
-            step_s=self.costs.step_s[k] if costs is None else costs.step_s, speed=f.speed[c],
+            step_s=(self.costs.step_s[k] if costs is None else costs.step_s) * factor,
+            speed=f.speed[c], setup_s=np.where(oom, 0.0, setup),
             busy_w=self.costs.busy_w[k] if costs is None else costs.busy_w,
             split_s=links.split_s, io_w=io_w, idle_w=self.idle_w[g],
             battery_j=battery_dl, capacity_j=cap, abort_j=abort_j, charger=charger, temp_c=temp0,
@@ -231,8 +248,10 @@ class SessionModel:
         battery_ul = self._charged(steps.battery_j - io_w * ul_s, cap, charger, compute_end,
                                    ul_end, None if thermal is None
                                    else thermal.charge_share(steps.temp_c))
-        stop, cause = self._failure_race(c, t0, keys, oom, dl_end, compute_end, ul_end,
-                                         steps.battery_fail_s)
+        offline_s = self.availability.offline_at(c, t0)
+        interrupt_s = self._interrupt_at(c, keys, dl_end)
+        stop, cause = _failure_race(oom, dl_end, compute_end, ul_end, steps.battery_fail_s,
+                                    offline_s, interrupt_s)
         return Planned(
             client=c, key=keys, start_s=t0, download_end_s=dl_end, compute_end_s=compute_end,
             upload_end_s=ul_end, stop_s=stop, stop_cause=cause, steps=steps.done,
@@ -242,7 +261,20 @@ class SessionModel:
             battery_start_j=battery0, battery_download_j=battery_dl,
             battery_compute_j=steps.battery_j, battery_upload_j=battery_ul,
             on_charger=charger.on(t0), temp_start_c=temp0, temp_end_c=steps.temp_c,
-            throttled_s=steps.throttled_s, throttle_onset_s=steps.throttle_onset_s)
+            throttled_s=steps.throttled_s, throttle_onset_s=steps.throttle_onset_s,
+            compute_factor=np.asarray(factor, dtype=np.float64),
+            setup_s=np.where(oom, 0.0, setup / f.speed[c]), offline_s=offline_s,
+            interrupt_s=interrupt_s)
+
+    def compute_factor(self, c: I64, keys: I64) -> F64:
+        """Each session's draw of its profile's variability (`compute.session_cv`): a
+        lognormal factor of mean 1 on its compute (set-up and steps), keyed by client and
+        session; ones
+        where the scenario turns variability off or the profile states none."""
+        cv = self.costs.session_cv[self.fleet.cost_index[c]]
+        if not self.scenario.variability.enabled or not np.any(cv > 0):
+            return np.ones(len(c))
+        return variability.from_uniform(self.streams.uniform("compute", c, keys), cv)
 
     @staticmethod
     def _charged(battery_j: F64, capacity_j: F64, charger: Charger, t0_s: F64, t1_s: F64,
@@ -277,24 +309,14 @@ class SessionModel:
                       download_s=transfer_s(down_bytes, down, lat),
                       split_s=split_s)
 
-    def _failure_race(self, c: I64, t0: F64, keys: I64, oom: B, dl_end: F64,
-                      compute_end: F64, ul_end: F64, battery_fail_s: F64) -> tuple[F64, I64]:
-        """When and why each session stops: the first of the battery, going offline and
-        the user abandoning it that comes before its own end."""
-        stop = np.where(oom, dl_end, ul_end)
-        cause = np.where(oom, OOM, COMPLETED)
-        candidates = [(battery_fail_s, BATTERY), (self.availability.offline_at(c, t0), OFFLINE)]
+    def _interrupt_at(self, c: I64, keys: I64, dl_end: F64) -> F64:
+        """When the user would abandon each session (inf: never), from its compute's start."""
         hazard = self.scenario.availability.dropout_per_hour
-        if hazard > 0:
-            u = self.streams.uniform("dropout", c, keys)
-            candidates.append((dl_end + -np.log(u) / hazard * 3600.0, INTERRUPTED))
-        for when, why in candidates:
-            earlier = when < stop
-            if why == INTERRUPTED:  # abandoning happens while training only
-                earlier &= when < compute_end
-            stop = np.where(earlier, when, stop)
-            cause = np.where(earlier, why, cause)
-        return stop, cause
+        if hazard <= 0:
+            return np.full(len(c), np.inf)
+        u = self.streams.uniform("dropout", c, keys)
+        out: F64 = dl_end + -np.log(u) / hazard * 3600.0
+        return out
 
     def replan(self, p: Planned, i: I64, costs: SessionCosts | None = None) -> Planned:
         """Sessions `i` of a planned batch planned again from the same start (the same
@@ -345,6 +367,22 @@ class SessionModel:
         f.battery_j[c] = o.battery_end_j
         f.temperature_c[c] = o.temp_end_c
         f.last_touch_s[c] = o.end_s
+
+
+def _failure_race(oom: B, dl_end: F64, compute_end: F64, ul_end: F64, battery_fail_s: F64,
+                  offline_s: F64, interrupt_s: F64) -> tuple[F64, I64]:
+    """When and why each session stops: the first of the battery, going offline and the
+    user abandoning it (while it trains) that comes before its own end."""
+    stop = np.where(oom, dl_end, ul_end)
+    cause = np.where(oom, OOM, COMPLETED)
+    for when, why in ((battery_fail_s, BATTERY), (offline_s, OFFLINE),
+                      (interrupt_s, INTERRUPTED)):
+        earlier = when < stop
+        if why == INTERRUPTED:  # abandoning happens while training only
+            earlier &= when < compute_end
+        stop = np.where(earlier, when, stop)
+        cause = np.where(earlier, why, cause)
+    return stop, cause
 
 
 def _charge_w(battery: BatterySpec | None, scenario_w: float | None) -> float:

@@ -1,10 +1,11 @@
 """The local steps of a batch of sessions: when they end, what they cost, whether the
 battery gives out first.
 
-Clients that can neither throttle nor sleep between steps take every step at the same
-speed, so their steps are one closed form; the rest (a device that may heat past its
-throttle point, or MobileFineTuner's energy-aware sleep) go step by step, vectorised
-over the batch.
+Before the first step a session sets up (builds its model, loads the payload; the
+profile's `SessionCost`), at busy power. Clients that can neither throttle nor sleep
+between steps take every step at the same speed, so their steps are one closed form;
+the rest (a device that may heat past its throttle point, or MobileFineTuner's
+energy-aware sleep) go step by step, vectorised over the batch.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ B = npt.NDArray[np.bool_]
 class StepInputs:
     """Per session of the batch: what the steps start from and what each one costs."""
 
-    start_s: F64  # when the first step starts (the download's end)
+    start_s: F64  # when the session's compute starts (the download's end)
     planned: I64  # steps to take
     step_s: F64  # one step at speed 1
     speed: F64
@@ -45,6 +46,7 @@ class StepInputs:
     temp_c: F64
     thermal: thermal.ThermalArrays | None  # None: thermal model off
     sleep: EnergyAwareSleep | None  # None: no energy-aware sleep
+    setup_s: F64 | None = None  # the set-up before the first step, at speed 1 (None: none)
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,34 @@ class StepResult:
 
 
 def run_steps(x: StepInputs) -> StepResult:
-    """All sessions' steps: the closed form where it holds (no throttling, no sleeps, the
-    charger neither plugged in nor out meanwhile), step by step elsewhere."""
+    """All sessions' set-up and steps: the set-up first, then the steps in closed form
+    where it holds (no throttling, no sleeps, the charger neither plugged in nor out
+    meanwhile), step by step elsewhere."""
+    if x.setup_s is None or not np.any(x.setup_s > 0):
+        return _steps(x)
+    after, setup_j, died = _set_up(x)
+    r = _steps(after)
+    return dataclasses.replace(r, energy_j=r.energy_j + setup_j,
+                               battery_fail_s=np.where(died, after.start_s, r.battery_fail_s))
+
+
+def _set_up(x: StepInputs) -> tuple[StepInputs, F64, B]:
+    """The set-up at busy power (charging while plugged in, heating as it runs): the
+    inputs of the steps that follow, its energy, and where the battery gave out in it
+    (those take no step)."""
+    dur = x.setup_s / x.speed  # type: ignore[operator]
+    end = x.start_s + dur
+    energy = x.busy_w * dur
+    gain = x.charger.charge_w * x.charger.plugged_s(x.start_s, end)
+    bat = np.minimum(x.battery_j - energy + gain, x.capacity_j)
+    died = np.isfinite(x.capacity_j) & (x.planned > 0) & (bat <= x.abort_j)
+    temp = x.temp_c if x.thermal is None else x.thermal.relax(x.temp_c, x.busy_w, dur)
+    after = dataclasses.replace(x, start_s=end, battery_j=bat, temp_c=temp, setup_s=None,
+                                planned=np.where(died, 0, x.planned))
+    return after, energy, died
+
+
+def _steps(x: StepInputs) -> StepResult:
     steady = np.ones(x.planned.shape, dtype=bool) if x.sleep is None else \
         np.zeros(x.planned.shape, dtype=bool)
     if x.thermal is not None and x.sleep is None:

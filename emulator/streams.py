@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 # append only: a stream's draws depend on its place in this list
 STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "selection",
-           "checkin", "flexlora", "validation", "flower")
+           "checkin", "flexlora", "validation", "flower", "compute")
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

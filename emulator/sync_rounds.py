@@ -12,15 +12,72 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emulator.engine import F64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
+from emulator.config import OrchestrationConfig
+from emulator.engine import F64, I64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
+from emulator.margins import Cut
 from emulator.session import CANCELLED, COMPLETED, DEADLINE, Planned
 
 if TYPE_CHECKING:
     from emulator.engine import Engine
+
+
+@dataclass(frozen=True)
+class RoundClose:
+    """When a round stopped waiting and what that made of the sessions still running."""
+
+    delay_s: float  # after its start: when the server stopped waiting
+    cut_s: float  # the moment the sessions still running are cut at
+    cut_status: int  # deadline, or cancelled where the target closed it
+
+
+def close_round(p: Planned, start: float, orch: OrchestrationConfig, target: int
+                ) -> RoundClose:
+    """The round's close: the first of the deadline, the `target`-th completed session's
+    end and the last session's end (each timed as `start + delay`, as a clock would)."""
+    own: F64 = np.maximum(p.stop_s - start, 0.0)
+    delay = min(orch.deadline_s, float(own.max()))
+    at_target_s = math.inf
+    if orch.close_at_target:
+        completed = own[p.stop_cause == COMPLETED]
+        if len(completed) >= target:
+            kth = float(np.partition(completed, target - 1)[target - 1])
+            delay = min(delay, kth)
+            at_target_s = start + kth
+    at_target = at_target_s <= start + delay
+    close = start + delay
+    # start + deadline - start need not equal deadline in floating point
+    cut = DEADLINE if close - start >= orch.deadline_s - 1e-6 else CANCELLED
+    # the moment the round stopped waiting: where every session had ended by itself,
+    # the deadline it would still have waited for
+    waited = close if cut == DEADLINE or at_target else start + orch.deadline_s
+    cut = DEADLINE if waited != close else cut
+    return RoundClose(delay, waited, cut)
+
+
+def session_cuts(p: Planned, start: float, orch: OrchestrationConfig, target: int) -> Cut:
+    """What the round makes of each session's end with that one session changed and the
+    others as they ran: it completes by the deadline, and before the report that would
+    close the round without it (the `target`-th completion among the others)."""
+    deadline = start + orch.deadline_s
+    n = len(p.client)
+    without = np.full(n, np.inf)
+    if orch.close_at_target:
+        done = p.stop_cause == COMPLETED
+        ends = np.where(done, p.stop_s, np.inf)
+        order = np.argsort(ends, kind="stable")
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        padded = np.concatenate([ends[order], [np.inf]])
+        # the target-th among the others: one further along for a session among the first
+        without = padded[np.where(done & (rank < target), target, target - 1)]
+    at = np.minimum(deadline, without)
+    status: I64 = np.where(without < deadline, CANCELLED, DEADLINE).astype(np.int64)
+    return Cut(at_s=at, status=status)
 
 
 class SyncRounds:
@@ -54,20 +111,15 @@ class SyncRounds:
             planned = engine.model.plan(chosen, starts, rnd)
             engine.launch(chosen)
             self.open = planned, rnd
-            delay, at_target = self.close_delay(planned, start, min(orch.clients_per_round,
-                                                                    len(chosen)))
-            yield env.timeout(delay)
+            target = min(orch.clients_per_round, len(chosen))
+            closed = close_round(planned, start, orch, target)
+            yield env.timeout(closed.delay_s)
             close = float(env.now)
-            # start + deadline - start need not equal deadline in floating point
-            cut = DEADLINE if close - start >= orch.deadline_s - 1e-6 else CANCELLED
-            # the moment the round stopped waiting: where every session had ended by
-            # itself, the deadline it would still have waited for
-            waited = close if cut == DEADLINE or at_target else start + orch.deadline_s
-            cut = DEADLINE if waited != close else cut
-            cut_s = np.full(len(chosen), waited)
+            cut, cut_s = closed.cut_status, np.full(len(chosen), closed.cut_s)
             outcome = engine.model.account(planned, cut_s, cut)
             rounds = np.full(len(chosen), rnd)
-            engine.record(planned, outcome, rounds, cut_s, cut)
+            engine.record(planned, outcome, rounds, cut_s, cut,
+                          bounds=session_cuts(planned, start, orch, target))
             self.open = None
             self.unrowed_energy_j = float(outcome.energy_j.sum())
             reported = int(np.sum(outcome.status == COMPLETED))
@@ -85,22 +137,6 @@ class SyncRounds:
             engine.observer.round_closed(engine, row, planned, outcome, cut_s, cut)
             rnd += 1
 
-    def close_delay(self, p: Planned, start: float, target: int) -> tuple[float, bool]:
-        """How long after `start` the round stops waiting, and whether the target closed
-        it: the first of the deadline, the `target`-th completed session's end and the
-        last session's end (each timed as `start + delay`, as a clock would)."""
-        orch = self.orchestration
-        own: F64 = np.maximum(p.stop_s - start, 0.0)
-        delay = min(orch.deadline_s, float(own.max()))
-        at_target_s = math.inf
-        if orch.close_at_target:
-            completed = own[p.stop_cause == COMPLETED]
-            if len(completed) >= target:
-                kth = float(np.partition(completed, target - 1)[target - 1])
-                delay = min(delay, kth)
-                at_target_s = start + kth
-        return delay, at_target_s <= start + delay
-
     def finish(self, now_s: float) -> None:
         """A round the stop cut short: its sessions still running are cancelled now and
         recorded; rounds.csv keeps finished rounds only (nor one whose aggregation the
@@ -112,7 +148,8 @@ class SyncRounds:
         cut_s = np.full(len(planned.client), now_s)
         outcome = self.engine.model.account(planned, cut_s, CANCELLED)
         self.engine.record(planned, outcome, np.full(len(planned.client), rnd), cut_s,
-                           CANCELLED)
+                           CANCELLED, bounds=Cut(at_s=cut_s, status=np.full(
+                               len(cut_s), CANCELLED, dtype=np.int64)))
         cut = outcome.status == CANCELLED  # the others had ended by themselves
         self.engine.energy_j_running_at_stop = float(outcome.energy_j[cut].sum())
         self.engine.energy_j_after_last_round += float(outcome.energy_j[~cut].sum())

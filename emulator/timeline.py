@@ -35,9 +35,12 @@ class StepTimeline:
 
 
 def step_timeline(model: SessionModel, client: int, steps: int, *, plugged: bool,
-                  battery_pct: float = 100.0, temp_c: float | None = None) -> StepTimeline:
+                  battery_pct: float = 100.0, temp_c: float | None = None,
+                  factor: float = 1.0) -> StepTimeline:
     """`steps` local steps of `client`, on its charger or not, from `battery_pct` and
-    `temp_c` (default: the profile's ambient), with no other session before them."""
+    `temp_c` (default: the profile's ambient), with no other session before them; `factor`
+    is a session's draw of its profile's variability (client_sessions.csv's
+    `compute_factor`)."""
     f = model.fleet
     g = int(f.group[client])
     k = int(f.cost_index[client])
@@ -46,7 +49,7 @@ def step_timeline(model: SessionModel, client: int, steps: int, *, plugged: bool
     one = np.ones(1)
     x = StepInputs(
         start_s=np.zeros(1), planned=np.ones(1, dtype=np.int64),
-        step_s=model.costs.step_s[k] * one, speed=f.speed[client] * one,
+        step_s=model.costs.step_s[k] * factor * one, speed=f.speed[client] * one,
         busy_w=model.costs.busy_w[k] * one, split_s=np.zeros(1), io_w=model.io_w[g] * one,
         idle_w=model.idle_w[g] * one,
         battery_j=(cap * battery_pct / 100.0 if np.isfinite(cap) else np.inf) * one,

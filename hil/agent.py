@@ -283,7 +283,8 @@ def _check_session(req: Session) -> None:
 
 
 # what each kind of work imports; the agent imports it once, before its first child
-PRELOAD = {"session": ("torch", "transformers", "peft")}
+PRELOAD = {"session": ("torch", "transformers", "peft"),
+           "probes": ("torch", "transformers", "peft")}
 
 
 def _context(task: str) -> Any:

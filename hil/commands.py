@@ -183,16 +183,18 @@ def run_replay(args: argparse.Namespace) -> int:
             (busy.add if on else busy.discard)(device)
             show()
 
+        pool = rp.DevicePool(prepared, journal, options, rp.Progress(done, error, set_busy))
         try:
-            rp.DevicePool(prepared, journal, options, rp.Progress(done, error, set_busy)
-                          ).run(todo)
+            pool.run(todo)
         except KeyboardInterrupt:
             console.print(f"interrupted: {len(journal.replayed())} of {total} sessions "
                           f"replayed, journaled in {journal.path}; run the same command to "
                           "carry on")
             return 130
     replayed, lost = journal.replayed(), journal.lost()
-    report = crosscheck(prepared, journal.header, replayed, lost)
+    header = {**journal.header, "devices_since_calibration": {
+        d: v for d, v in pool.since_calibration.items() if v}}
+    report = crosscheck(prepared, header, replayed, lost)
     if args.recalibrate:
         report["recalibration"] = recalibrate(prepared, replayed, out, args.seed)
     write_report(report, replayed, out, plots=not args.no_plots)
@@ -205,11 +207,20 @@ def _print_replay(r: dict[str, Any], out: Path) -> None:
         return "-" if v is None else f"{v * 100:.1f} %"
 
     st = r.get("step_time") or {}
+    se = r.get("session_time") or {}
+    sel = pct(r["selection_agreement"]) if r["selection_agreement"] is not None else \
+        "not applicable"
+    print(f"verdict: {r['verdict']}: " + "; ".join(r["verdict_reasons"]))
     print(f"replayed {r['sessions_replayed']} of {r['sessions_sampled']} sessions "
           f"({r['sessions_lost']} lost): step time median |error| "
-          f"{pct(st.get('median_abs_error'))}, {pct(st.get('within_10pct'))} within +-10 %; "
-          f"decisions agree {pct(r['decision_agreement'])} (uniform "
-          f"{pct(r['strata']['uniform']['decision_agreement'])}, near the deadline "
-          f"{pct(r['strata']['near_deadline']['decision_agreement'])}); selection agreement "
-          f"{pct(r['selection_agreement'])}")
+          f"{pct(st.get('median_abs_error'))} ({pct(st.get('within_10pct'))} within +-10 %), "
+          f"session time {pct(se.get('median_abs_error'))}; 90 % intervals cover "
+          f"{pct(r['interval_coverage_90'])}; Brier {_num(r['brier'])}; decisions agree "
+          f"{pct(r['decision_agreement'])} (timing-sensitive "
+          f"{pct(r['decision_agreement_sensitive'])} of {r['sensitive_sessions']}); "
+          f"selection agreement {sel}")
     print(f"wrote {out}/ (crosscheck.md, crosscheck.json, journal.jsonl, plots)")
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"

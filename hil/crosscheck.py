@@ -1,17 +1,19 @@
-"""How far the emulator's predictions were from the hardware, and whether its
-decisions hold: the figures of crosscheck.json.
+"""How far the emulator's predictions were from the hardware, whether its decisions
+hold, and whether the uncertainty it states holds: the figures of crosscheck.json.
 
 Errors are relative, `predicted / measured - 1`, as fractions (0.05 = 5 %):
 - `step_time`: the profile's step time against the session's median measured step;
-- `session_time`: the session's compute time (steps x step time) against the measured
-  training time, first step included (where one-off costs of a session show);
+- `session_time`: the session's compute (set-up, first step and steps) against its
+  measured set-up and steps;
 - `peak_memory`: the predicted peak of the process against its measured high-water mark;
 - `energy`: predicted against metered energy; null where no meter was readable.
-`decision_agreement` plans each replayed session again in the emulator's own session
-model with the measured step time, power and peak memory in place of the predicted
-ones (the scenario's link model and the run's round close times kept) and compares
-the outcome. `selection_agreement` asks the run's selection policy again, for the
-rounds sampled, with each group's costs scaled by what its devices measured.
+`decision_agreement` compares each replayed session's outcome in the run with its
+outcome derived again with the measured figures (`hil.decisions`), overall, per
+stratum and per margin class: sessions whose outcome no compute time could change
+agree by construction and are reported apart. `selection_agreement` asks the run's
+selection policy again, in the rounds sampled, with each group's costs scaled by what
+its devices measured; a policy that reads no costs is not scored. The scores and the
+verdict are `hil.verdict`'s.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import numpy as np
 from emulator.observer import I64, Observer
 from emulator.runfolder import rerun
 from emulator.selection.policies import Context, Policy, Pool
-from emulator.selection.registry import POLICIES
-from emulator.session import STATUSES, SessionCosts, SessionModel
+from emulator.selection.registry import POLICIES, READS_COSTS
+from hil import decisions, verdict
 from hil.replay import Prepared
-from hil.runsessions import RunSession
-from hil.sampling import NEAR, UNIFORM
+from hil.sampling import STRATA
 
 METRICS = ("step_time", "session_time", "peak_memory", "energy")
+MARGIN_CLASSES = ("sensitive", "robust", "fixed")
 
 
 def signed_errors(entries: Iterable[dict[str, Any]], metric: str) -> list[float]:
@@ -42,7 +44,7 @@ def signed_errors(entries: Iterable[dict[str, Any]], metric: str) -> list[float]
         if m.get("out_of_memory"):
             continue
         pair = {"step_time": (p["step_s"], m.get("median_step_s")),
-                "session_time": (p["compute_s"], m.get("compute_s")),
+                "session_time": (p["compute_s"], decisions.measured_compute_s(m)),
                 "peak_memory": (p["peak_memory_mb"], m.get("peak_memory_mb")),
                 "energy": (p["energy_j"], m.get("energy_j"))}[metric]
         if pair[1] is not None and pair[1] > 0:
@@ -59,33 +61,25 @@ def error_summary(errors: list[float]) -> dict[str, Any] | None:
             "sessions": len(errors)}
 
 
-# --- decisions ------------------------------------------------------------------------------
-def measured_costs(m: dict[str, Any], s: RunSession) -> SessionCosts:
-    """The session's nominal costs as its device measured them (power predicted where no
-    meter answered)."""
-    busy_w = s.cost.busy_w
-    if m.get("energy_j") and m.get("compute_s"):
-        busy_w = m["energy_j"] / m["compute_s"]
-    step = m.get("mean_step_s") or s.cost.step_s
-    return SessionCosts(np.array([step]), np.array([busy_w]),
-                        np.array([float(m.get("peak_memory_mb") or s.cost.peak_memory_mb)]))
+def agreement(entries: list[dict[str, Any]], decided: dict[int, str]) -> float | None:
+    agree = [decided[int(e["session"])] == e["outcome"] for e in entries]
+    return round(sum(agree) / len(agree), 4) if agree else None
 
 
-def decision_with(model: SessionModel, s: RunSession, measured: dict[str, Any]) -> str:
-    """The session's outcome with the measured figures in place of the predicted ones."""
-    again = model.replan(s.planned, np.array([s.index]), measured_costs(measured, s))
-    o = model.account(again, np.array([s.cut_s]), s.cut_status)
-    return STATUSES[int(o.status[0])]
-
-
-def decision(prepared: Prepared, e: dict[str, Any]) -> str:
-    return decision_with(prepared.engine.model, prepared.sessions[int(e["session"])],
-                         e["measured"])
+def figures(entries: list[dict[str, Any]], decided: dict[int, str]) -> dict[str, Any]:
+    """Error summaries and decision agreement of a set of replayed sessions; `decided`
+    holds each session's outcome with the measured figures."""
+    out: dict[str, Any] = {m: error_summary(signed_errors(entries, m)) for m in METRICS}
+    out["decision_agreement"] = agreement(entries, decided)
+    out["sessions"] = len(entries)
+    return out
 
 
 # --- selection -------------------------------------------------------------------------------
 class SelectionCheck(Observer):
     """Asks the policy again, in the sampled rounds, with the groups' costs scaled."""
+
+    selections = True
 
     def __init__(self, rounds: set[int], factors: Mapping[int, tuple[float, float, float]],
                  policy: Policy) -> None:
@@ -93,61 +87,50 @@ class SelectionCheck(Observer):
         self.kept: dict[int, int] = {}  # by group
         self.chosen: dict[int, int] = {}
 
-    def selected(self, ctx: Context, pool: Pool, chosen: I64, rnd: int) -> None:
-        if rnd not in self.rounds or len(chosen) == 0:
+    def selected(self, ctx: Context, pool: Pool, places: I64, rounds: I64,
+                 counted: np.ndarray[Any, np.dtype[np.bool_]] | None = None) -> None:
+        wanted = np.isin(rounds, list(self.rounds))
+        if counted is not None:
+            wanted &= counted
+        mine = wanted[pool.launch[places]]
+        if not mine.any():
             return
         view = ctx.clients
         scale = np.array([self.factors.get(int(g), (1.0, 1.0, 1.0)) for g in view.costs.group])
         costs = view.costs.scaled(scale[:, 0], scale[:, 1], scale[:, 2])
-        again = pool.clients[self.policy(
-            dataclasses.replace(ctx, clients=view.with_costs(costs)), pool)]
-        stays = np.isin(chosen, again)
+        again = self.policy(dataclasses.replace(ctx, clients=view.with_costs(costs)), pool)
+        pairs = set(zip(pool.clients[again].tolist(), pool.launch[again].tolist(), strict=True))
+        chosen, launch = pool.clients[places][mine], pool.launch[places][mine]
+        stays = np.array([(c, j) in pairs for c, j in zip(chosen.tolist(), launch.tolist(),
+                                                          strict=True)], dtype=bool)
         for g in np.unique(view.group[chosen]).tolist():
-            mine = view.group[chosen] == g
-            self.kept[g] = self.kept.get(g, 0) + int(stays[mine].sum())
-            self.chosen[g] = self.chosen.get(g, 0) + int(mine.sum())
-
-
-def group_factors(prepared: Prepared, entries: list[dict[str, Any]]
-                  ) -> dict[int, tuple[float, float, float]]:
-    """Per group: median measured/predicted of step time, power and peak memory."""
-    by_group: dict[int, list[tuple[float, float, float]]] = {}
-    for e in entries:
-        m = e["measured"]
-        if m.get("out_of_memory"):
-            continue
-        s = prepared.sessions[int(e["session"])]
-        costs = measured_costs(m, s)
-        by_group.setdefault(s.group, []).append(
-            (float(costs.step_s[0]) / s.cost.step_s, float(costs.busy_w[0]) / s.cost.busy_w,
-             float(costs.peak_memory_mb[0]) / s.cost.peak_memory_mb))
-    return {g: tuple(statistics.median(r[i] for r in rows) for i in range(3))  # type: ignore[misc]
-            for g, rows in by_group.items()}
+            m = view.group[chosen] == g
+            self.kept[g] = self.kept.get(g, 0) + int(stays[m].sum())
+            self.chosen[g] = self.chosen.get(g, 0) + int(m.sum())
 
 
 def selection_agreement(prepared: Prepared, entries: list[dict[str, Any]]
-                        ) -> tuple[float | None, dict[int, float]]:
-    """Overall and per-group share of selected clients that stay selected."""
+                        ) -> tuple[float | None, dict[int, float], str]:
+    """Overall and per-group share of selected clients that stay selected, or why there
+    is none."""
+    policy = prepared.run.scenario.selection.policy
+    if not READS_COSTS[policy]:
+        return None, {}, (f"not applicable: the {policy} policy reads no costs, so what the "
+                          "devices measured cannot change whom it selects")
     rounds = {prepared.sessions[int(e["session"])].round for e in entries}
-    check = SelectionCheck(rounds, group_factors(prepared, entries),
-                           POLICIES[prepared.run.scenario.selection.policy])
+    f = decisions.group_factors(prepared.sessions, entries)
+    factors = {g: (f.of("compute", g), f.of("power", g), f.of("memory", g))
+               for g in f.compute}
+    check = SelectionCheck(rounds, factors, POLICIES[policy])
     rerun(prepared.run, check)
     total = sum(check.chosen.values())
     per_group = {g: check.kept[g] / n for g, n in check.chosen.items() if n}
-    return (sum(check.kept.values()) / total if total else None), per_group
+    if not total:
+        return None, {}, "no selection in the sampled rounds"
+    return sum(check.kept.values()) / total, per_group, ""
 
 
 # --- the whole report ---------------------------------------------------------------------------
-def figures(entries: list[dict[str, Any]], decided: dict[int, str]) -> dict[str, Any]:
-    """Error summaries and decision agreement of a set of replayed sessions; `decided`
-    holds each session's outcome with the measured figures."""
-    out: dict[str, Any] = {m: error_summary(signed_errors(entries, m)) for m in METRICS}
-    agree = [decided[int(e["session"])] == e["outcome"] for e in entries]
-    out["decision_agreement"] = round(sum(agree) / len(agree), 4) if agree else None
-    out["sessions"] = len(entries)
-    return out
-
-
 def crosscheck(prepared: Prepared, header: dict[str, Any], replayed: list[dict[str, Any]],
                lost: list[dict[str, Any]]) -> dict[str, Any]:
     replayed = sorted(replayed, key=lambda e: int(e["session"]))
@@ -155,22 +138,36 @@ def crosscheck(prepared: Prepared, header: dict[str, Any], replayed: list[dict[s
         "run": header["run"], "devices": header["devices"], "seed": header["seed"],
         "sessions_sampled": len(header["sample"]), "sessions_replayed": len(replayed),
         "sessions_lost": len(lost)}
-    decided = {int(e["session"]): decision(prepared, e) for e in replayed}
+    decided = decisions.decide(prepared.engine.model, prepared.results, prepared.sessions,
+                               replayed)
     report.update(figures(replayed, decided))
-    overall, per_group = selection_agreement(prepared, replayed)
-    report["selection_agreement"] = None if overall is None else round(overall, 4)
-    groups = prepared.results.fleet.groups
-    report["selection_agreement_by_group"] = {groups[g].name: round(v, 4)
-                                              for g, v in sorted(per_group.items())}
+    sessions = prepared.sessions
+    by_class = {c: [e for e in replayed if sessions[int(e["session"])].margin_class == c]
+                for c in MARGIN_CLASSES}
+    report["decision_agreement_sensitive"] = agreement(by_class["sensitive"], decided)
+    report["sensitive_sessions"] = len(by_class["sensitive"])
+    report["decision_agreement_by_margin"] = {
+        c: {"sessions": len(v), "decision_agreement": agreement(v, decided)}
+        for c, v in by_class.items()}
+    report["strata"] = {st: figures([e for e in replayed if e["stratum"] == st], decided)
+                        for st in STRATA}
     report["per_device"] = {
         d: figures([e for e in replayed if e["device"] == d], decided)
         for d in sorted({e["device"] for e in replayed})}
-    report["strata"] = {st: figures([e for e in replayed if e["stratum"] == st], decided)
-                        for st in (UNIFORM, NEAR)}
+    s = verdict.scores(replayed, {r: v == "completed" for r, v in decided.items()})
+    report.update(s.as_dict())
+    report["verdict"], report["verdict_reasons"] = verdict.verdict(s)
+    overall, per_group, why = selection_agreement(prepared, replayed)
+    report["selection_agreement"] = None if overall is None else round(overall, 4)
+    report["selection_agreement_note"] = why
+    groups = prepared.results.fleet.groups
+    report["selection_agreement_by_group"] = {groups[g].name: round(v, 4)
+                                              for g, v in sorted(per_group.items())}
     report["disagreements"] = [
         {"session": e["session"], "device": e["device"], "group": e["group"],
          "emulated": e["outcome"], "with_measured_figures": decided[int(e["session"])],
-         "stratum": e["stratum"]}
+         "stratum": e["stratum"], "timing_margin": e["predicted"].get("timing_margin"),
+         "p_complete": e["predicted"].get("p_complete")}
         for e in replayed if decided[int(e["session"])] != e["outcome"]]
     report["transfers"] = _transfers(replayed)
     report["upload_bytes_mismatches"] = [
@@ -180,11 +177,13 @@ def crosscheck(prepared: Prepared, header: dict[str, Any], replayed: list[dict[s
         and e["measured"].get("upload_bytes") != e["predicted"]["upload_bytes"]]
     report["lost"] = [{"session": e["session"], "device": e["device"],
                        "reason": e.get("reason", "")} for e in lost]
+    report["devices_since_calibration"] = header.get("devices_since_calibration", {})
     return report
 
 
 def _transfers(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median transfer times: modelled on the clients' links, measured on the devices'."""
+    """Median transfer times: modelled on the clients' links, measured on the devices'
+    (the upload's transfer apart from serialising the tensors)."""
     def med(key: str, side: str) -> float | None:
         vals = [e[side][key] for e in entries if e[side].get(key) is not None]
         return round(statistics.median(vals), 4) if vals else None
@@ -192,4 +191,5 @@ def _transfers(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return {"download_s": {"modelled": med("download_s", "predicted"),
                            "measured": med("download_s", "measured")},
             "upload_s": {"modelled": med("upload_s", "predicted"),
-                         "measured": med("upload_s", "measured")}}
+                         "measured": med("upload_s", "measured")},
+            "serialize_s": {"measured": med("serialize_s", "measured")}}

@@ -24,7 +24,7 @@ from calibration.opsuite import Case
 PROTOCOL = "edgetwin-agent"
 VERSION = 1
 KINDS = ("facts", "calibrate", "session")
-STAGES = ("ops", "probes", "retention", "host")
+STAGES = ("ops", "probes", "retention", "host", "load")
 TERMINAL = ("result", "error")
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 # error codes: what the host may act on
@@ -114,7 +114,8 @@ class Bounds:
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """One probe training step: model, method, batch x sequence, steps to time."""
+    """Probe training sessions: model, method, batch x sequence, steps to time after the
+    warm-up, sessions (`repeats`, each in a process of its own)."""
 
     arch: dict[str, Any]
     method: dict[str, Any]
@@ -122,6 +123,7 @@ class ProbeSpec:
     seq: int
     steps: int
     seed: int
+    repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,8 @@ def _probe(p: Any, rid: str, i: int) -> ProbeSpec:
                      int(f.number("batch", 1, MAX_DIM, None, integer=True)),
                      int(f.number("seq", 1, MAX_DIM, None, integer=True)),
                      int(f.number("steps", 1, 1000, 3, integer=True)),
-                     int(f.number("seed", 0, 2**63 - 1, 0, integer=True)))
+                     int(f.number("seed", 0, 2**63 - 1, 0, integer=True)),
+                     int(f.number("repeats", 1, 100, 1, integer=True)))
     f.done()
     return spec
 

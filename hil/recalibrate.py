@@ -1,9 +1,12 @@
 """`replay --recalibrate`: a corrected profile per device class, from replayed steps.
 
 Half of a class's replayed sessions (drawn with the replay's seed) fit one factor on
-every op cost (the median of measured over predicted step time) and an offset on
-the runtime's memory (the median difference of peaks); the other half scores the
-profile before and after. The corrected profile's provenance records the replay.
+every op cost and on the session's set-up (the median of measured over predicted step
+time) and an offset on the runtime's memory (the median difference of peaks); the
+other half scores the
+profile before and after. The corrected profile is written only where it scores better
+(a lower median step-time error on the half it was not fitted to); otherwise the old
+profile stays, and the report says so. Its provenance records the replay.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from profiles.workload import Workload
 
 def corrected(profile: DeviceProfile, step_factor: float, memory_offset_mb: float,
               provenance: Provenance) -> DeviceProfile:
-    """Every op cost `step_factor` slower (faster below 1), the runtime's memory moved by
-    the offset; the provenance of what changed replaced."""
+    """Every op cost and the session's set-up `step_factor` slower (faster below 1), the
+    runtime's memory moved by the offset; the provenance of what changed replaced."""
     compute = {k: dataclasses.replace(c, flops_per_s=c.flops_per_s / step_factor,
                                       bytes_per_s=c.bytes_per_s / step_factor,
                                       overhead_s=c.overhead_s * step_factor)
@@ -38,7 +41,13 @@ def corrected(profile: DeviceProfile, step_factor: float, memory_offset_mb: floa
                 if k.startswith("compute") else v) for k, v in profile.provenance.items()}
     prov["compute"] = provenance
     prov["memory.runtime_overhead_mb"] = provenance
-    return dataclasses.replace(profile, compute=compute, memory=memory, provenance=prov)
+    session = dataclasses.replace(
+        profile.session, session_setup_s=profile.session.session_setup_s * step_factor,
+        session_setup_s_per_mparam=profile.session.session_setup_s_per_mparam * step_factor)
+    if session != profile.session:
+        prov["compute.session_setup_s"] = provenance
+    return dataclasses.replace(profile, compute=compute, memory=memory, provenance=prov,
+                               session=session)
 
 
 def _step_s(profile: DeviceProfile, w: Workload) -> float:
@@ -76,13 +85,19 @@ def recalibrate(prepared: Prepared, replayed: list[dict[str, Any]], out: Path,
         trial = corrected(profile, factor, offset, Provenance("calibrated", source, today, note))
         after = error_summary([_step_s(trial, prepared.sessions[int(e["session"])].cost.workload)
                                / e["measured"]["median_step_s"] - 1 for e in score])
-        fixed = corrected(profile, factor, offset, Provenance(
-            "calibrated", source, today, note + _scores(before, after)))
+        better = bool(before and after and
+                      after["median_abs_error"] < before["median_abs_error"])
         path = out / "profiles" / f"{name}.yaml"
-        write_profile(fixed, path, f"Recalibrated from the replay of {run}.")
+        if better:
+            fixed = corrected(profile, factor, offset, Provenance(
+                "calibrated", source, today, note + _scores(before, after)))
+            write_profile(fixed, path, f"Recalibrated from the replay of {run}.")
         results.append({"profile": name, "fitted": len(fit), "scored": len(score),
                         "step_factor": round(factor, 4), "memory_offset_mb": round(offset, 1),
-                        "before": before, "after": after, "file": str(path)})
+                        "before": before, "after": after, "written": better,
+                        "file": str(path) if better else None,
+                        "note": "" if better else "the correction scored no better on the "
+                        "half it was not fitted to: the profile stays as it was"})
     return results
 
 

@@ -9,7 +9,6 @@ measured but not yet received, and the calibration carries on with what is left.
 from __future__ import annotations
 
 import contextlib
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,9 +17,11 @@ from typing import Any
 
 from calibration.allocator import StepMemory
 from calibration.bench import HostFacts, Plan
+from calibration.load import LoadReading
 from calibration.opsuite import Case
 from calibration.power import PowerReading
 from calibration.probe_models import Probe
+from calibration.steps import WARMUP_STEPS, ProbeSession
 from calibration.trace import Measurement, parse_line
 from hil.inventory import Device
 from hil.link import AgentError, AgentLink
@@ -119,17 +120,35 @@ class AgentBench:
                     yield parse_line(line, str(local), number)
 
     # --- probe steps, memory, host --------------------------------------------------------------
-    def probe_step_s(self, probe: Probe, steps: int, seed: int) -> float:
-        if self.native:  # the runner's own training step: the probe's op list
-            w = build_workload(probe.arch, probe.method,
-                               TrainingSetup(batch=probe.batch, seq=probe.seq))
-            got = self._call("session", 1800.0, **session_fields(
-                probe.arch, probe.method, w.setup, steps + 2, b"", seed, "cpu",
-                ops=native_ops(w)))
-            return float(statistics.median(got["step_time_s"][2:]))
-        got = self._call("calibrate", 1800.0, stage="probes", probes=[_probe_field(
-            probe, steps, seed)], torch_device=self.device, timeout_s=3600.0)
-        return float(got["probes"][0])
+    def probe_sessions(self, probes: Sequence[Probe], steps: int, repeats: int, seed: int
+                       ) -> list[list[ProbeSession]]:
+        out: list[list[ProbeSession]] = [[] for _ in probes]
+        if self.native:  # the runner's own training sessions: each probe's op list
+            for r in range(repeats):
+                for i, probe in enumerate(probes):
+                    w = build_workload(probe.arch, probe.method,
+                                       TrainingSetup(batch=probe.batch, seq=probe.seq))
+                    got = self._call("session", 1800.0, **session_fields(
+                        probe.arch, probe.method, w.setup, steps + WARMUP_STEPS, b"",
+                        seed + r, "cpu", ops=native_ops(w)))
+                    out[i].append(ProbeSession(float(got.get("load_s") or 0.0),
+                                               tuple(float(t) for t in got["step_time_s"])))
+            return out
+        got = self._call("calibrate", 1800.0, stage="probes", probes=[
+            {**_probe_field(p, steps, seed), "repeats": repeats} for p in probes],
+            torch_device=self.device, timeout_s=3600.0 * max(1, len(probes)))
+        for e in got["probe_sessions"]:
+            out[int(e["index"])].append(ProbeSession(float(e["setup_s"]), tuple(
+                float(t) for t in e["step_times_s"])))
+        return out
+
+    def load(self) -> LoadReading | None:
+        """The device's load, where its runner measures one (the torch agent's)."""
+        if self.native:
+            return None
+        got = self._call("calibrate", 600.0, stage="load", torch_device=self.device,
+                         timeout_s=600.0)
+        return LoadReading(**got["load"])
 
     def probe_memory(self, probe: Probe) -> StepMemory:
         got = self._call("calibrate", 1800.0, stage="retention",
@@ -153,8 +172,8 @@ class AgentBench:
                 last: dict[str, Any] = {}
                 for ev in self.link.events(kind, silence_s, **fields):
                     name = ev["event"]
-                    if name == "probe":
-                        collected.setdefault("probes", []).append(ev["step_s"])
+                    if name == "probe_session":
+                        collected.setdefault("probe_sessions", []).append(ev)
                     elif name == "retention":
                         collected.setdefault("retention", []).append(
                             {k: ev[k] for k in ("baseline_bytes", "high_water_bytes")})

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from calibration.load import BUSY_CPU_SHARE, BUSY_SPREAD
 from emulator.engine import Engine, Results
 from emulator.runfolder import RunFolder, load_run, rerun
 from hil.inventory import Device, Inventory, LocalConfig, load_inventory
@@ -30,8 +33,9 @@ from hil.link import AgentError, AgentLink
 from hil.remote_bench import BACKOFF_S, connect
 from hil.runsessions import RunSession, SessionRecorder
 from hil.sampling import stratified_sample
-from hil.sessions import download_payload, native_ops, session_fields
+from hil.sessions import download_payload, native_ops, not_replayable, session_fields
 from hil.transports import LinkError
+from profiles import variability
 from profiles.errors import InputError
 
 
@@ -57,9 +61,22 @@ class Prepared:
         return self.results.fleet.profiles[s.group].name
 
     def replayable(self, s: RunSession) -> bool:
-        setup = s.cost.workload.setup
-        return (self.profile_name(s) in self.classes and s.cost.workload.method.split_layer
-                is None and setup.sharding is None)
+        """A device stands for the session's profile (whether one can run its setup is
+        `runner_for`'s question)."""
+        return self.profile_name(s) in self.classes
+
+    def runner_for(self, s: RunSession) -> tuple[str | None, str]:
+        """The runner kind of the session's class that can run it as it was priced (torch
+        before native), or None and why none can."""
+        kinds = sorted({d.runner.kind for d in self.classes[self.profile_name(s)]},
+                       key=lambda k: k != "torch")
+        why = ""
+        for kind in kinds:
+            reason = not_replayable(s.cost.workload, kind)
+            if reason is None:
+                return kind, ""
+            why = why or reason
+        return None, why
 
 
 def prepare(run_dir: Path, devices_path: Path) -> Prepared:
@@ -85,10 +102,22 @@ def draw_sample(prepared: Prepared, options: ReplayOptions) -> list[tuple[int, s
 
 
 def predicted(s: RunSession) -> dict[str, Any]:
-    """The emulator's figures for the session at a nominal unit of its profile."""
+    """The emulator's figures for the session at a nominal unit of its profile: its step,
+    its compute (set-up and steps) with the 90 % interval its profile's session
+    variability gives, and how sure the run was of its outcome."""
     c, p, i = s.cost, s.planned, s.index
-    return {"step_s": c.step_s, "compute_s": c.step_s * s.local_steps,
-            "peak_memory_mb": c.peak_memory_mb, "energy_j": c.step_energy_j * s.local_steps,
+    compute_s = c.setup_s + c.step_s * s.local_steps
+    low, high = (float(variability.quantile(q, np.array([c.session_cv]))[0])
+                 for q in (0.05, 0.95))
+    margin = s.timing_margin
+    return {"step_s": c.step_s, "setup_s": c.setup_s, "compute_s": compute_s,
+            "compute_p05_s": compute_s * low, "compute_p95_s": compute_s * high,
+            "session_cv": c.session_cv,
+            "compute_factor": s.compute_factor,
+            "timing_margin": margin if np.isfinite(margin) else None,
+            "margin_class": s.margin_class, "p_complete": s.p_complete,
+            "peak_memory_mb": c.peak_memory_mb,
+            "energy_j": c.step_energy_j * s.local_steps + c.busy_w * c.setup_s,
             "download_bytes": c.download_bytes, "upload_bytes": c.upload_bytes,
             "download_s": float(p.download_end_s[i] - p.start_s[i]),
             "upload_s": float(p.upload_end_s[i] - p.compute_end_s[i])}
@@ -104,7 +133,7 @@ def replay_session(link: AgentLink, device: Device, s: RunSession) -> dict[str, 
                             torch_device=device.runner.torch_device, timeout_s=timeout_s,
                             ops=native_ops(w) if device.runner.kind == "native" else None)
     sent = time.perf_counter()
-    received_s = last_step = upload_s = None
+    received_s = last_step = upload_s = serialized = serialize_s = None
     upload_bytes = 0
     result: dict[str, Any] = {}
     for ev in link.events("session", max(600.0, timeout_s), **fields):
@@ -113,8 +142,10 @@ def replay_session(link: AgentLink, device: Device, s: RunSession) -> dict[str, 
             received_s = now - sent
         elif ev["event"] == "step":
             last_step = now
+        elif ev["event"] == "serialized":  # the transfer is timed from here
+            serialized, serialize_s = now, float(ev["serialize_s"])
         elif ev["event"] == "upload":
-            upload_s = now - (last_step or now)
+            upload_s = now - (serialized or last_step or now)
             upload_bytes = int(ev["bytes"])
         elif ev["event"] == "result":
             result = ev
@@ -126,7 +157,7 @@ def replay_session(link: AgentLink, device: Device, s: RunSession) -> dict[str, 
             "peak_memory_mb": float(result["peak_memory_mb"]),
             "energy_j": result.get("energy_j"), "meter": result.get("meter"),
             "load_s": result.get("load_s"), "download_s": received_s, "upload_s": upload_s,
-            "upload_bytes": upload_bytes, "out_of_memory": False}
+            "serialize_s": serialize_s, "upload_bytes": upload_bytes, "out_of_memory": False}
 
 
 # --- running on the devices ---------------------------------------------------------------
@@ -158,18 +189,27 @@ class DevicePool:
         self.p, self.journal, self.options, self.progress = prepared, journal, options, progress
         self.stop = threading.Event()
         self.links: dict[str, AgentLink] = {}
+        # per device: its fixed probe now against when its profile was calibrated
+        self.since_calibration: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.turns = _cpu_turns(prepared.inventory)
 
     def run(self, todo: list[tuple[int, str]]) -> None:
         """Replay `todo`; returns when every session is journaled, or raises
         KeyboardInterrupt after stopping the devices cleanly."""
-        classes = {name: _Class(name) for name in self.p.classes}
+        classes = {f"{name}/{d.runner.kind}": _Class(name) for name, devs in
+                   self.p.classes.items() for d in devs}
         for row, stratum in todo:
-            classes[self.p.profile_name(self.p.sessions[row])].todo.put((row, stratum))
-        threads = [threading.Thread(target=self._device, args=(d, classes[name]), daemon=True)
+            s = self.p.sessions[row]
+            kind, why = self.p.runner_for(s)
+            if kind is None:  # what no device of its class can run as it was priced
+                self._lost(row, stratum, "", f"not replayable: {why}")
+                continue
+            classes[f"{self.p.profile_name(s)}/{kind}"].todo.put((row, stratum))
+        threads = [threading.Thread(target=self._device, args=(d, classes[
+            f"{name}/{d.runner.kind}"]), daemon=True)
                    for name, devs in self.p.classes.items() for d in devs
-                   if not classes[name].todo.empty()]
+                   if not classes[f"{name}/{d.runner.kind}"].todo.empty()]
         for t in threads:
             t.start()
         try:
@@ -228,6 +268,8 @@ class DevicePool:
                     link = connect(device, retries=0)
                     with self.lock:
                         self.links[device.name] = link
+                    if device.name not in self.since_calibration:
+                        self._compare_with_calibration(link, device)
                 self._replay(link, device, row, stratum)
                 return link, 0, False
             except LinkError as err:
@@ -251,6 +293,25 @@ class DevicePool:
                     self.progress.on_error(device.name, str(err))
                 return link, failures, False
         return link, failures, False
+
+    def _compare_with_calibration(self, link: AgentLink, device: Device) -> None:
+        """Time the calibration's fixed probe on the device (torch runners), beside the
+        profile's: a device slower or busier than when it was calibrated shows here."""
+        profile = device.load_profile()
+        if device.runner.kind != "torch" or profile is None or profile.load is None:
+            self.since_calibration[device.name] = {}
+            return
+        try:
+            got = link.call("calibrate", 600.0, stage="load",
+                            torch_device=device.runner.torch_device)["load"]
+        except AgentError:
+            self.since_calibration[device.name] = {}
+            return
+        self.since_calibration[device.name] = {
+            "probe_s": got["probe_s"], "probe_s_at_calibration": profile.load.probe_s,
+            "probe_ratio": round(got["probe_s"] / profile.load.probe_s, 4),
+            "other_cpu_share": got["other_cpu_share"],
+            "busy": got["other_cpu_share"] > BUSY_CPU_SHARE or got["probe_spread"] > BUSY_SPREAD}
 
     def _replay(self, link: AgentLink, device: Device, row: int, stratum: str) -> None:
         s = self.p.sessions[row]

@@ -1,6 +1,7 @@
 """The sessions of an emulated run as replay needs them: each row of
-client_sessions.csv with its uninterrupted plan, the cut that ended it and the
-group's predicted costs, recorded while the run is simulated again."""
+client_sessions.csv with its uninterrupted plan (and the batch it was planned in: a
+synchronous round), the cut that ended it, its margin and completion probability,
+and the group's predicted costs, recorded while the run is simulated again."""
 
 from __future__ import annotations
 
@@ -11,11 +12,24 @@ import numpy as np
 from emulator.costs import GroupCost
 from emulator.engine import Results
 from emulator.observer import F64, I64, Observer
-from emulator.session import CANCELLED, COMPLETED, DEADLINE, STATUSES, Outcome, Planned
+from emulator.session import STATUSES, Outcome, Planned
 
-# a session is near the deadline when 25 % more or less compute time would move its end
-# across the moment its round stopped waiting: where the emulator's decisions flip
-NEAR_FRACTION = 0.25
+# a session is timing-sensitive when its compute time taking 25 % longer, or 1/1.25 of
+# it, would change its outcome: where the emulator's decisions can flip
+SENSITIVE_FACTOR = 1.25
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Sessions recorded together: a synchronous round's (or the sessions the stop cut),
+    or some of buffered asynchronous aggregation's."""
+
+    planned: Planned
+    cut_s: F64  # when the round stopped waiting for each
+    cut_status: int
+    round: I64
+    status: I64  # as client_sessions.csv says
+    first_row: int
 
 
 @dataclass(frozen=True)
@@ -24,50 +38,71 @@ class RunSession:
     client: int
     group: int
     round: int
-    planned: Planned  # the batch it was planned in
-    index: int  # its place in that batch
-    cut_s: float  # when its round stopped waiting for it
-    cut_status: int  # what a cut at cut_s makes of it (deadline or cancelled)
-    status: int  # how it ended in the run
+    batch: Batch
+    index: int  # its place in the batch
+    status: int  # how it ended in the run (client_sessions.csv's)
     cost: GroupCost
     local_steps: int  # the steps it was planned to run
+    timing_margin: float
+    p_complete: float
+
+    @property
+    def planned(self) -> Planned:
+        return self.batch.planned
+
+    @property
+    def cut_s(self) -> float:
+        return float(self.batch.cut_s[self.index])
 
     @property
     def outcome(self) -> str:
         return STATUSES[self.status]
 
     @property
-    def margin_s(self) -> float:
-        """How long before (> 0) or after (< 0) the cut its uninterrupted plan ended."""
-        return float(self.cut_s - self.planned.upload_end_s[self.index])
+    def compute_factor(self) -> float:
+        """The run's draw of its profile's session variability."""
+        return float(self.planned.compute_factor[self.index])
 
     @property
-    def near_deadline(self) -> bool:
-        p, i = self.planned, self.index
-        compute = float(p.compute_end_s[i] - p.download_end_s[i])
-        if self.status not in (COMPLETED, DEADLINE, CANCELLED) or compute <= 0:
-            return False
-        return abs(self.margin_s) <= NEAR_FRACTION * compute
+    def sensitive(self) -> bool:
+        m = self.timing_margin
+        return 1 / SENSITIVE_FACTOR <= m <= SENSITIVE_FACTOR
+
+    @property
+    def margin_class(self) -> str:
+        """`sensitive` (within a factor 1.25), `robust` (changes further out) or `fixed`
+        (no compute time changes it: out of memory, out of battery, offline before)."""
+        if self.sensitive:
+            return "sensitive"
+        return "fixed" if not np.isfinite(self.timing_margin) else "robust"
 
 
 class SessionRecorder(Observer):
-    """Keeps each settled session's plan and cut, in the order rows are written."""
+    """Keeps each settled batch's plan and cut, in the order rows are written."""
 
     def __init__(self) -> None:
-        self.parts: list[tuple[Planned, Outcome, F64, int, I64]] = []
+        self.batches: list[Batch] = []
+        self.rows = 0
 
-    def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64) -> None:
-        self.parts.append((p, o, np.asarray(cut_s, dtype=np.float64), cut_status, rnd))
+    def recorded(self, p: Planned, o: Outcome, cut_s: F64, cut_status: int, rnd: I64,
+                 status: I64) -> None:
+        self.batches.append(Batch(p, np.asarray(cut_s, dtype=np.float64), cut_status,
+                                  np.asarray(rnd, dtype=np.int64),
+                                  np.asarray(status, dtype=np.int64), self.rows))
+        self.rows += len(p.client)
 
     def sessions(self, results: Results) -> list[RunSession]:
         f = results.fleet
+        margin = results.sessions["timing_margin"] if results.sessions else np.zeros(0)
+        p_complete = results.sessions["p_complete"] if results.sessions else np.zeros(0)
         out: list[RunSession] = []
-        for p, o, cut_s, cut_status, rnd in self.parts:
-            for i in range(len(p.client)):
-                c = int(p.client[i])
+        for b in self.batches:
+            for i in range(len(b.planned.client)):
+                c = int(b.planned.client[i])
+                row = len(out)
                 out.append(RunSession(
-                    row=len(out), client=c, group=int(f.group[c]), round=int(rnd[i]),
-                    planned=p, index=i, cut_s=float(cut_s[i]), cut_status=cut_status,
-                    status=int(o.status[i]), cost=f.costs[int(f.cost_index[c])],
-                    local_steps=int(f.local_steps[c])))
+                    row=row, client=c, group=int(f.group[c]), round=int(b.round[i]),
+                    batch=b, index=i, status=int(b.status[i]),
+                    cost=f.costs[int(f.cost_index[c])], local_steps=int(f.local_steps[c]),
+                    timing_margin=float(margin[row]), p_complete=float(p_complete[row])))
         return out

@@ -1,13 +1,13 @@
 """Which sessions of a run to replay: a sample stratified by outcome, and an
-over-represented stratum of sessions near the deadline.
+over-represented stratum of timing-sensitive sessions.
 
 The `uniform` stratum is a proportional sample over outcomes and device groups
 (each outcome of each group present gets at least one session where the budget
 allows), so its figures estimate the whole run and every class of attached device
-has sessions to replay. The `near_deadline` stratum draws from sessions whose end
-lies close to the moment their round stopped waiting, where a small error in
-compute time flips the decision; it takes up to half the budget and is reported
-on its own.
+has sessions to replay. The `timing_sensitive` stratum draws from sessions whose
+outcome changes if their compute time were 1.25 times longer or shorter (their
+`timing_margin`), where a small error flips the emulator's decision; it takes up to
+half the budget and is reported on its own.
 """
 
 from __future__ import annotations
@@ -18,30 +18,32 @@ import numpy as np
 
 from hil.runsessions import RunSession
 
-UNIFORM, NEAR = "uniform", "near_deadline"
+UNIFORM, SENSITIVE = "uniform", "timing_sensitive"
+STRATA = (UNIFORM, SENSITIVE)
 
 
 def stratified_sample(sessions: Sequence[RunSession], n: int, seed: int
                       ) -> list[tuple[int, str]]:
     """(row, stratum) pairs, at most `n`, rows sorted within each stratum."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7265706C6179]))
-    near_pool = [s.row for s in sessions if s.near_deadline]
-    n_near = min(len(near_pool), n // 2)
-    n_uniform = min(n - n_near, len(sessions))
+    sensitive_pool = [s.row for s in sessions if s.sensitive]
+    n_sensitive = min(len(sensitive_pool), n // 2)
+    n_uniform = min(n - n_sensitive, len(sessions))
     uniform = _by_outcome(sessions, n_uniform, rng)
     taken = set(uniform)
-    near_left = [r for r in near_pool if r not in taken]
-    near = sorted(int(r) for r in rng.choice(near_left, min(n_near, len(near_left)),
-                                             replace=False)) if near_left else []
-    # a budget the near stratum could not use goes to the uniform one
-    spare = n - len(uniform) - len(near)
+    sensitive_left = [r for r in sensitive_pool if r not in taken]
+    sensitive = sorted(int(r) for r in rng.choice(
+        sensitive_left, min(n_sensitive, len(sensitive_left)), replace=False)
+    ) if sensitive_left else []
+    # a budget the sensitive stratum could not use goes to the uniform one
+    spare = n - len(uniform) - len(sensitive)
     if spare > 0:
-        near_set = set(near)
-        rest = [s.row for s in sessions if s.row not in taken and s.row not in near_set]
+        sensitive_set = set(sensitive)
+        rest = [s.row for s in sessions if s.row not in taken and s.row not in sensitive_set]
         if rest:
             extra = rng.choice(rest, min(spare, len(rest)), replace=False)
             uniform = sorted([*uniform, *(int(r) for r in extra)])
-    return [(r, UNIFORM) for r in uniform] + [(r, NEAR) for r in near]
+    return [(r, UNIFORM) for r in uniform] + [(r, SENSITIVE) for r in sensitive]
 
 
 def _by_outcome(sessions: Sequence[RunSession], n: int, rng: np.random.Generator

@@ -29,9 +29,7 @@ def session_fields(arch: ModelArch, method: Method, setup: TrainingSetup, steps:
 
     fields: dict[str, Any] = {
         "model": _plain(asdict(arch)), "method": _plain(asdict(method)),
-        "setup": {"batch": setup.batch, "seq": setup.seq, "grad_accum": setup.grad_accum,
-                  "dtype": setup.dtype, "optimizer": setup.optimizer,
-                  "serialization": setup.serialization},
+        "setup": setup_field(setup),
         "steps": steps, "download": payload_field(download), "seed": seed,
         "torch_device": torch_device}
     if ops is not None:
@@ -41,6 +39,42 @@ def session_fields(arch: ModelArch, method: Method, setup: TrainingSetup, steps:
     if max_memory_mb is not None:
         fields["max_memory_mb"] = max_memory_mb
     return fields
+
+
+def setup_field(setup: TrainingSetup) -> dict[str, Any]:
+    """The setup as a session request carries it: everything the step was priced with
+    that a device runs (sharding and MobileFineTuner's sleep are not replayed)."""
+    out: dict[str, Any] = {
+        "batch": setup.batch, "seq": setup.seq, "grad_accum": setup.grad_accum,
+        "dtype": setup.dtype, "optimizer": setup.optimizer,
+        "serialization": setup.serialization}
+    if setup.autocast is not None:
+        out["autocast"] = setup.autocast
+    if setup.activation_checkpointing:
+        out["activation_checkpointing"] = True
+    if setup.memory_efficient_attention:
+        out["memory_efficient_attention"] = True
+    return out
+
+
+def not_replayable(w: Workload, runner: str) -> str | None:
+    """Why a session of workload `w` cannot run on a device of this runner as it was
+    priced (None: it can)."""
+    setup, method = w.setup, w.method
+    if method.split_layer is not None:
+        return "SplitLoRA is not replayed: a device runs no server half"
+    if setup.sharding is not None:
+        return "parameter sharding is not replayed: a device holds every weight"
+    if setup.energy_aware_sleep is not None:
+        return "MobileFineTuner's energy-aware sleep is not replayed"
+    if runner == "native":
+        if setup.autocast is not None or setup.dtype != "fp32":
+            precision = setup.autocast or setup.dtype
+            return f"the native runner computes in fp32 only; this session was priced in " \
+                   f"{precision}"
+        if setup.memory_efficient_attention:
+            return "the native runner has no memory-efficient attention kernel"
+    return None
 
 
 def download_payload(w: Workload, seed: int) -> bytes:

@@ -58,6 +58,8 @@ def _die_with_parent() -> None:
 
 # --- sessions -----------------------------------------------------------------------------
 def session(spec: dict[str, Any], send: Send, threads: int | None) -> dict[str, Any]:
+    """One federated session as it was priced: the setup's precision (`autocast`, as
+    PyTorch AMP over fp32 weights), activation checkpointing and attention kernel."""
     import torch
 
     from calibration.hf_models import build_model
@@ -72,17 +74,24 @@ def session(spec: dict[str, Any], send: Send, threads: int | None) -> dict[str, 
     setup.validate("session.setup")
     device = spec["torch_device"]
     gpu = device == "cuda"
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     attention = "sdpa" if setup.memory_efficient_attention else "eager"
     model = build_model(arch, method, device=device, dtype=setup.dtype, seed=spec["seed"],
                         attn_implementation=attention)
     if setup.activation_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad]
     applied = _load_download(trainable, spec["download"], setup)
     anchor = [p.detach().clone() for p in trainable] if method.fedprox_mu > 0 else []
     opt: Any = torch.optim.AdamW(trainable, lr=1e-5) if setup.optimizer == "adamw" else \
         torch.optim.SGD(trainable, lr=1e-4)
+    amp = torch.autocast(device_type=torch.device(device).type,
+                         enabled=setup.autocast is not None,
+                         dtype=torch.bfloat16 if setup.autocast == "bf16" else torch.float16)
+    scaler = torch.amp.GradScaler(enabled=setup.autocast == "fp16")  # fp16 scales the loss
     gen = torch.Generator().manual_seed(spec["seed"])
     load_s = time.perf_counter() - t0
     meter = find_energy_meter(gpu)
@@ -96,12 +105,14 @@ def session(spec: dict[str, Any], send: Send, threads: int | None) -> dict[str, 
         for _ in range(setup.grad_accum):
             ids = torch.randint(0, arch.vocab, (setup.batch, setup.seq), generator=gen)
             ids = ids.to(device)
-            loss = model(input_ids=ids, labels=ids).loss / setup.grad_accum
-            if anchor:  # FedProx: mu/2 ||w - w_global||^2 over what is trained
-                loss = loss + method.fedprox_mu / 2 * sum(
-                    ((p - a) ** 2).sum() for p, a in zip(trainable, anchor, strict=True))
-            loss.backward()
-        opt.step()
+            with amp:
+                loss = model(input_ids=ids, labels=ids).loss / setup.grad_accum
+                if anchor:  # FedProx: mu/2 ||w - w_global||^2 over what is trained
+                    loss = loss + method.fedprox_mu / 2 * sum(
+                        ((p - a) ** 2).sum() for p, a in zip(trainable, anchor, strict=True))
+            scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         if gpu:
             torch.cuda.synchronize()
@@ -111,11 +122,15 @@ def session(spec: dict[str, Any], send: Send, threads: int | None) -> dict[str, 
         times.append(dt)
         send({"event": "step", "step": step, "time_s": dt,
               "rss_mb": process_memory()["VmRSS"] / MIB, "energy_j": step_j})
+    t_serialize = time.perf_counter()
     upload = frame([(tuple(p.shape), _tensor_bytes(p, setup.dtype)) for p in trainable],
                    setup.dtype, setup.serialization)
     from hil.protocol import payload_field
 
-    send({"event": "upload", **payload_field(upload)})
+    field = payload_field(upload)
+    # the host times the upload's transfer from this event on; serialising came before
+    send({"event": "serialized", "serialize_s": time.perf_counter() - t_serialize})
+    send({"event": "upload", **field})
     peak = process_memory()
     peak_mb = (torch.cuda.max_memory_allocated() / MIB + 0.0) if gpu else \
         peak.get("VmHWM", peak["VmRSS"]) / MIB
@@ -179,14 +194,28 @@ def calibrate_ops(spec: dict[str, Any], send: Send, threads: int | None) -> dict
 
 
 def calibrate_probes(spec: dict[str, Any], send: Send, threads: int | None) -> dict[str, Any]:
-    from calibration.steps import time_training_step_s
+    """Probe sessions, each forked from this worker (which imported the training
+    libraries and ran no op), as the agent forks a replayed session."""
+    import torch
 
-    for i, p in enumerate(spec["probes"]):
-        arch, method = _probe_model(p)
-        t = time_training_step_s(arch, method, p["batch"], p["seq"], steps=p["steps"],
-                                 seed=p["seed"], device=spec["torch_device"])
-        send({"event": "probe", "index": i, "step_s": t})
-    return {"measured": len(spec["probes"])}
+    from calibration.probe_models import Probe
+    from calibration.steps import WARMUP_STEPS, forked_sessions
+
+    specs = spec["probes"]
+    probes = [Probe(*_probe_model(p), p["batch"], p["seq"]) for p in specs]
+    first = specs[0] if specs else {}
+    for i, r, setup_s, times in forked_sessions(
+            probes, WARMUP_STEPS + first.get("steps", 3), first.get("repeats", 1),
+            spec["torch_device"], first.get("seed", 0), threads or torch.get_num_threads()):
+        send({"event": "probe_session", "index": i, "repeat": r, "setup_s": setup_s,
+              "step_times_s": times})
+    return {"measured": len(specs)}
+
+
+def calibrate_load(spec: dict[str, Any], send: Send, threads: int | None) -> dict[str, Any]:
+    from calibration.load import measure_load
+
+    return {"load": measure_load().to_json()}
 
 
 def calibrate_retention(spec: dict[str, Any], send: Send, threads: int | None
@@ -228,4 +257,5 @@ def _probe_model(p: dict[str, Any]) -> tuple[ModelArch, Method]:
 TASKS: dict[str, Callable[[dict[str, Any], Send, int | None], dict[str, Any]]] = {
     "session": session, "ops": calibrate_ops, "probes": calibrate_probes,
     "retention": calibrate_retention, "host": calibrate_host, "facts": facts,
+    "load": calibrate_load,
 }

@@ -8,6 +8,7 @@ and how well it fits.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -123,6 +124,49 @@ class ThermalSpec:
 
 
 @dataclass(frozen=True)
+class SessionCost:
+    """What a training session costs beyond its steps, and how much it varies on this
+    device. Written under `compute:` beside the op costs (`compute.session_cv`, ...).
+
+    A session's compute is `session_setup_s + session_setup_s_per_mparam x M` (building
+    the model of M million parameters, loading the payload) + the first step's extra
+    (`first_step_extra` of a step: allocations faulted in, lazy initialisation) + its
+    steps. That compute varies from session to session around the prediction with
+    `session_cv` (lognormal, mean 1: the emulator draws it per session); one step
+    around its session's mean with `step_cv`."""
+
+    session_cv: float = 0.0
+    step_cv: float = 0.0
+    session_setup_s: float = 0.0
+    session_setup_s_per_mparam: float = 0.0
+    first_step_extra: float = 0.0
+
+    def setup_s(self, total_params: int, step_s: float) -> float:
+        """A session's fixed cost beyond its steps, at speed 1."""
+        return (self.session_setup_s + self.session_setup_s_per_mparam * total_params / 1e6
+                + self.first_step_extra * step_s)
+
+
+MAX_CV = 2.0
+SESSION_KEYS = tuple(f.name for f in dataclasses.fields(SessionCost))
+
+
+@dataclass(frozen=True)
+class CalibrationLoad:
+    """What else ran on the device while it was calibrated: the share of its CPUs other
+    processes used, and how much a fixed probe's repeats spread (a busy core shows as a
+    spread), measured before and after; `probe_s` is the probe's median time, which a
+    later replay compares with its own to see whether the device has changed."""
+
+    other_cpu_share_before: float
+    other_cpu_share_after: float
+    probe_spread_before: float
+    probe_spread_after: float
+    probe_s: float
+    busy: bool
+
+
+@dataclass(frozen=True)
 class Provenance:
     kind: ProvenanceKind
     source: str
@@ -153,6 +197,21 @@ class DeviceProfile:
     # scales on them (profiles.modes); `name@mode` loads the profile in that mode
     mode: str = ""
     modes: dict[str, OperatingMode] = field(default_factory=dict)
+    load: CalibrationLoad | None = None  # a calibrated profile's measuring conditions
+    # read from and written under `compute:` (parse_profile, to_data)
+    session: SessionCost = field(default=SessionCost(), metadata={"internal": True})
+
+    def to_data(self) -> dict[str, Any]:
+        """The YAML mapping: the session's costs under `compute:` before the op costs (zero
+        ones left out), `load` only where measured."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.metadata.get("internal") or (f.name == "load" and self.load is None):
+                continue
+            out[f.name] = getattr(self, f.name)
+        session = {k: v for k, v in to_mapping(self.session).items() if v}
+        out["compute"] = {**session, **{k: to_mapping(c) for k, c in self.compute.items()}}
+        return out
 
     def op_cost(self, kind: str, phase: str | None = None, impl: str = "") -> OpCost:
         """The most specific entry: `kind.impl.phase`, `kind.impl`, `kind.phase`, `kind`,
@@ -179,7 +238,15 @@ class DeviceProfile:
 
 def parse_profile(data: Any, where: str) -> DeviceProfile:
     """Check and build a profile from parsed YAML; `where` names the file in errors."""
-    profile = from_mapping(DeviceProfile, data, where)
+    session = SessionCost()
+    if isinstance(data, dict) and isinstance(data.get("compute"), dict):
+        compute = data["compute"]
+        scalars = {k: v for k, v in compute.items() if k in SESSION_KEYS}
+        if scalars:
+            session = from_mapping(SessionCost, scalars, where, "compute")
+            data = {**data, "compute": {k: v for k, v in compute.items()
+                                        if k not in SESSION_KEYS}}
+    profile = dataclasses.replace(from_mapping(DeviceProfile, data, where), session=session)
     if profile.schema_version != SCHEMA_VERSION:
         raise InputError(where, "schema_version",
                          f"this edgetwin reads version {SCHEMA_VERSION}, "
@@ -201,13 +268,18 @@ def parse_profile(data: Any, where: str) -> DeviceProfile:
             continue
         positive = path.split(".")[-1] not in ("overhead_s", "ambient_c", "rtt_ms", "m_half",
                                                "k_half", "n_half", "bytes_half",
-                                               "heap_retention")
+                                               "heap_retention", *SESSION_KEYS) and \
+            not path.startswith("load.")
         if value < 0 or (positive and value == 0):
             raise InputError(where, path, f"must be {'> 0' if positive else '>= 0'}, got {value}")
         if not _covered(path, profile.provenance):
             raise InputError(where, path,
                              "has no provenance (add an entry under 'provenance' for this "
                              "key or a parent)")
+    for key in ("session_cv", "step_cv"):
+        if getattr(profile.session, key) > MAX_CV:
+            raise InputError(where, f"compute.{key}", f"must be at most {MAX_CV:g} (a "
+                             f"coefficient of variation), got {getattr(profile.session, key)}")
     if profile.memory.usable_ram_mb > profile.memory.ram_mb:
         raise InputError(where, "memory.usable_ram_mb", "is larger than memory.ram_mb")
     t = profile.thermal

@@ -17,3 +17,4 @@ def _quiet_library_warnings() -> None:
     # PEFT and transformers warn about Conv1D fan-in and deprecated names; not ours to fix.
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+

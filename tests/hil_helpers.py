@@ -27,6 +27,31 @@ def edgetwin(*args: str, timeout: float = 600, cwd: Path | None = None
                           text=True, timeout=timeout, cwd=cwd)
 
 
+def run_cli(*args: str) -> int:
+    """`edgetwin ARGS` in this process (where no separate process is the point): its exit
+    status; SystemExit (a bad flag) counts as its code."""
+    from hil.cli import main
+
+    try:
+        return main(list(args))
+    except SystemExit as done:
+        return int(done.code or 0)
+
+
+def wait_until_quiet(cpus: list[int], timeout_s: float = 60.0) -> None:
+    """Wait (at most `timeout_s`) until these CPUs spend a second under 10 % busy: an
+    experiment on a quiet device, as a careful experimenter runs one."""
+    from calibration.load import cpu_jiffies
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        a = cpu_jiffies(cpus)
+        time.sleep(1.0)
+        b = cpu_jiffies(cpus)
+        if a is None or b is None or (b[0] - a[0]) <= 0.1 * max(b[1] - a[1], 1):
+            return
+
+
 def profile_named(src: str, name: str, out: Path) -> Path:
     """A shipped profile under another name: the class a test device stands for."""
     data = yaml.safe_load(shipped_profiles()[src].read_text())

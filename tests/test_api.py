@@ -3,10 +3,7 @@ page shows, and each function gives what the command gives for the same input.""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import re
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -24,40 +21,23 @@ from hil.cli import main
 from profiles.device import OpCost
 from profiles.errors import InputError
 
+from .doc_examples import blocks
+from .doc_examples import run as run_examples
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "api.md"
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
-def doc_blocks() -> list[tuple[str, int, str]]:
-    """docs/api.md's fenced blocks: info string, line of the first code line, text."""
-    text = DOC.read_text()
-    return [(m.group(1).strip(), text.count("\n", 0, m.start(2)) + 1, m.group(2))
-            for m in FENCE.finditer(text)]
-
-
-def test_the_doc_example_runs_and_prints_what_it_shows(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_doc_example_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
     """Every `python` block runs in order, from a folder that looks like the repository's
     root; a `text` block right after one is what it prints."""
-    (tmp_path / "scenarios").symlink_to(ROOT / "scenarios")
-    monkeypatch.chdir(tmp_path)
-    blocks = doc_blocks()
-    namespace: dict[str, Any] = {"__name__": "docs_api"}
-    ran = 0
-    for i, (info, line, code) in enumerate(blocks):
-        if info != "python":
-            continue
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):  # line numbers in a traceback are the page's
-            exec(compile("\n" * (line - 1) + code, str(DOC), "exec"), namespace)
-        ran += 1
-        if i + 1 < len(blocks) and blocks[i + 1][0] == "text":
-            assert out.getvalue() == blocks[i + 1][2], (
-                f"docs/api.md line {blocks[i + 1][1]}: the block above it now prints\n"
-                f"{out.getvalue()}")
-    assert ran >= 5
+    found = blocks(DOC)
+    printed = run_examples(DOC, tmp_path)
+    for i, out in printed:
+        assert out == found[i][2], (f"docs/api.md line {found[i][1]}: the block above it now "
+                                    f"prints\n{out}")
+    assert len(printed) >= 4
     assert (tmp_path / "runs" / "quickstart-random" / "summary.json").is_file()
 
 

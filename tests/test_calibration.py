@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +19,6 @@ from calibration.trace import Latency, Measurement, parse_line, read_trace
 from profiles.costmodel import predict_step
 from profiles.device import OpCost, load_profile
 from profiles.errors import InputError
-
-from .hil_helpers import wait_for
-from .processes import start_interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "calibration" / "native" / "opbench.cpp"
@@ -176,57 +171,6 @@ def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-@pytest.mark.slow  # a quick calibration, interrupted and resumed: about 100 s
-def test_interrupted_calibration_resumes_without_losing_a_measurement(tmp_path: Path) -> None:
-    trace, out = tmp_path / "host.trace.jsonl", tmp_path / "host.yaml"
-    cmd = [sys.executable, "-m", "hil.cli", "calibrate", "--device", "local", "--quick",
-           "--name", "host", "--trace", str(trace), "--out", str(out), "--threads", "2"]
-    proc = start_interruptible(cmd)
-    # interrupt mid-calibration: once 25 measurements are journaled (or the run has ended)
-    wait_for(lambda: _lines(trace) >= 25 or proc.poll() is not None, 120,
-             "25 measurements in the trace")
-    assert proc.poll() is None, proc.communicate()[1]  # still calibrating when interrupted
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    before = trace.read_text().splitlines()
-    assert len(before) >= 25 and not out.exists()
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "--resume" in again.stderr  # nothing overwritten
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr
-    after = trace.read_text().splitlines()
-    assert after[: len(before)] == before  # every finished measurement kept as it was
-    records = [json.loads(line) for line in after]
-    cases = [r["case"] for r in records if "record" not in r]
-    assert len(cases) == len(set(cases)) > len(before)
-    # host facts, heap-retention probes and probe steps are journaled too, once each
-    kinds = Counter(r.get("record") for r in records if "record" in r)
-    assert kinds == {"host": 1, "retention": 2, "probe": 6}
-    # the quick profile is valid and prices workloads
-    check = subprocess.run([sys.executable, "-m", "hil.cli", "profiles", "validate", str(out)],
-                           capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, check.stderr
-    work = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
-                           "--batch", "2", "--seq", "64", "--device", str(out), "--json"],
-                          capture_output=True, text=True, timeout=120)
-    device = json.loads(work.stdout)["devices"][0]
-    assert device["step_time_s"] > 0 and device["fits_in_memory"] is True
-    profile = load_profile(str(out))
-    assert profile.provenance["compute.matmul"].kind == "calibrated"
-    assert profile.provenance["compute"].kind == "assumed"  # no power meter here
-    # the allocator's heap retention, measured on probe models' real steps
-    kept = profile.provenance["memory.heap_retention"]
-    assert kept.kind == "calibrated" and "probe-llama-640" in kept.note
-    assert 0.0 <= profile.memory.heap_retention < 5.0
-    # the in-situ correction's note is written once and every op's fit refers to it
-    shared = profile.provenance["compute.in_situ"].note
-    assert "whole training steps of probe models" in shared
-    notes = [pr.note for key, pr in profile.provenance.items() if key != "compute.in_situ"]
-    assert not any(shared in note for note in notes)
-    assert sum("corrected by compute.in_situ" in note for note in notes) >= 10
-
-
 def test_fits_stay_within_the_devices_physical_bounds() -> None:
     """An optimizer group timed only on cache-resident sizes would fit a bandwidth far
     beyond the device's and a launch of nothing; the suite's tiny and large adds bound
@@ -301,3 +245,4 @@ def test_products_timed_in_other_precisions_become_matmuls_rates() -> None:
     attention = compute["attention.forward"]
     assert attention["precision_flops_per_s"]["bf16"] == pytest.approx(
         attention["flops_per_s"] * got["bf16"] / compute["matmul"]["flops_per_s"])
+

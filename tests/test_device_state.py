@@ -26,7 +26,8 @@ SKIN_C = (42.0, 49.5)  # Snapdragon 8 Gen 3 phones under sustained stress, measu
 
 def one_device(profile: str, *, steps: int | None = None, plugged_share: float = 0.0,
                **over: Any) -> dict[str, Any]:
-    """One device training Gemma-3-270M LoRA in one long session, always online."""
+    """One device training Gemma-3-270M LoRA in one long session, always online, its
+    compute exactly the prediction."""
     data: dict[str, Any] = {
         "name": "one-device", "seed": 5,
         "fleet": {"clients": 1, "groups": [
@@ -41,6 +42,7 @@ def one_device(profile: str, *, steps: int | None = None, plugged_share: float =
         "battery": {"initial_pct": 100.0, "min_pct_to_join": 5.0, "abort_below_pct": 5.0},
         "orchestration": {"clients_per_round": 1, "deadline_s": 10 * 24 * H},
         "stop": {"rounds": 1},
+        "variability": {"enabled": False},  # the device model alone, at its prediction
     }
     for key, value in over.items():
         data[key] = {**data.get(key, {}), **value}
@@ -90,7 +92,8 @@ def test_a_run_records_the_session_state_in_client_sessions() -> None:
     model = engine(data).model
     cold_j = float(model.costs.busy_w[0] * model.costs.step_s[0])
     assert row["energy_j"] / row["steps"] < cold_j
-    tl = step_timeline(model, 0, int(row["steps"]), plugged=False)  # the same steps, one by one
+    tl = step_timeline(model, 0, int(row["steps"]), plugged=False,  # the same steps, one by one
+                       factor=float(row["compute_factor"]))
     io_j = float(model.io_w[0]) * (row["download_s"] + row["upload_s"])
     assert tl.energy_j.sum() == pytest.approx(row["energy_j"] - io_j, rel=1e-6)
     cap_j = float(model.fleet.battery_capacity_j[0])

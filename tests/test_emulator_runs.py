@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -82,8 +83,14 @@ def test_edgeflowertune_8client_reproduces_the_published_run(runs: dict[str, Pat
     jetsons = [r for r in rows if r["group"] == "jetsons"]
     assert len(phones) == 500 and len(jetsons) == 300
     assert all(r["status"] == "completed" for r in rows)
-    assert all(1700.0 <= float(r["compute_s"]) <= 1745.0 for r in phones)
-    assert all(114.0 <= float(r["compute_s"]) <= 142.0 for r in jetsons)
+    # published: each device's mean round over the run; one round varies around it by the
+    # profile's session_cv
+    for group, low, high in ((phones, 1700.0, 1745.0), (jetsons, 114.0, 142.0)):
+        by_client: dict[str, list[float]] = {}
+        for r in group:
+            by_client.setdefault(r["client"], []).append(float(r["compute_s"]))
+        assert all(low <= statistics.fmean(v) <= high for v in by_client.values())
+        assert any(not low <= x <= high for v in by_client.values() for x in v)
     assert {r["upload_bytes"] for r in phones} == {"2960640"}
     assert {r["upload_bytes"] for r in jetsons} == {"2949120"}
 

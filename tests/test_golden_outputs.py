@@ -24,7 +24,13 @@ every synchronous golden byte for byte first:
   only charging devices train by default, cellular link defaults from Speedtest's
   medians, and client_sessions.csv's temperature, throttle, charge and charger columns;
   then a charger counted only while plugged in, each phase's charge as the step model
-  clips it, and throttled time from its onset in cut sessions (client_sessions.csv only).
+  clips it, and throttled time from its onset in cut sessions (client_sessions.csv only);
+- how sure the twin is (issue: a cross-check that can fail): each session's compute drawn
+  from its profile's `compute.session_cv` (a lognormal factor of mean 1, stream `compute`;
+  every shipped profile states one), and client_sessions.csv's `compute_factor`,
+  `timing_margin`, `p_complete`, `session_s_p05` and `session_s_p95`. Before those columns
+  were added, the engine with `variability.enabled: false` gave every golden output of
+  the engine before it byte for byte.
 """
 
 from __future__ import annotations

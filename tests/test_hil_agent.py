@@ -120,7 +120,7 @@ def test_a_session_trains_streams_steps_and_sends_the_trained_tensors(agent: Age
                                             setup={"batch": 1, "seq": 16,
                                                    "serialization": "npy"}))
     kinds = [e["event"] for e in events]
-    assert kinds == ["received", "step", "step", "step", "upload", "result"]
+    assert kinds == ["received", "step", "step", "step", "serialized", "upload", "result"]
     up = events[-2]
     data = base64.b64decode(up["data"])
     assert len(data) == up["bytes"] == w.payload.upload_bytes == len(payload)
@@ -129,6 +129,33 @@ def test_a_session_trains_streams_steps_and_sends_the_trained_tensors(agent: Age
     result = events[-1]
     assert result["download_applied"] is True and len(result["step_time_s"]) == 3
     assert result["peak_memory_mb"] > 100 and result["energy_j"] is None
+
+
+MID = {"name": "mid", "family": "llama", "hidden": 256, "layers": 4, "heads": 4,
+       "kv_heads": 2, "head_dim": 64, "intermediate": 704, "vocab": 4000,
+       "tied_embeddings": False, "act": "silu"}
+
+
+def test_a_session_runs_the_setup_it_was_priced_with(agent: Agent) -> None:
+    """Activation checkpointing (and the precision and attention kernel) reach the device:
+    the same session checkpointed peaks lower, and recomputes its forward passes."""
+    setup = {"batch": 8, "seq": 256}
+    peaks = {}
+    for name, extra in (("plain", {}), ("checkpointed", {"activation_checkpointing": True}),
+                        ("bf16 sdpa", {"autocast": "bf16", "memory_efficient_attention": True})):
+        events = agent.ask("session", **session(model=MID, setup={**setup, **extra}, steps=2))
+        assert events[-1]["event"] == "result", events[-1]
+        peaks[name] = events[-1]["peak_memory_mb"]
+    assert peaks["checkpointed"] < peaks["plain"] - 20, peaks
+    from profiles.method import Method
+    from profiles.setup import TrainingSetup
+    from profiles.workload import build_workload
+
+    arch = ModelArch(**MID)  # type: ignore[arg-type]
+    saved = {c: build_workload(arch, Method("lora", 4, 8.0, ("q_proj", "v_proj")),
+                               TrainingSetup(batch=8, seq=256, activation_checkpointing=c)
+                               ).memory.peak_bytes for c in (False, True)}
+    assert saved[True] < saved[False]  # as the workload model priced it
 
 
 def test_calibration_cases_stream_trace_lines_and_journal_them(agent: Agent) -> None:

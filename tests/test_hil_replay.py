@@ -20,9 +20,11 @@ from emulator.engine import Engine
 from emulator.runfolder import load_run
 from emulator.selection.registry import POLICIES
 from emulator.session import STATUSES
-from hil.crosscheck import SelectionCheck, decision
+from hil import decisions
+from hil.crosscheck import SelectionCheck
 from hil.replay import prepare
-from hil.sampling import NEAR, UNIFORM, stratified_sample
+from hil.runsessions import RunSession
+from hil.sampling import SENSITIVE, UNIFORM, stratified_sample
 from tests.hil_helpers import (
     agent_processes,
     edgetwin,
@@ -34,8 +36,10 @@ from tests.hil_helpers import (
 from tests.processes import start_interruptible
 
 KEYS = ("sessions_sampled", "sessions_replayed", "sessions_lost", "step_time", "session_time",
-        "peak_memory", "energy", "decision_agreement", "selection_agreement", "per_device",
-        "strata")
+        "peak_memory", "energy", "decision_agreement", "decision_agreement_sensitive",
+        "sensitive_sessions", "decision_agreement_by_margin", "selection_agreement",
+        "selection_agreement_note", "per_device", "strata", "interval_coverage_90", "brier",
+        "brier_expected", "calibration_z", "bias", "verdict", "verdict_reasons")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +47,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("hil")
     devices = local_devices(folder)
     return simulated(folder), devices
+
+
+def as_emulated(s: RunSession) -> dict[str, object]:
+    """Measurements exactly as the run emulated the session."""
+    step = s.cost.step_s * s.compute_factor
+    return {"step_time_s": [step] * s.local_steps, "median_step_s": step,
+            "load_s": s.cost.setup_s, "peak_memory_mb": s.cost.peak_memory_mb,
+            "out_of_memory": False}
 
 
 def test_the_run_is_reproduced_and_replanning_without_measurements_changes_nothing(
@@ -56,12 +68,18 @@ def test_the_run_is_reproduced_and_replanning_without_measurements_changes_nothi
         again = model.replan(s.planned, np.array([s.index]))
         assert again.stop_s[0] == s.planned.stop_s[s.index]
         assert again.stop_cause[0] == s.planned.stop_cause[s.index]
-        o = model.account(again, np.array([s.cut_s]), s.cut_status)
+        o = model.account(again, np.array([s.cut_s]), s.batch.cut_status)
         assert STATUSES[int(o.status[0])] == s.outcome
-        # the measured figures equal to the predicted ones: the same decision
-        same = {"measured": {"mean_step_s": s.cost.step_s, "peak_memory_mb":
-                             s.cost.peak_memory_mb}, "session": s.row}
-        assert decision(prepared, same) == s.outcome
+    # every session measured as it was emulated: its round derived again decides the same
+    entries = [{"session": s.row, "measured": as_emulated(s)} for s in prepared.sessions]
+    decided = decisions.decide(model, prepared.results, prepared.sessions, entries)
+    assert all(decided[s.row] == s.outcome for s in prepared.sessions)
+    # and a slowdown of ten times cuts the sessions that had completed
+    slow = [{"session": e["session"], "measured": {
+        **e["measured"], "step_time_s": [10 * t for t in e["measured"]["step_time_s"]]}}
+        for e in entries]
+    slower = decisions.decide(model, prepared.results, prepared.sessions, slow)
+    assert any(slower[s.row] != s.outcome for s in prepared.sessions if s.outcome == "completed")
 
 
 def test_a_run_that_no_longer_reproduces_is_refused(tiny_run: tuple[Path, Path],
@@ -77,7 +95,7 @@ def test_a_run_that_no_longer_reproduces_is_refused(tiny_run: tuple[Path, Path],
     assert "no longer reproduces this run" in out.stderr and len(out.stderr.splitlines()) == 1
 
 
-def test_samples_are_stratified_seeded_and_over_represent_the_deadline(
+def test_samples_are_stratified_seeded_and_over_represent_sensitive_sessions(
         tiny_run: tuple[Path, Path]) -> None:
     prepared = prepare(*tiny_run)
     sessions = prepared.sessions
@@ -86,13 +104,16 @@ def test_samples_are_stratified_seeded_and_over_represent_the_deadline(
     assert a != stratified_sample(sessions, 10, seed=2)
     rows = [r for r, _ in a]
     assert len(rows) == len(set(rows)) == 10
-    near = [s.row for s in sessions if s.near_deadline]
+    sensitive = [s.row for s in sessions if s.sensitive]
+    assert sensitive and len(sensitive) < len(sessions)
     strata = Counter(st for _, st in a)
-    assert strata[NEAR] == min(len(near), 5)
-    assert all(sessions[r].near_deadline for r, st in a if st == NEAR)
-    outcomes = {s.status for s in sessions}
-    uniform = {sessions[r].status for r, st in a if st == UNIFORM}
-    assert uniform == outcomes or len(uniform) >= strata[UNIFORM]  # every outcome present
+    assert strata[SENSITIVE] == min(len(sensitive), 5)
+    assert all(sessions[r].sensitive for r, st in a if st == SENSITIVE)
+    # each (outcome, group) of the run gets a session in the uniform stratum where the
+    # budget allows
+    pairs = {(s.status, s.group) for s in sessions}
+    uniform = {(sessions[r].status, sessions[r].group) for r, st in a if st == UNIFORM}
+    assert len(pairs) <= strata[UNIFORM] and uniform == pairs
     # the uniform stratum is proportional: over many seeds its completed share follows the run
     share = np.mean([s.outcome == "completed" for s in sessions])
     drawn = [sessions[r].outcome == "completed" for seed in range(30)
@@ -130,16 +151,28 @@ def test_replay_journals_reports_and_resumes_without_repeating(tiny_run: tuple[P
     for metric in ("step_time", "session_time", "peak_memory"):
         assert set(report[metric]) >= {"median_abs_error", "mean_signed_error", "within_10pct"}
     assert set(report["per_device"]) == {"dev-one", "dev-two"}
-    assert set(report["strata"]) == {"uniform", "near_deadline"}
+    assert set(report["strata"]) == {"uniform", "timing_sensitive"}
     assert report["upload_bytes_mismatches"] == []  # PEFT's tensors, exactly the model's bytes
-    assert 0.0 <= report["decision_agreement"] <= 1.0
-    for name in ("crosscheck.md", "predicted_vs_measured.png", "error_cdf.png",
-                 "error_over_time.png", "profiles/one.yaml", "profiles/two.yaml"):
-        assert (out / name).exists(), name
-    assert "replayed 6 of 6 sessions (0 lost)" in done.stdout
-    fixed = (out / "profiles" / "one.yaml").read_text()
-    assert "edgetwin replay of run run" in fixed and "sessions replayed on dev-one" in fixed
     entries = journal_entries(out / "journal.jsonl")
+    # the report's agreement is the journal's sessions decided again, not a number in range
+    run = prepare(run_dir, devices)
+    decided = decisions.decide(run.engine.model, run.results, run.sessions, entries)
+    agree = sum(decided[int(e["session"])] == e["outcome"] for e in entries) / len(entries)
+    assert report["decision_agreement"] == round(agree, 4)
+    assert report["verdict"] == "inconclusive"  # six sessions: too few to judge
+    assert report["selection_agreement"] is None  # random selection reads no costs
+    assert "not applicable" in report["selection_agreement_note"]
+    for name in ("crosscheck.md", "predicted_vs_measured.png", "error_cdf.png",
+                 "error_over_time.png", "reliability.png"):
+        assert (out / name).exists(), name
+    assert (out / "crosscheck.md").read_text().splitlines()[2] == "**Verdict: inconclusive.**"
+    assert "replayed 6 of 6 sessions (0 lost)" in done.stdout
+    for c in report["recalibration"]:  # written only where it scored better
+        assert c["written"] == (c["after"]["median_abs_error"] < c["before"]["median_abs_error"])
+        assert (out / "profiles" / f"{c['profile']}.yaml").exists() == c["written"]
+        if c["written"]:
+            text = (out / "profiles" / f"{c['profile']}.yaml").read_text()
+            assert "edgetwin replay of run run" in text and "sessions replayed on dev-" in text
     assert len(entries) == 6 and {e["status"] for e in entries} == {"replayed"}
     before = (out / "journal.jsonl").read_text()
     again = edgetwin("replay", str(run_dir), "--devices", str(devices), "--sample", "6",

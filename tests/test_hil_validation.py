@@ -7,12 +7,21 @@ from pathlib import Path
 
 import yaml
 
+from calibration.profile_builder import write_profile
 from emulator.runfolder import load_run
+from hil.recalibrate import corrected
+from profiles.device import Provenance, load_profile
 from tests.hil_helpers import edgetwin, local_devices, tiny_scenario
 
 
-def test_every_fifth_round_is_validated_and_recalibration_is_recorded(tmp_path: Path) -> None:
+def test_every_fifth_round_is_validated_and_corrected_when_out_of_control(
+        tmp_path: Path) -> None:
     local_devices(tmp_path)
+    for name in ("one", "two"):  # profiles three times too fast: the first check is out
+        path = tmp_path / f"{name}.yaml"
+        p = load_profile(str(path))
+        write_profile(corrected(p, 1 / 3, 0.0, Provenance("assumed", "a test", "2026-12-06")),
+                      path)
     scenario = tiny_scenario(tmp_path, rounds=10, validation={
         "devices": "devices.yaml", "every_rounds": 5, "sample": 2, "recalibrate": True})
     run = tmp_path / "run"
@@ -21,14 +30,19 @@ def test_every_fifth_round_is_validated_and_recalibration_is_recorded(tmp_path: 
     rows = list(csv.DictReader((run / "validation.csv").open()))
     assert {int(r["round"]) for r in rows} == {4, 9}  # a row per validated round and device
     assert {r["device"] for r in rows} <= {"dev-one", "dev-two"}
-    for r in rows:
-        assert int(r["sessions"]) >= 1 and float(r["measured_step_s"]) > 0
-        assert 0.0 <= float(r["decision_agreement"]) <= 1.0
-        assert float(r["step_factor"]) > 0
     resolved = yaml.safe_load((run / "scenario.resolved.yaml").read_text())
     corrections = resolved["run"]["validation_corrections"]
-    assert [c["round"] for c in corrections] == sorted(c["round"] for c in corrections)
-    assert {c["round"] for c in corrections} == {4, 9}
+    for r in rows:
+        assert int(r["sessions"]) >= 1 and float(r["measured_step_s"]) > 0
+        error, low, high = (float(r[k]) for k in ("error", "lower_limit", "upper_limit"))
+        assert low < 0 < high
+        assert int(r["in_control"]) == (low <= error <= high)
+        # corrected exactly where the error left its limits
+        assert (r["step_factor"] != "") == (r["in_control"] == "0")
+        if r["round"] == "4":  # three times too fast: far out, corrected about three-fold
+            assert r["in_control"] == "0" and error < -0.5 and float(r["step_factor"]) > 1.5
+    assert {(c["round"], c["group"]) for c in corrections} == {
+        (int(r["round"]), r["group"]) for r in rows if r["in_control"] == "0"}
     assert load_run(run).scenario.validation is not None  # the folder loads as it is
 
 

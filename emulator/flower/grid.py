@@ -28,6 +28,7 @@ from flwr.supercore.run import Run
 
 from emulator.engine import F64, I64, IDLE_RETRY_S, Engine, RoundRow
 from emulator.flower.workers import Workers
+from emulator.margins import Cut
 from emulator.session import COMPLETED, DEADLINE, Outcome, Planned, SessionCosts
 
 FIRST_NODE_ID = 2  # Flower's SuperLink is node 1
@@ -169,7 +170,9 @@ class VirtualGrid(Grid):
             done = done[still]
         rnd = np.full(len(msgs), key, dtype=np.int64)
         self.engine.launch(clients)
-        self.engine.record(planned, outcome, rnd, np.full(len(msgs), cut_s), DEADLINE)
+        cuts = np.full(len(msgs), cut_s)
+        self.engine.record(planned, outcome, rnd, cuts, DEADLINE, bounds=Cut(
+            at_s=cuts, status=np.full(len(msgs), DEADLINE, dtype=np.int64)))
         arrivals = outcome.end_s[done]
         self.now_s = float(arrivals.max()) if len(done) == len(msgs) else cut_s
         self._log(key, msgs[0], t0, len(msgs), replies, outcome)

@@ -23,6 +23,17 @@ POLICIES: dict[str, Policy] = {
 }
 
 
+# whether a policy reads the clients' predicted costs (time, energy): only those can choose
+# otherwise when the costs are corrected by what devices measured
+READS_COSTS: dict[str, bool] = {
+    "random": False,
+    "deadline_aware": True,
+    "battery_aware": True,
+    "oort": True,
+    "power_of_choice": False,
+}
+
+
 def policy_for(cfg: SelectionConfig) -> tuple[Policy, Any]:
     """The named policy and its parameters (None for a policy that takes none)."""
     return POLICIES[cfg.policy], getattr(cfg, cfg.policy, None)

@@ -1,0 +1,64 @@
+"""A batch of asynchronous launches selected at once: to a fixed point, each launch's
+choice holding with the earlier ones' clients held busy (`emulator.async_rounds`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from emulator.checkin import Selection
+from emulator.checkin import launches as select_launches
+
+if TYPE_CHECKING:
+    from emulator.engine import Engine
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+RESELECTIONS = 8  # passes over one batch of launches, each with the earlier choices held
+
+
+def select_batch(engine: Engine, at: F64, count: I64, ids: I64
+                 ) -> tuple[I64, I64, int, list[tuple[int, Selection]]]:
+    """The launches' clients, and how many launches are certain. A client invited by
+    one launch is busy at the later ones: the launches are selected again with the
+    earlier ones' clients held until every launch's choice holds with the others'
+    (a launch's choice depends only on those before it, so each pass settles at
+    least one more; the rest are uncertain if it takes too many). Also each pass, with
+    the first launch it selected."""
+    first = select_launches(engine, at, count, ids)
+    clients, launch = first.clients, first.launch
+    passes = [(0, first)]
+    start = 1
+    for _ in range(RESELECTIONS):
+        if start >= len(at):
+            return clients, launch, len(at), passes
+        order = np.lexsort((at[launch], clients))
+        held = clients[order], at[launch][order]
+        sel = select_launches(engine, at[start:], count[start:], ids[start:], held=held)
+        passes.append((start, sel))
+        again, again_launch = sel.clients, sel.launch + start
+        changed = [j for j in range(start, len(at)) if not np.array_equal(
+            clients[launch == j], again[again_launch == j])]
+        keep = launch < start
+        clients = np.concatenate([clients[keep], again])
+        launch = np.concatenate([launch[keep], again_launch])
+        if not changed:
+            return clients, launch, len(at), passes
+        start = changed[0] + 1
+    return clients, launch, start, passes
+
+
+def tell_observer(engine: Engine, passes: list[tuple[int, Selection]], valid: int,
+                  versions: list[int]) -> None:
+    """Tell the observer each of the first `valid` launches (at model `versions`), from
+    the pass that chose it last."""
+    v = np.array(versions, dtype=np.int64)
+    for k, (start, sel) in enumerate(passes):
+        end = min(passes[k + 1][0] if k + 1 < len(passes) else valid, valid)
+        j = start + np.arange(sel.pool.launches)
+        counted = j < end
+        if counted.any():
+            engine.observer.selected(sel.ctx, sel.pool, sel.places,
+                                     v[np.minimum(j, len(v) - 1)], counted)
