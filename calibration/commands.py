@@ -168,7 +168,7 @@ def _with_load(profile: DeviceProfile, bench: Bench | None, records: TraceRecord
     if load is None:
         return profile
     note = ("other processes' share of the device's CPUs over a second while calibration "
-            "slept, and the spread ((90th - 10th percentile) / median) of a fixed 256 x 256 "
+            "slept, and the spread (interquartile range / median) of a fixed 384 x 384 "
             "product's repeats, before and after the measurements; busy above "
             "25 % or a spread of 100 %; probe_s: the product's median time")
     return dataclasses.replace(profile, load=load, provenance={

@@ -20,11 +20,12 @@ from typing import Any
 from profiles.device import CalibrationLoad
 
 # a device is busy when other processes use this share of its CPUs, or the fixed probe's
-# repeats spread this much (a core shared with other work stalls some repeats by a time
-# slice, several times the probe's own time)
+# repeats spread this much (a core shared with other work stalls a good share of the
+# repeats by a time slice, longer than the probe itself; an interrupt now and then only a
+# few, which the interquartile range leaves out)
 BUSY_CPU_SHARE = 0.25
 BUSY_SPREAD = 1.0
-PROBE_DIM = 256  # a 256 x 256 product: about a millisecond on one core
+PROBE_DIM = 384  # a 384 x 384 product: about a millisecond on one core
 PROBE_REPEATS = 60
 WINDOW_S = 1.0
 
@@ -33,7 +34,7 @@ WINDOW_S = 1.0
 class LoadReading:
     other_cpu_share: float  # of the device's CPUs, used by other processes (0-1)
     probe_s: float  # the fixed probe's median time
-    probe_spread: float  # (90th - 10th percentile) / median of its repeats
+    probe_spread: float  # interquartile range / median of its repeats
     cpus: int  # the CPUs read (the process's affinity)
 
     @property
@@ -114,7 +115,7 @@ def measure_load() -> LoadReading:
     share = other_cpu_share()
     times = sorted(probe_times_s())
     median = statistics.median(times)
-    q = statistics.quantiles(times, n=10)
+    q = statistics.quantiles(times, n=4)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     return LoadReading(round(share, 4), round(median, 6),
                        round((q[-1] - q[0]) / median, 4), cpus)

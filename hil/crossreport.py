@@ -267,6 +267,10 @@ def _reliability(replayed: list[dict[str, Any]], report: dict[str, Any], out: Pa
                       label="flips")
         right.axvline(1.25, color="grey", ls="--", lw=1)
         right.set_xscale("log")
+        ticks = [t for t in (1, 1.25, 1.5, 2, 3, 5, 10, 20) if t <= max(math.exp(d)
+                                                                    for d, _ in pts) * 1.2]
+        right.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        right.minorticks_off()
         right.set_yticks([0, 1], ["flips", "agrees"])
         right.legend(fontsize=7)
     right.set_xlabel("timing margin (factor either way)")

@@ -269,7 +269,8 @@ class DevicePool:
                     with self.lock:
                         self.links[device.name] = link
                     if device.name not in self.since_calibration:
-                        self._compare_with_calibration(link, device)
+                        with self.turns.get(device.name) or contextlib.nullcontext():
+                            self._compare_with_calibration(link, device)
                 self._replay(link, device, row, stratum)
                 return link, 0, False
             except LinkError as err:
