@@ -8,7 +8,6 @@ probabilities it implies. Mean 1, so the prediction stays the expected value.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -56,10 +55,3 @@ def range_cv(low: float, high: float, devices: int) -> float:
     d2 = {2: 1.128, 3: 1.693, 4: 2.059, 5: 2.326, 6: 2.534, 7: 2.704, 8: 2.847, 9: 2.970,
           10: 3.078}[devices]
     return (high - low) / d2 / (0.5 * (low + high))
-
-
-def normal_quantile(p: float) -> float:
-    """The standard normal quantile (scalar, no scipy)."""
-    from statistics import NormalDist
-
-    return float(NormalDist().inv_cdf(p)) if 0 < p < 1 else math.copysign(math.inf, p - 0.5)

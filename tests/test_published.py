@@ -68,3 +68,16 @@ def test_published_table_matches_the_reference_file() -> None:
         assert list(run.avg_rss_mb) == measured[f"{kind}_avg_rss_mb"]
         if "upload_bytes_per_round" in measured:
             assert run.upload_bytes_per_round == measured["upload_bytes_per_round"][kind]
+
+
+@pytest.mark.parametrize(("device", "digits"), [("hi-nova-9-pro", 3), ("jetson-nano-4gb", 2)])
+def test_shipped_session_spread_is_the_published_cohorts(device: str, digits: int) -> None:
+    """compute.session_cv: the spread of the cohort's published per-device step times
+    (range over the expected range of that many normal draws), averaged over both runs."""
+    from profiles.variability import range_cv
+
+    runs = [r for r in PUBLISHED_RUNS if r.device == device]
+    cohort = 5 if device == "hi-nova-9-pro" else 3
+    derived = sum(range_cv(*r.step_s, cohort) for r in runs) / len(runs)
+    assert load_profile(device).session.session_cv == round(derived, digits)
+    assert load_profile(device).provenance["compute.session_cv"].kind == "published"
