@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo workload-demo hil-demo hil-check test lint bench clean
+.PHONY: demo workload-demo hil-demo hil-check test lint wheel-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,16 +44,27 @@ hil-demo: scenarios/calibrated/one-core.yaml scenarios/calibrated/two-core.yaml
 hil-check: | $(VENV)/.full
 	$(BIN)/python benchmarks/crosscheck_chain.py --profiles runs/hil-local/replay/profiles
 
+# mypy checks the package as it is installed: the folders under their import names,
+# laid out as links in build/typecheck
+TYPECHECK := build/typecheck/edgetwin
 lint: $(VENV)/.full
 	$(BIN)/ruff check .
+	rm -rf build/typecheck && mkdir -p $(TYPECHECK)
+	for f in edgetwin/*; do ln -s ../../../$$f $(TYPECHECK)/; done
+	for d in profiles calibration emulator hil scenarios; do ln -s ../../../$$d $(TYPECHECK)/$$d; done
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q --durations=15
+
+# the wheel built and installed into a fresh venv outside the source tree, where
+# `edgetwin scenarios list`, `edgetwin simulate thousand_clients` and `import edgetwin` run
+wheel-check: $(VENV)/.full
+	PYTHON=$(PYTHON) .ci/wheel_check
 
 bench: $(VENV)/.full
 	$(BIN)/python benchmarks/fleet_speed.py
 	$(BIN)/python benchmarks/memory_vs_measured.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

@@ -22,14 +22,14 @@ import statistics
 import sys
 from collections.abc import Sequence
 
-from calibration.probe_models import Probe
-from calibration.steps import time_training_step_s
-from profiles.costmodel import predict_step
-from profiles.device import load_profile
-from profiles.method import Method
-from profiles.models import CATALOGUE, ModelArch
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.calibration.probe_models import Probe
+from edgetwin.calibration.steps import time_training_step_s
+from edgetwin.profiles.costmodel import predict_step
+from edgetwin.profiles.device import load_profile
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE, ModelArch
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 GPT2_SMALL = CATALOGUE["gpt2"]
 QWEN_SMALL = ModelArch("qwen-small", "qwen2", 512, 8, 8, 2, 64, 1408, 32000, True, "silu",

@@ -26,7 +26,7 @@ DEVICES = ROOT / "scenarios" / "devices" / "hil_local.yaml"
 
 def chain(folder: Path, name: str, sample: int) -> dict[str, object]:
     """Simulate `folder`/hil_local.yaml and replay it on the devices of `folder`."""
-    from hil.cli import main
+    from edgetwin.cli import main
 
     run = folder / name
     if main(["simulate", str(folder / "hil_local.yaml"), "--out", str(run), "--quiet",
@@ -41,9 +41,9 @@ def chain(folder: Path, name: str, sample: int) -> dict[str, object]:
 
 def too_fast(path: Path, factor: float = 1.3) -> None:
     """The profile at `path`, rewritten `factor` times too fast."""
-    from calibration.profile_builder import write_profile
-    from hil.recalibrate import corrected
-    from profiles.device import Provenance, load_profile
+    from edgetwin.calibration.profile_builder import write_profile
+    from edgetwin.hil.replay.recalibrate import corrected
+    from edgetwin.profiles.device import Provenance, load_profile
 
     p = load_profile(str(path))
     fast = corrected(p, 1 / factor, 0.0, Provenance(

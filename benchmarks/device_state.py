@@ -20,10 +20,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emulator.engine import Engine  # noqa: E402
-from emulator.scenario import parse_scenario  # noqa: E402
-from emulator.timeline import StepTimeline, step_timeline  # noqa: E402
-from profiles.device import load_profile  # noqa: E402
+from edgetwin.emulator.engine import Engine  # noqa: E402
+from edgetwin.emulator.scenario import parse_scenario  # noqa: E402
+from edgetwin.emulator.timeline import StepTimeline, step_timeline  # noqa: E402
+from edgetwin.profiles.device import load_profile  # noqa: E402
 
 # Gemma-3-270M LoRA, the setup of the long sessions the device-state model was checked on
 DEVICES = (("flagship-phone-sd8gen3", False), ("hi-nova-9-pro", False),

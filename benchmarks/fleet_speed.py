@@ -58,7 +58,7 @@ class Run:
 def run_case(case: Case) -> Run:
     """One `edgetwin simulate` in a fresh process."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "hil.cli", "simulate", str(SCENARIO), "--out", out,
+        cmd = [sys.executable, "-m", "edgetwin.cli", "simulate", str(SCENARIO), "--out", out,
                "--quiet"]
         for o in case.overrides:
             cmd += ["--set", o]

@@ -16,13 +16,13 @@ import statistics
 import sys
 from dataclasses import dataclass
 
-from calibration.allocator import fit_heap_retention, measure_step_memory, retention_probes
-from profiles.costmodel import MIB
-from profiles.device import load_profile
-from profiles.method import Method
-from profiles.models import CATALOGUE
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.calibration.allocator import fit_heap_retention, measure_step_memory, retention_probes
+from edgetwin.profiles.costmodel import MIB
+from edgetwin.profiles.device import load_profile
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 
 @dataclass(frozen=True)

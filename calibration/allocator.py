@@ -23,12 +23,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from calibration.probe_models import MID_PROBES, Probe, probe_lora
-from profiles.costmodel import MIB
-from profiles.method import Method
-from profiles.models import ModelArch
-from profiles.setup import TrainingSetup
-from profiles.workload import Workload, build_workload
+from edgetwin.calibration.probe_models import MID_PROBES, Probe, probe_lora
+from edgetwin.profiles.costmodel import MIB
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import ModelArch
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import Workload, build_workload
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def measure_step_memory(arch: ModelArch, method: Method, batch: int, seq: int, *
             "batch": batch, "seq": seq, "steps": steps, "grad_accum": grad_accum, "seed": seed}
 
     out = subprocess.run(
-        [sys.executable, "-m", "calibration.allocator", json.dumps(spec),
+        [sys.executable, "-m", "edgetwin.calibration.allocator", json.dumps(spec),
          str(torch.get_num_threads())],
         check=True, capture_output=True, text=True, env={**os.environ, **(env or {})})
     got = json.loads(out.stdout.strip().splitlines()[-1])
@@ -113,8 +113,8 @@ def _run(spec: dict[str, Any], threads: int) -> dict[str, int]:
 
     import torch
 
-    from calibration.hf_models import build_model
-    from calibration.meters.procmem import process_memory
+    from edgetwin.calibration.hf_models import build_model
+    from edgetwin.calibration.meters.procmem import process_memory
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)

@@ -1,5 +1,5 @@
 """Where a calibration measures: this process (`LocalBench`), or an attached device's
-agent (`hil.remote_bench.AgentBench`), behind one interface.
+agent (`edgetwin.hil.attached_bench.AgentBench`), behind one interface.
 
 Calibration decides what to measure and fits the profile; a bench only runs the
 measurements: op-suite cases, timed sessions of probe models, their resident memory,
@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from calibration.allocator import StepMemory, measure_step_memory
-from calibration.load import LoadReading
-from calibration.opsuite import Case, measure
-from calibration.power import PowerReading
-from calibration.probe_models import Probe
-from calibration.steps import ProbeSession
-from calibration.trace import Measurement
+from edgetwin.calibration.allocator import StepMemory, measure_step_memory
+from edgetwin.calibration.load import LoadReading
+from edgetwin.calibration.opsuite import Case, measure
+from edgetwin.calibration.power import PowerReading
+from edgetwin.calibration.probe_models import Probe
+from edgetwin.calibration.steps import ProbeSession
+from edgetwin.calibration.trace import Measurement
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class LocalBench:
     def facts(self) -> dict[str, Any]:
         import torch
 
-        from calibration import host
+        from edgetwin.calibration import host
 
         return host.facts(self.device, torch.get_num_threads())
 
@@ -98,13 +98,13 @@ class LocalBench:
 
     def probe_sessions(self, probes: Sequence[Probe], steps: int, repeats: int, seed: int
                        ) -> list[list[ProbeSession]]:
-        from calibration.steps import probe_sessions
+        from edgetwin.calibration.steps import probe_sessions
 
         return probe_sessions(probes, steps=steps, repeats=repeats, seed=seed,
                               device=self.device)
 
     def load(self) -> LoadReading | None:
-        from calibration.load import measure_load
+        from edgetwin.calibration.load import measure_load
 
         return measure_load()
 
@@ -120,7 +120,7 @@ class LocalBench:
 
 def measure_host(device: str, quick: bool) -> HostFacts:
     """This machine's memory, storage, device class and (on a GPU with NVML) power."""
-    from calibration import host
+    from edgetwin.calibration import host
 
     gpu = device.startswith("cuda")
     total, avail = host.gpu_memory_mb() if gpu else host.memory_mb()
@@ -132,8 +132,8 @@ def measure_host(device: str, quick: bool) -> HostFacts:
 
 def measured_power() -> PowerReading | None:
     """Busy and idle power from NVML's energy counter, where it answers."""
-    from calibration.meters.nvml import NvmlEnergy
-    from calibration.power import measure_gpu_power
+    from edgetwin.calibration.meters.nvml import NvmlEnergy
+    from edgetwin.calibration.power import measure_gpu_power
 
     meter = NvmlEnergy.find()
     if meter is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from calibration.trace import Measurement
+from edgetwin.calibration.trace import Measurement
 
 TINY_ELEMENTS = 256  # an add of at most this many elements is all launch
 LARGE_BYTES = 32 * 1024 * 1024  # an add moving at least this much runs at DRAM bandwidth

@@ -1,6 +1,6 @@
 """`edgetwin calibrate`: measure the op suite on a bench, fit, write a profile.
 
-The bench is this host or an attached device (calibration.bench). Every
+The bench is this host or an attached device (edgetwin.calibration.bench). Every
 measurement, probe step and host fact is appended to the trace as soon as it is
 taken, so an interrupted calibration loses nothing and `--resume` carries on from
 the trace.
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.bench import Bench, Plan
-from calibration.fit import fit_groups, residuals
-from calibration.load import LoadReading
-from calibration.opsuite import Case, base_cases, neighbours, precision_cases
-from calibration.trace import Measurement, TraceRecords, TraceWriter, read_records
-from profiles.errors import InputError
+from edgetwin.calibration.bench import Bench, Plan
+from edgetwin.calibration.fit import fit_groups, residuals
+from edgetwin.calibration.load import LoadReading
+from edgetwin.calibration.opsuite import Case, base_cases, neighbours, precision_cases
+from edgetwin.calibration.trace import Measurement, TraceRecords, TraceWriter, read_records
+from edgetwin.common.errors import InputError
 
 Progress = Callable[[int, int, str], None]
 

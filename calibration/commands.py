@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from profiles.errors import InputError
+from edgetwin.common.console import err_console, out_console
+from edgetwin.common.errors import InputError
 
 if TYPE_CHECKING:  # the bench is loaded when a calibration runs, not for every command
-    from calibration.bench import Bench
-    from calibration.trace import TraceRecords
-    from profiles.device import CalibrationLoad, DeviceProfile
+    from edgetwin.calibration.bench import Bench
+    from edgetwin.calibration.trace import TraceRecords
+    from edgetwin.profiles.device import CalibrationLoad, DeviceProfile
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class Target:
     out: Path
 
 
-# `--device NAME --devices FILE`: an attached device, resolved by the layer above
-AttachedTarget = Callable[[argparse.Namespace], Target]
+# `--device NAME --devices FILE [--out PROFILE] [--name NAME]`: an attached device,
+# resolved by the layer above
+AttachedTarget = Callable[[str, Path, "Path | None", "str | None"], Target]
 
 
 def add_calibrate_parser(sub: Any, attached: AttachedTarget | None = None) -> None:
@@ -69,12 +71,12 @@ def _target(args: argparse.Namespace, attached: AttachedTarget | None) -> Target
     if args.devices is not None:
         if attached is None:
             raise InputError("--devices", "", "attached devices need the hil package")
-        return attached(args)
+        return attached(args.device, args.devices, args.out, args.name)
     if args.device not in ("local", "cuda"):
         raise InputError("--device", args.device, "expected local or cuda, or a device name "
                          "with --devices DEVICES.yaml")
     name = _default_name(args)
-    from calibration.bench import LocalBench
+    from edgetwin.calibration.bench import LocalBench
 
     return Target(LocalBench("cpu" if args.device == "local" else "cuda", args.threads), name,
                   args.out or Path(f"{name}.yaml"))
@@ -85,15 +87,14 @@ def _default_name(args: argparse.Namespace) -> str:
 
 
 def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = None) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from calibration.calibrate import BusyDevice, run_calibration
-    from calibration.fit import fit_groups
-    from calibration.profile_builder import build_profile, write_profile
-    from calibration.trace import read_records
+    from edgetwin.calibration.calibrate import BusyDevice, run_calibration
+    from edgetwin.calibration.fit import fit_groups
+    from edgetwin.calibration.profile_builder import build_profile, write_profile
+    from edgetwin.calibration.trace import read_records
 
-    console = Console(stderr=True, highlight=False)
+    console = err_console()
     if args.import_metrics:
         return _import(args, args.out or Path(f"{_default_name(args)}.yaml"))
     if args.from_trace:
@@ -154,9 +155,9 @@ def _with_load(profile: DeviceProfile, bench: Bench | None, records: TraceRecord
     import dataclasses
     import time
 
-    from calibration.load import profile_load
-    from calibration.trace import TraceWriter
-    from profiles.device import Provenance
+    from edgetwin.calibration.load import profile_load
+    from edgetwin.calibration.trace import TraceWriter
+    from edgetwin.profiles.device import Provenance
 
     reading = bench.load() if bench is not None else None
     if reading is not None:
@@ -172,7 +173,7 @@ def _with_load(profile: DeviceProfile, bench: Bench | None, records: TraceRecord
             "product's repeats, before and after the measurements; busy above "
             "25 % or a spread of 100 %; probe_s: the product's median time")
     return dataclasses.replace(profile, load=load, provenance={
-        **profile.provenance, "load": Provenance("calibrated", "calibration.load",
+        **profile.provenance, "load": Provenance("calibrated", "edgetwin.calibration.load",
                                                   time.strftime("%Y-%m-%d"), note)})
 
 
@@ -185,9 +186,13 @@ def _load_line(load: CalibrationLoad) -> str:
 def _import(args: argparse.Namespace, out: Path) -> int:
     import dataclasses
 
-    from calibration.importers import correct_profile, load_eft_metrics, load_mft_memory_csv
-    from calibration.profile_builder import write_profile
-    from profiles.device import load_profile
+    from edgetwin.calibration.importers import (
+        correct_profile,
+        load_eft_metrics,
+        load_mft_memory_csv,
+    )
+    from edgetwin.calibration.profile_builder import write_profile
+    from edgetwin.profiles.device import load_profile
 
     if not args.profile:
         raise InputError("--profile", "", "--import-metrics needs the profile to correct")
@@ -210,7 +215,6 @@ def _import(args: argparse.Namespace, out: Path) -> int:
 
 
 def _print_fits(fits: dict[str, Any], out: Path, n: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"per-op fits from {n} measurements, scored on held-out shapes",
@@ -224,6 +228,6 @@ def _print_fits(fits: dict[str, Any], out: Path, n: int) -> None:
             continue
         t.add_row(key, str(s.n_train), str(s.n_test), f"{s.mape_pct:.1f}", f"{s.rmspe_pct:.1f}",
                   f"{s.within_5pct:.0%}", f"{s.within_10pct:.0%}")
-    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    con = out_console()
     con.print(t)
     con.print(f"wrote {out}")

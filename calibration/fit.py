@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from calibration.bounds import Bounds, physical_bounds
-from calibration.trace import Measurement
-from profiles.device import OpCost
+from edgetwin.calibration.bounds import Bounds, physical_bounds
+from edgetwin.calibration.trace import Measurement
+from edgetwin.profiles.device import OpCost
 
 CONTRACTIONS = ("matmul", "attention")
 BY_PHASE = ("attention", "norm", "activation", "embedding", "cross_entropy", "elementwise")

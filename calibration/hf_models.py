@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiles.method import ALL_LINEAR, Method
-from profiles.models import ModelArch
+from edgetwin.profiles.method import ALL_LINEAR, Method
+from edgetwin.profiles.models import ModelArch
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

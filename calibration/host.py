@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calibration.meters.procmem import read_status
+from edgetwin.calibration.meters.procmem import read_status
 
 MIB = 1024 * 1024
 

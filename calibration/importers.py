@@ -14,7 +14,6 @@ median step time; the runtime's memory overhead is set from the measured RSS.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import statistics
@@ -23,14 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from profiles.costmodel import MIB, predict_step
-from profiles.device import DeviceProfile, Provenance
-from profiles.errors import InputError
-from profiles.method import Method
-from profiles.models import load_model
-from profiles.published import solve_contraction_rate, with_contraction_rate
-from profiles.setup import TrainingSetup
-from profiles.workload import Workload, build_workload
+from edgetwin.common.errors import InputError
+from edgetwin.common.files import read_csv
+from edgetwin.profiles.costmodel import MIB, predict_step
+from edgetwin.profiles.device import DeviceProfile, Provenance
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import load_model
+from edgetwin.profiles.published import solve_contraction_rate, with_contraction_rate
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import Workload, build_workload
 
 
 @dataclass(frozen=True)
@@ -102,19 +102,12 @@ def load_mft_memory_csv(path: Path) -> tuple[float, float]:
     """(average VmRSS, peak VmHWM) in MiB from MobileFineTuner's proc_mem_monitor CSV."""
     rss: list[float] = []
     hwm = 0.0
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "VmRSS_kB" not in reader.fieldnames:
-                raise InputError(str(path), "header", "expected a VmRSS_kB column")
-            for number, row in enumerate(reader, start=2):
-                try:
-                    rss.append(float(row["VmRSS_kB"]) / 1024)
-                    hwm = max(hwm, float(row.get("VmHWM_kB") or 0) / 1024)
-                except (TypeError, ValueError):
-                    raise InputError(str(path), f"line {number}", "expected numbers") from None
-    except OSError as err:
-        raise InputError(str(path), "", f"cannot read ({err.strerror})") from None
+    for number, row in enumerate(read_csv(path, ("VmRSS_kB",)), start=2):
+        try:
+            rss.append(float(row["VmRSS_kB"]) / 1024)
+            hwm = max(hwm, float(row.get("VmHWM_kB") or 0) / 1024)
+        except (TypeError, ValueError):
+            raise InputError(str(path), f"line {number}", "expected numbers") from None
     if not rss:
         raise InputError(str(path), "", "no samples")
     return statistics.fmean(rss), max(hwm, max(rss))

@@ -21,13 +21,13 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import least_squares, lsq_linear
 
-from calibration.probe_models import MID_PROBES, SMALL_PROBES, Probe, probe_lora
-from profiles.costmodel import op_times_s
-from profiles.device import DeviceProfile, OpCost
-from profiles.method import Method
-from profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
-from profiles.setup import TrainingSetup
-from profiles.workload import Workload, build_workload
+from edgetwin.calibration.probe_models import MID_PROBES, SMALL_PROBES, Probe, probe_lora
+from edgetwin.profiles.costmodel import op_times_s
+from edgetwin.profiles.device import DeviceProfile, OpCost
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import Workload, build_workload
 
 
 def probes(quick: bool) -> list[Probe]:
@@ -89,7 +89,7 @@ class InSitu:
 def fit_in_situ(profile: DeviceProfile, measured: list[tuple[Probe, float]],
                 min_overhead_s: float = 0.0) -> InSitu:
     """The factors and launch overhead that make the probes' steps come out as timed;
-    the overhead no lower than `min_overhead_s` (calibration.bounds)."""
+    the overhead no lower than `min_overhead_s` (edgetwin.calibration.bounds)."""
     if profile.launch == "queued":
         return _fit_queued(profile, measured)
     rows, target, labels = [], [], []

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from profiles.device import CalibrationLoad
+from edgetwin.profiles.device import CalibrationLoad
 
 # a device is busy when other processes use this share of its CPUs, or the fixed probe's
 # repeats spread this much (a core shared with other work stalls a good share of the

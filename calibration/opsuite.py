@@ -1,7 +1,7 @@
 """Micro-benchmarks of every op kind the workload model emits, in PyTorch.
 
 Each `Case` is one op at one shape and phase, with its FLOPs, bytes and kernel
-launches counted exactly as the workload model counts them (profiles.ops), so a
+launches counted exactly as the workload model counts them (edgetwin.profiles.ops), so a
 cost fitted here prices a workload's op directly. Shapes are drawn around what
 the catalogue models need; `neighbours` draws more around the shapes the fit gets
 most wrong (adaptive sampling, in the way of nn-Meter).
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from calibration.meters.procmem import process_memory, reset_peak
-from calibration.trace import Latency, Measurement
-from profiles.ops import (
+from edgetwin.calibration.meters.procmem import process_memory, reset_peak
+from edgetwin.calibration.trace import Latency, Measurement
+from edgetwin.profiles.ops import (
     ADAMW_FLOPS_PER_PARAM,
     ADAMW_PASSES,
     KERNELS,
@@ -164,7 +164,7 @@ def base_cases(rng: np.random.Generator, quick: bool) -> list[Case]:
         cases += [cross_entropy_case(t2, v2, "forward"), cross_entropy_case(t2, v2, "backward")]
     for _ in range(3 * scale):  # large allocations: the page faults of fresh memory
         cases.append(fresh_pages_case(_logint(rng, 40, 400) * 1024 * 1024))
-    # the physical bounds of every fit (calibration.bounds): all-but-empty adds (launch)
+    # the physical bounds of every fit (edgetwin.calibration.bounds): all-but-empty adds (launch)
     # and a large one (DRAM bandwidth)
     cases += [elementwise_case("add", n, "forward") for n in (1, 16, 256, 16_000_000)]
     for _ in range(3 * scale):

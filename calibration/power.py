@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from calibration.meters.nvml import NvmlEnergy
+from edgetwin.calibration.meters.nvml import NvmlEnergy
 
 
 @dataclass(frozen=True)

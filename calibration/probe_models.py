@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiles.method import Method
-from profiles.models import ModelArch
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import ModelArch
 
 SMALL_PROBES = (
     ModelArch("probe-llama", "llama", 448, 4, 7, 7, 64, 1216, 16000, False, "silu"),

@@ -15,19 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from calibration.allocator import StepMemory, retention_from, retention_probes
-from calibration.bench import Bench, HostFacts
-from calibration.bounds import Bounds, physical_bounds
-from calibration.fit import PRECISION_MARK, GroupFit, fit_groups
-from calibration.insitu import apply_in_situ, fit_in_situ, probes
-from calibration.power import PowerReading
-from calibration.probe_models import Probe
-from calibration.sessions import fit_sessions, steady_s
-from calibration.steps import ProbeSession
-from calibration.trace import Measurement, TraceRecords, TraceWriter
-from profiles.device import DeviceProfile, parse_profile
-from profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
-from profiles.schema import dump_yaml, to_mapping
+from edgetwin.calibration.allocator import StepMemory, retention_from, retention_probes
+from edgetwin.calibration.bench import Bench, HostFacts
+from edgetwin.calibration.bounds import Bounds, physical_bounds
+from edgetwin.calibration.fit import PRECISION_MARK, GroupFit, fit_groups
+from edgetwin.calibration.insitu import apply_in_situ, fit_in_situ, probes
+from edgetwin.calibration.power import PowerReading
+from edgetwin.calibration.probe_models import Probe
+from edgetwin.calibration.sessions import fit_sessions, steady_s
+from edgetwin.calibration.steps import ProbeSession
+from edgetwin.calibration.trace import Measurement, TraceRecords, TraceWriter
+from edgetwin.profiles.device import DeviceProfile, parse_profile
+from edgetwin.profiles.ops import COMPUTE_KINDS, CONTRACTION_KINDS
+from edgetwin.profiles.schema import dump_yaml, to_mapping
 
 Progress = Callable[[int, int, str], None]
 # No power meter: whole-machine power from an assumed model, and the profile says so.
@@ -226,7 +226,7 @@ def _heap_retention(data: dict[str, Any], records: TraceRecords, bench: Bench,
     fit = retention_from(measured)
     data["memory"]["heap_retention"] = fit.retention
     data["provenance"]["memory.heap_retention"] = {
-        "kind": "calibrated", "source": "VmHWM of fresh processes (calibration.allocator)",
+        "kind": "calibrated", "source": "VmHWM of fresh processes (edgetwin.calibration.allocator)",
         "date": today, "note": fit.note()}
 
 
@@ -235,7 +235,7 @@ def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, records: Trac
                      progress: Progress | None) -> DeviceProfile:
     """Time whole sessions of the probe models, several of each, fold the in-situ
     correction into every op cost, and fit what a session costs beyond its steps and how
-    much it varies (calibration.sessions)."""
+    much it varies (edgetwin.calibration.sessions)."""
     plan = probes(quick)
     # the full run times every probe in two passes, one after the other, so that a slow
     # spell of a shared machine moves some of a probe's sessions, not the fit
@@ -285,7 +285,7 @@ def _correct_in_situ(data: dict[str, Any], profile: DeviceProfile, records: Trac
     data["provenance"]["compute.in_situ"] = {  # written once: every op's fit refers to it
         "kind": "calibrated", "source": "whole training sessions of probe models",
         "date": today, "note": note}
-    source = "sessions of the probe models (calibration.sessions)"
+    source = "sessions of the probe models (edgetwin.calibration.sessions)"
     data["provenance"].update({
         "compute.session_cv": {"kind": "calibrated", "source": source, "date": today,
                                "note": fit.note(), "fit_error": {

@@ -28,13 +28,13 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import nnls
 
-from calibration.insitu import apply_in_situ, fit_in_situ
-from calibration.probe_models import Probe
-from calibration.steps import ProbeSession
-from profiles.costmodel import predict_step
-from profiles.device import DeviceProfile
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.calibration.insitu import apply_in_situ, fit_in_situ
+from edgetwin.calibration.probe_models import Probe
+from edgetwin.calibration.steps import ProbeSession
+from edgetwin.profiles.costmodel import predict_step
+from edgetwin.profiles.device import DeviceProfile
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 Runs = list[tuple[Probe, list[ProbeSession]]]
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from calibration.probe_models import Probe
-from profiles.method import Method
-from profiles.models import ModelArch
+from edgetwin.calibration.probe_models import Probe
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import ModelArch
 
 
 def time_training_step_s(arch: ModelArch, method: Method, batch: int, seq: int, *,
@@ -48,7 +48,7 @@ def _time_in_process(arch: ModelArch, method: Method, batch: int, seq: int, step
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)
 
-    from calibration.hf_models import build_model
+    from edgetwin.calibration.hf_models import build_model
 
     model = build_model(arch, method, device=device, attn_implementation="eager")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -131,7 +131,7 @@ def probe_sessions(probes: Sequence[Probe], *, steps: int, repeats: int, device:
         p.method), "batch": p.batch, "seq": p.seq} for p in probes],
             "steps": WARMUP_STEPS + steps, "repeats": repeats, "device": device, "seed": seed,
             "threads": threads or torch.get_num_threads()}
-    done = subprocess.run([sys.executable, "-m", "calibration.steps", json.dumps(spec)],
+    done = subprocess.run([sys.executable, "-m", "edgetwin.calibration.steps", json.dumps(spec)],
                           capture_output=True, text=True, check=False)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
@@ -181,7 +181,7 @@ def _one_session(conn: Any, arch: ModelArch, method: Method, batch: int, seq: in
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)
-    from calibration.hf_models import build_model
+    from edgetwin.calibration.hf_models import build_model
 
     on_gpu = device.startswith("cuda")
     t0 = time.perf_counter()
@@ -210,7 +210,7 @@ if __name__ == "__main__":  # probe_sessions' fresh interpreter: a session a lin
     import json
     import sys
 
-    from profiles.schema import from_mapping
+    from edgetwin.profiles.schema import from_mapping
 
     _spec = json.loads(sys.argv[1])
     _probes = [Probe(from_mapping(ModelArch, p["arch"], "probe"),

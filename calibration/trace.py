@@ -11,7 +11,7 @@ own) can feed calibration by writing this format. A line is one JSON object:
      "peak_memory_bytes": 12582912, "energy_j": null,
      "device": {"host": "...", "threads": 2, "torch": "2.13.0", ...}, "source": "torch"}
 
-`op` is a workload op kind (see profiles.ops.OP_KINDS), `flops` and `bytes` are
+`op` is a workload op kind (see edgetwin.profiles.ops.OP_KINDS), `flops` and `bytes` are
 counted exactly as the workload model counts that op, `case` identifies the
 measurement so an interrupted run can resume. Unknown keys are kept, not refused.
 
@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calibration.load import LoadReading
-from calibration.steps import ProbeSession
-from profiles.errors import InputError
-from profiles.ops import OP_KINDS
+from edgetwin.calibration.load import LoadReading
+from edgetwin.calibration.steps import ProbeSession
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.ops import OP_KINDS
 
 FORMAT = "edgetwin-trace"
 VERSION = 1
@@ -64,7 +64,7 @@ class Measurement:
     flops: float
     bytes: float
     latency_s: Latency
-    kernels: int = 1  # kernel launches the op takes (profiles.ops.KERNELS)
+    kernels: int = 1  # kernel launches the op takes (edgetwin.profiles.ops.KERNELS)
     device: dict[str, Any] = field(default_factory=dict)
     source: str = "torch"
     peak_memory_bytes: int | None = None

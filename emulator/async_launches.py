@@ -1,21 +1,19 @@
 """A batch of asynchronous launches selected at once: to a fixed point, each launch's
-choice holding with the earlier ones' clients held busy (`emulator.async_rounds`)."""
+choice holding with the earlier ones' clients held busy (`edgetwin.emulator.async_rounds`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.checkin import Selection
-from emulator.checkin import launches as select_launches
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.checkin import Selection
+from edgetwin.emulator.checkin import launches as select_launches
 
 if TYPE_CHECKING:
-    from emulator.engine import Engine
+    from edgetwin.emulator.engine import Engine
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
 RESELECTIONS = 8  # passes over one batch of launches, each with the earlier choices held
 
 

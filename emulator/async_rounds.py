@@ -28,14 +28,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emulator.async_launches import select_batch, tell_observer
-from emulator.async_state import Launch, Scan, ServerState
-from emulator.engine import F64, I64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
-from emulator.margins import Cut
-from emulator.session import CANCELLED, COMPLETED, DEADLINE, STALE, Outcome, Planned, join, take
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.async_launches import select_batch, tell_observer
+from edgetwin.emulator.async_state import Launch, Scan, ServerState
+from edgetwin.emulator.margins import Cut
+from edgetwin.emulator.rounds import IDLE_RETRY_S, MAX_IDLE_S, RoundRow
+from edgetwin.emulator.session import (
+    CANCELLED,
+    COMPLETED,
+    DEADLINE,
+    STALE,
+    Outcome,
+    Planned,
+    join,
+    take,
+)
 
 if TYPE_CHECKING:
-    from emulator.engine import Engine
+    from edgetwin.emulator.engine import Engine
 
 NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
 LOOK_AHEAD = 16  # reports looked at first; adapts to how many held last time

@@ -1,11 +1,11 @@
 """What buffered asynchronous aggregation carries between reports: the server's state,
-the launches owed, and one scan through the next reports (`emulator.async_rounds`)."""
+the launches owed, and one scan through the next reports (`edgetwin.emulator.async_rounds`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from emulator.engine import RoundRow
+from edgetwin.emulator.rounds import RoundRow
 
 
 @dataclass

@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from emulator.csvfile import read_rows
-from emulator.streams import Streams
+from edgetwin.common.arrays import F64, I64, B
+from edgetwin.emulator.csvfile import read_rows
+from edgetwin.emulator.streams import Streams
 
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
-B = npt.NDArray[np.bool_]
 HOUR = 3600.0
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.availability import Charger
+from edgetwin.common.arrays import F64
+from edgetwin.emulator.availability import Charger
 
-F64 = npt.NDArray[np.float64]
 
 def idle_update_j(battery_j: F64, capacity_j: F64, t0_s: F64, t1_s: F64, charger: Charger,
                   standby_w: F64 | float) -> F64:

@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.selection.policies import Context, Pool
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
-    from emulator.engine import Engine
+    from edgetwin.emulator.engine import Engine
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
 REDRAWS = 4  # draws per launch if availability is thin
 
 

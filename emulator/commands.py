@@ -11,13 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emulator.config import Scenario
-from emulator.observer import Observer
-from emulator.scenario import load_scenario
-from profiles.errors import InputError
+from edgetwin.common.console import err_console, out_console
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.observer import Observer
+from edgetwin.emulator.scenario import load_scenario
 
 if TYPE_CHECKING:
-    from emulator.run import Driver
+    from edgetwin.emulator.output.simulate import Driver
 
 # what watches a run beside the engine (periodic validation on attached devices), given
 # by the layer above: scenario and its folder in, an observer (or None) out
@@ -29,7 +30,9 @@ def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> No
     p = sub.add_parser("simulate", help="run a fleet scenario in virtual time",
                        description="Emulate a federated fine-tuning fleet described by a "
                        "scenario YAML; write metrics, plots and a report to a run folder.")
-    p.add_argument("scenario", type=Path)
+    p.add_argument("scenario", type=Path, metavar="SCENARIO",
+                   help="a scenario YAML, or the name of a shipped one (edgetwin scenarios "
+                   "list)")
     p.add_argument("--out", type=Path, default=None,
                    help="run folder (default: runs/<scenario name>)")
     p.add_argument("--seed", type=int, default=None, help="overrides the scenario's seed")
@@ -49,6 +52,38 @@ def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> No
     p.set_defaults(func=lambda args: run_simulate(args, observer_for))
 
 
+def add_scenarios_parser(sub: Any) -> None:
+    p = sub.add_parser("scenarios", help="the scenarios that ship with edgetwin",
+                       description="List the shipped scenarios, the example devices file and "
+                       "the Flower app, or copy one out to edit it. `edgetwin simulate NAME` "
+                       "runs a shipped scenario by name.")
+    ps = p.add_subparsers(dest="scenarios_command", required=True, parser_class=type(p))
+    ps.add_parser("list", help="each with a line").set_defaults(func=run_scenarios_list)
+    cp = ps.add_parser("copy", help="an editable copy, with the files it needs")
+    cp.add_argument("name", metavar="NAME")
+    cp.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                    help="where to write it (default: here)")
+    cp.set_defaults(func=run_scenarios_copy)
+
+
+def run_scenarios_list(args: argparse.Namespace) -> int:
+    from edgetwin.emulator.catalogue import shipped
+
+    items = shipped()
+    width = max(len(s.name) for s in items)
+    for s in items:
+        print(f"{s.name:<{width}}  {s.kind:<8}  {s.description}")
+    return 0
+
+
+def run_scenarios_copy(args: argparse.Namespace) -> int:
+    from edgetwin.emulator.catalogue import copy_out
+
+    written = copy_out(args.name, args.dir)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def add_executor_args(p: Any, what: str) -> None:
     """`--workers N | --ray auto|ADDRESS`: where `what` runs (simulate's ClientApps, a
     sweep's runs)."""
@@ -60,14 +95,13 @@ def add_executor_args(p: Any, what: str) -> None:
 
 
 def run_simulate(args: argparse.Namespace, observer_for: ObserverFor | None = None) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from emulator.run import simulate
+    from edgetwin.emulator.output.simulate import simulate
 
     scenario = load_scenario(args.scenario, args.overrides, args.seed)
     out = args.out or Path("runs") / scenario.name
-    console = Console(stderr=True, highlight=False)
+    console = err_console()
     total = scenario.stop.rounds
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("round {task.completed:.0f}/{task.total}"),
@@ -108,9 +142,9 @@ def _app_driver(args: argparse.Namespace) -> Driver | None:
             raise InputError("--run-config" if args.run_config else "--ray", "",
                              "applies to a Flower app: give --app DIR")
         return None
-    from emulator.flower.app import load_app
-    from emulator.flower.run import AppDriver
-    from emulator.flower.workers import workers_for
+    from edgetwin.emulator.flower.app import load_app
+    from edgetwin.emulator.flower.run import AppDriver
+    from edgetwin.emulator.flower.workers import workers_for
 
     if args.workers < 1:
         raise InputError("--workers", str(args.workers), "must be >= 1")
@@ -130,10 +164,9 @@ def _warn(line: str) -> None:
 
 
 def _print_summary(s: dict[str, Any], out: Path, wall_s: float) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    con = out_console()
     t = Table(title=f"{s['scenario']}: {s['rounds_completed']} rounds in "
               f"{s['virtual_time_s'] / 3600:.2f} h virtual ({s['stop_reason']}), seed {s['seed']}",
               title_justify="left")

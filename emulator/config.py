@@ -2,8 +2,8 @@
 
 Configuration only: nothing here runs anything. Every class ends in `Config` (but
 the whole, `Scenario`) so that it is never mistaken for the runtime object it
-configures (`fleet.Fleet`, `availability.Availability`, `profiles.workload.Workload`).
-`emulator.scenario` loads and checks these from YAML.
+configures (`fleet.Fleet`, `availability.Availability`, `edgetwin.profiles.workload.Workload`).
+`edgetwin.emulator.scenario` loads and checks these from YAML.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from emulator.dist import Dist
-from emulator.selection.params import DeadlineAwareParams, OortParams, PowerOfChoiceParams
+from edgetwin.emulator.dist import Dist
+from edgetwin.emulator.selection.params import DeadlineAwareParams, OortParams, PowerOfChoiceParams
 
 
 @dataclass(frozen=True)

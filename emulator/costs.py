@@ -8,17 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.config import Scenario
-from emulator.scenario_checks import resolve_model
-from emulator.training import method_for, setup_for
-from profiles.costmodel import MIB, predict_step
-from profiles.device import DeviceProfile
-from profiles.workload import Workload, build_workload
-
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.scenario_checks import resolve_model
+from edgetwin.emulator.training import method_for, setup_for
+from edgetwin.profiles.costmodel import MIB, predict_step
+from edgetwin.profiles.device import DeviceProfile
+from edgetwin.profiles.workload import Workload, build_workload
 
 
 @dataclass(frozen=True)

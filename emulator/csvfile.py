@@ -3,11 +3,11 @@ traces): the header checked, every row parsed, and a bad one named by its line."
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
+from edgetwin.common.files import read_csv
 
 Row = tuple[float, ...]
 
@@ -19,27 +19,20 @@ def read_rows(path: Path, columns: Sequence[str], check: Callable[[Row], str | N
     with a row, or None."""
     rows: list[Row] = []
     kinds = types or "f" * len(columns)
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
-                raise InputError(str(path), "header", f"expected columns {','.join(columns)}")
-            for line, raw in enumerate(reader, start=2):
-                values = []
-                for c, kind in zip(columns, kinds, strict=True):
-                    try:
-                        values.append(int(raw[c]) if kind == "i" else float(raw[c]))
-                    except (TypeError, ValueError):
-                        need = "a whole number" if kind == "i" else "a number"
-                        raise InputError(str(path), f"line {line}", f"{c}: expected {need}, "
-                                         f"got {raw[c]!r}") from None
-                row = tuple(values)
-                problem = check(row)
-                if problem:
-                    raise InputError(str(path), f"line {line}", problem)
-                rows.append(row)
-    except OSError as err:
-        raise InputError(str(path), "", f"cannot read ({err.strerror})") from None
+    for line, raw in enumerate(read_csv(path, columns), start=2):
+        values = []
+        for c, kind in zip(columns, kinds, strict=True):
+            try:
+                values.append(int(raw[c]) if kind == "i" else float(raw[c]))
+            except (TypeError, ValueError):
+                need = "a whole number" if kind == "i" else "a number"
+                raise InputError(str(path), f"line {line}", f"{c}: expected {need}, "
+                                 f"got {raw[c]!r}") from None
+        row = tuple(values)
+        problem = check(row)
+        if problem:
+            raise InputError(str(path), f"line {line}", problem)
+        rows.append(row)
     if not rows:
         raise InputError(str(path), "", "no rows")
     return rows

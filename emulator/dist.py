@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 # each kind's keys: (required, optional); `dist` itself may be left out for a constant
 _KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

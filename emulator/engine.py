@@ -2,57 +2,39 @@
 
 The engine builds the fleet and its session model, checks in and selects clients,
 records settled sessions, keeps the rounds, and runs a SimPy server process, the
-orchestrator: synchronous rounds (`emulator.sync_rounds`) or buffered asynchronous
-aggregation (`emulator.async_rounds`). Events grow with rounds and aggregations,
+orchestrator: synchronous rounds (`edgetwin.emulator.sync_rounds`) or buffered asynchronous
+aggregation (`edgetwin.emulator.async_rounds`). Events grow with rounds and aggregations,
 never with sessions: a batch of sessions is planned at once and settled at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import simpy
 
-from emulator import margins
-from emulator.checkin import one_launch
-from emulator.config import Scenario
-from emulator.fleet import Fleet, build_fleet, memory_warnings
-from emulator.margins import Cut, Timing
-from emulator.observer import Observer
-from emulator.records import Columns, SessionLog
-from emulator.selection.policies import Context
-from emulator.selection.registry import policy_for
-from emulator.selection.view import ClientView, read_only
-from emulator.session import STALE, Outcome, Planned, SessionModel
-from emulator.streams import Streams
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator import margins
+from edgetwin.emulator.checkin import one_launch
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.fleet import Fleet, build_fleet, memory_warnings
+from edgetwin.emulator.margins import Cut, Timing
+from edgetwin.emulator.observer import Observer
+from edgetwin.emulator.orchestrators import orchestrator_for
+from edgetwin.emulator.records import Columns, SessionLog
+from edgetwin.emulator.rounds import RoundRow
+from edgetwin.emulator.selection.policies import Context
+from edgetwin.emulator.selection.registry import policy_for
+from edgetwin.emulator.selection.view import ClientView, read_only
+from edgetwin.emulator.session import STALE, Outcome, Planned, SessionModel
+from edgetwin.emulator.streams import Streams
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
 ProgressFn = Callable[[int, float], None]
-IDLE_RETRY_S = 600.0  # with nobody eligible, look again after this long
-MAX_IDLE_S = 7 * 86400.0  # and give up after a week of nobody
-
-
-@dataclass
-class RoundRow:
-    round: int
-    start_s: float
-    closed_s: float  # when the server stopped waiting for reports
-    end_s: float  # after aggregation
-    selected: int
-    reported: int
-    aggregated: bool
-    energy_j: float
-    upload_bytes: float
-    download_bytes: float
-    mean_staleness: float = 0.0
-    discarded_stale: int = 0
 
 
 @dataclass
@@ -69,14 +51,9 @@ class Results:
     energy_j_after_last_round: float = 0.0
     energy_j_running_at_stop: float = 0.0
     warnings: tuple[str, ...] = ()  # the scenario's, then the engine's (see Engine.warnings)
-
-
-class Orchestrator(Protocol):
-    def serve(self) -> Generator[Any, Any, None]:
-        """The server process."""
-
-    def finish(self, now_s: float) -> None:
-        """The run stopped at `now_s`: settle what is still in flight."""
+    # labelled columns client_sessions.csv adds after its own: name -> (codes, labels);
+    # a Flower app's run adds `kind` (what each message asked: train, evaluate, control)
+    label_columns: dict[str, tuple[I64, tuple[str, ...]]] = field(default_factory=dict)
 
 
 class Engine:
@@ -103,7 +80,7 @@ class Engine:
         self.stop_reason = ""
         self.energy_j_after_last_round = 0.0  # set by the orchestrator's `finish`
         self.energy_j_running_at_stop = 0.0
-        self.orchestrator = self._orchestrator()
+        self.orchestrator = orchestrator_for(self)
 
     def _client_view(self) -> ClientView:
         f = self.fleet
@@ -116,14 +93,6 @@ class Engine:
             plugged_at=self.model.availability.plugged,
             abort_below_pct=self.scenario.battery.abort_below_pct)
 
-    def _orchestrator(self) -> Orchestrator:
-        if self.scenario.orchestration.mode == "sync":
-            from emulator.sync_rounds import SyncRounds
-
-            return SyncRounds(self)
-        from emulator.async_rounds import AsyncRounds
-
-        return AsyncRounds(self)
 
     # --- selection ----------------------------------------------------------------------
     def select(self, k: int, rnd: int, launch: int) -> I64:
@@ -148,7 +117,7 @@ class Engine:
         """Keep ended sessions' rows; with `settle`, first write them into their clients
         and free them (without, that was done as each ended). Those `stale` completed, but
         the server discarded their reports: their rows say `stale`. `bounds` say what
-        their round makes of their ends (their margins, `emulator.margins`); without, the
+        their round makes of their ends (their margins, `edgetwin.emulator.margins`); without, the
         orchestrator fills those columns in later (`SessionLog.fill`). Returns the first
         row's number."""
         if settle:

@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 Interval = tuple[float, float]
 Row = tuple[int, float, float]

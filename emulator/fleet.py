@@ -12,16 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.config import GroupConfig, Scenario
-from emulator.costs import CostTable, GroupCost, group_costs
-from emulator.scenario import resolve_profile
-from emulator.streams import Streams
-from profiles.device import DeviceProfile
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.config import GroupConfig, Scenario
+from edgetwin.emulator.costs import CostTable, GroupCost, group_costs
+from edgetwin.emulator.scenario import resolve_profile
+from edgetwin.emulator.streams import Streams
+from edgetwin.profiles.device import DeviceProfile
 
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 MEMORY_WARN_SHARE = 0.5  # warn when more of a group's clients than this cannot fit a session
 
 

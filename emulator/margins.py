@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.session import (
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.session import (
     BATTERY,
     COMPLETED,
     INTERRUPTED,
@@ -34,10 +34,8 @@ from emulator.session import (
     STALE,
     Planned,
 )
-from profiles import variability
+from edgetwin.profiles import variability
 
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 _SIDE = 1e-9  # how far past a breakpoint its far side is evaluated, relative
 
 

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.csvfile import read_rows
-
-F64 = npt.NDArray[np.float64]
+from edgetwin.common.arrays import F64
+from edgetwin.emulator.csvfile import read_rows
 
 
 def transfer_s(nbytes: F64, mbps: F64, latency_s: F64) -> F64:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from emulator.engine import Engine, RoundRow
-    from emulator.selection.policies import Context, Pool
-    from emulator.session import Outcome, Planned
+from edgetwin.common.arrays import F64, I64
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
+if TYPE_CHECKING:
+    from edgetwin.emulator.engine import Engine
+    from edgetwin.emulator.rounds import RoundRow
+    from edgetwin.emulator.selection.policies import Context, Pool
+    from edgetwin.emulator.session import Outcome, Planned
+
 
 
 class Observer:

@@ -7,7 +7,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client, and a cluster's GCS
 CONNECT_TIMEOUT_S = 5.0

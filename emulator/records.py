@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from emulator.margins import Timing
-from emulator.session import Outcome, Planned
+from edgetwin.emulator.margins import Timing
+from edgetwin.emulator.session import Outcome, Planned
 
 # the columns of client_sessions.csv, in order, with their array types
 SESSION_COLUMNS: dict[str, type[np.generic]] = {

@@ -1,4 +1,4 @@
-"""Scenario files: parsed into `emulator.config`, defaults filled in where the user gave
+"""Scenario files: parsed into `edgetwin.emulator.config`, defaults filled in where the user gave
 none, contradictions refused or warned about, and written back as what ran.
 
 A scenario names the fleet (device groups), the workload, data, network,
@@ -17,10 +17,16 @@ from typing import Any
 
 import yaml
 
-from emulator.config import DEFAULT_LOCAL_STEPS, DEFAULT_STOP_ROUNDS, LINK_DEFAULTS, Scenario
-from emulator.scenario_checks import check_scenario, resolve_model, resolve_profile
-from profiles.errors import InputError
-from profiles.schema import dump_yaml, from_mapping, load_yaml, parse_yaml, to_mapping
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.catalogue import scenario_path
+from edgetwin.emulator.config import (
+    DEFAULT_LOCAL_STEPS,
+    DEFAULT_STOP_ROUNDS,
+    LINK_DEFAULTS,
+    Scenario,
+)
+from edgetwin.emulator.scenario_checks import check_scenario, resolve_model, resolve_profile
+from edgetwin.profiles.schema import dump_yaml, from_mapping, load_yaml, parse_yaml, to_mapping
 
 __all__ = ["RUN_KEY", "check_scenario", "load_scenario", "parse_scenario", "parse_value",
            "resolve_model", "resolve_profile", "resolved", "set_key"]
@@ -38,7 +44,9 @@ def load_scenario(path: Path, overrides: list[str] | None = None,
     """Parse, override (`a.b.c=value`, value parsed as YAML; then `values`, each a
     dotted key, its parsed value and where it was given), and check a scenario; files
     it names are relative to its folder. A run folder's record (`run:`) is set aside,
-    but a profile that changed since that run is a warning."""
+    but a profile that changed since that run is a warning. A bare name that is no file
+    is a shipped scenario's (`edgetwin scenarios list`)."""
+    path = scenario_path(path)
     where = str(path)
     data = load_yaml(path)
     if not isinstance(data, dict):

@@ -1,7 +1,7 @@
 """Cross-field checks of a parsed scenario, each naming the key path that is wrong.
 
 Types, unknown keys and each distribution's own keys are checked as the file is parsed
-(`profiles.schema`); what needs several keys at once, the profiles, the model and the
+(`edgetwin.profiles.schema`); what needs several keys at once, the profiles, the model and the
 files a scenario names is checked here.
 """
 
@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emulator.config import Scenario
-from emulator.dist import Dist
-from emulator.selection.params import POLICY_NAMES
-from emulator.training import SETUP_KEYS, method_for, setup_for
-from profiles.device import DeviceProfile, load_profile
-from profiles.errors import InputError
-from profiles.models import CATALOGUE, ModelArch, load_model
-from profiles.modes import split_mode
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.dist import Dist
+from edgetwin.emulator.selection.params import POLICY_NAMES
+from edgetwin.emulator.training import SETUP_KEYS, method_for, setup_for
+from edgetwin.profiles.device import DeviceProfile, load_profile
+from edgetwin.profiles.models import CATALOGUE, ModelArch, load_model
+from edgetwin.profiles.modes import split_mode
+
+MAX_OVERCOMMIT = 1.0  # select at most twice clients_per_round: above, a percentage was meant
 
 
 def check_scenario(s: Scenario, base: Path) -> None:
@@ -141,8 +143,16 @@ def check_scenario(s: Scenario, base: Path) -> None:
         raise InputError(where, "orchestration.clients_per_round", "must be > 0")
     if o.deadline_s <= 0:
         raise InputError(where, "orchestration.deadline_s", "must be > 0")
-    if o.overcommit < 0:
-        raise InputError(where, "orchestration.overcommit", "must be >= 0")
+    if not 0 <= o.overcommit <= MAX_OVERCOMMIT:
+        raise InputError(where, "orchestration.overcommit",
+                         f"{o.overcommit:g} is not a share in [0, {MAX_OVERCOMMIT:g}] (0.3 "
+                         f"selects 30 % more clients than clients_per_round; {o.overcommit:g} "
+                         f"would select {1 + o.overcommit:g} times as many)")
+    if o.clients_per_round > s.fleet.clients and "orchestration.clients_per_round" in s.given \
+            and o.mode == "sync":
+        raise InputError(where, "orchestration.clients_per_round",
+                         f"{o.clients_per_round} is more than the fleet's "
+                         f"{s.fleet.clients} clients")
     if o.mode == "async" and (o.async_.buffer_size <= 0 or o.async_.concurrency <= 0):
         raise InputError(where, "orchestration.async", "buffer_size and concurrency must be > 0")
     if s.selection.policy not in POLICY_NAMES:

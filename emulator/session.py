@@ -17,21 +17,18 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from emulator import battery as batt
-from emulator.availability import Availability, Charger, Trace
-from emulator.config import Scenario
-from emulator.fleet import Fleet
-from emulator.network import BandwidthTrace, jitter, transfer_s
-from emulator.steps import StepInputs, run_steps
-from emulator.streams import Streams
-from emulator.thermal import ThermalArrays
-from profiles import variability
-from profiles.device import BatterySpec
-from profiles.setup import EnergyAwareSleep
-
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
-B = npt.NDArray[np.bool_]
+from edgetwin.common.arrays import F64, I64, B
+from edgetwin.emulator import battery as batt
+from edgetwin.emulator.availability import Availability, Charger, Trace
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.fleet import Fleet
+from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
+from edgetwin.emulator.steps import StepInputs, run_steps
+from edgetwin.emulator.streams import Streams
+from edgetwin.emulator.thermal import ThermalArrays
+from edgetwin.profiles import variability
+from edgetwin.profiles.device import BatterySpec
+from edgetwin.profiles.training_setup import EnergyAwareSleep
 
 # how a session ended; `stale` is the server's word, not the device's: the session
 # completed, but its report was older than `max_staleness` versions and was discarded
@@ -104,6 +101,7 @@ class SessionCosts:
     # and the set-up (None: the group's)
     factor: F64 | None = None
     setup_s: F64 | None = None
+    steps: I64 | None = None  # the local steps (None: the client's; a control message: 0)
 
 
 @dataclass
@@ -233,7 +231,8 @@ class SessionModel:
         battery_dl = self._charged(battery0 - io_w * links.download_s, cap, charger, t0, dl_end,
                                    None if thermal is None else thermal.charge_share(temp0))
         steps = run_steps(StepInputs(
-            start_s=dl_end, planned=np.where(oom, 0, f.local_steps[c]),
+            start_s=dl_end, planned=np.where(oom, 0, f.local_steps[c] if costs is None or
+                                             costs.steps is None else costs.steps),
             step_s=(self.costs.step_s[k] if costs is None else costs.step_s) * factor,
             speed=f.speed[c], setup_s=np.where(oom, 0.0, setup),
             busy_w=self.costs.busy_w[k] if costs is None else costs.busy_w,

@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator import battery as batt
-from emulator import thermal
-from emulator.availability import Charger
-from profiles.setup import EnergyAwareSleep
-
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
-B = npt.NDArray[np.bool_]
+from edgetwin.common.arrays import F64, I64, B
+from edgetwin.emulator import battery as batt
+from edgetwin.emulator import thermal
+from edgetwin.emulator.availability import Charger
+from edgetwin.profiles.training_setup import EnergyAwareSleep
 
 
 @dataclass(frozen=True)

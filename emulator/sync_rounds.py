@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emulator.config import OrchestrationConfig
-from emulator.engine import F64, I64, IDLE_RETRY_S, MAX_IDLE_S, RoundRow
-from emulator.margins import Cut
-from emulator.session import CANCELLED, COMPLETED, DEADLINE, Planned
+from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.config import OrchestrationConfig
+from edgetwin.emulator.margins import Cut
+from edgetwin.emulator.rounds import IDLE_RETRY_S, MAX_IDLE_S, RoundRow
+from edgetwin.emulator.session import CANCELLED, COMPLETED, DEADLINE, Planned
 
 if TYPE_CHECKING:
-    from emulator.engine import Engine
+    from edgetwin.emulator.engine import Engine
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-F64 = npt.NDArray[np.float64]
-B = npt.NDArray[np.bool_]
+from edgetwin.common.arrays import F64, B
 
 
 def relax_c(temp_c: F64, power_w: F64, dt_s: F64, ambient_c: F64, resistance_c_per_w: F64,

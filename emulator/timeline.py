@@ -1,7 +1,7 @@
 """One client's local steps, step by step: speed, power, temperature, charge and what
 the charger gave at every step, for plots and checks of the device-state model.
 
-It runs the emulator's own step model (`emulator.steps.run_steps`) one step at a time,
+It runs the emulator's own step model (`edgetwin.emulator.steps.run_steps`) one step at a time,
 carrying the temperature and the charge from each step to the next, so what it shows
 is what a session in a run goes through.
 """
@@ -12,13 +12,11 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-from emulator.availability import Charger
-from emulator.session import SessionModel
-from emulator.steps import StepInputs, run_steps
-
-F64 = npt.NDArray[np.float64]
+from edgetwin.common.arrays import F64
+from edgetwin.emulator.availability import Charger
+from edgetwin.emulator.session import SessionModel
+from edgetwin.emulator.steps import StepInputs, run_steps
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emulator.fedscale import import_fedscale
+from edgetwin.emulator.fedscale import import_fedscale
 
 
 def add_traces_parser(sub: Any) -> None:

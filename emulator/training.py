@@ -3,9 +3,9 @@ rank, and a device group's setup."""
 
 from __future__ import annotations
 
-from emulator.config import GroupConfig, Scenario
-from profiles.method import Method
-from profiles.setup import Sharding, TrainingSetup
+from edgetwin.emulator.config import GroupConfig, Scenario
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.training_setup import Sharding, TrainingSetup
 
 # the setup's names for the keys a scenario writes under fleet.groups[i].setup
 SETUP_KEYS = {"sharding.budget_mb": "shard_budget_mb", "sharding.encoding": "shard_encoding",

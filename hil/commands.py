@@ -1,5 +1,4 @@
-"""The attached-device commands: `devices install|check`, `agent`, `replay`, and what
-`calibrate --device NAME --devices FILE` needs of them."""
+"""The attached-device commands: `devices install|check`, `agent` and `replay`."""
 
 from __future__ import annotations
 
@@ -8,10 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from calibration.commands import Target
-from emulator.config import Scenario
-from emulator.observer import Observer
-from hil.inventory import load_inventory
+from edgetwin.common.console import err_console, out_console
+from edgetwin.hil.inventory import load_inventory
 
 
 def add_devices_parser(sub: Any) -> None:
@@ -35,7 +32,7 @@ def add_devices_parser(sub: Any) -> None:
 
 
 def add_agent_parser(sub: Any) -> None:
-    from hil.agent import build_parser
+    from edgetwin.hil.agent.server import build_parser
 
     p = sub.add_parser("agent", help="the device-side agent (started by a transport)",
                        description="Speak the agent protocol on stdin/stdout; never listens "
@@ -45,42 +42,13 @@ def add_agent_parser(sub: Any) -> None:
 
 
 def _run_agent(args: argparse.Namespace) -> int:
-    from hil.agent import run_agent
+    from edgetwin.hil.agent.server import run_agent
 
     return run_agent(args)
 
 
-def validation_observer(scenario: Scenario, base: Path) -> Observer | None:
-    """Periodic validation on attached devices, where the scenario has a section for it."""
-    if scenario.validation is None:
-        return None
-    from hil.validation import PeriodicValidation
-
-    return PeriodicValidation(scenario, base)
-
-
-def attached_target(args: argparse.Namespace) -> Target:
-    """`calibrate --device NAME --devices FILE`: the device's agent as the bench; the
-    profile goes to the device's profile file, named as that file is."""
-    from hil.remote_bench import AgentBench
-
-    inventory = load_inventory(args.devices)
-    device = inventory.get(args.device)
-    if args.out is not None:
-        out = args.out
-    elif device.profile_path is not None:
-        out = device.profile_path
-    else:
-        out = Path(f"{device.name}.yaml")
-    existing = device.load_profile() if device.profile_path is not None else None
-    name = args.name or (existing.name if existing else out.stem)
-    bench = AgentBench(device, f"{out.stem}.trace.jsonl",
-                       log=lambda line: print(f"edgetwin: {line}", file=sys.stderr))
-    return Target(bench, name, out)
-
-
 def run_install(args: argparse.Namespace) -> int:
-    from hil.install import install
+    from edgetwin.hil.install import install
 
     inventory = load_inventory(args.devices)
     devices = [inventory.get(n) for n in args.names] if args.names else inventory.devices
@@ -93,10 +61,9 @@ def run_install(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
-    from hil.check import COLUMNS, check_all
+    from edgetwin.hil.device_check import COLUMNS, check_all
 
     rows = check_all(load_inventory(args.devices), args.names or None)
     if args.json:
@@ -108,7 +75,7 @@ def run_check(args: argparse.Namespace) -> int:
             table.add_column(col)
         for row in rows:
             table.add_row(*[str(row.get(c, "-")) for c in COLUMNS])
-        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+        out_console(160).print(table)
     return 0 if all(r.get("reachable") == "yes" for r in rows) else 1
 
 
@@ -132,7 +99,6 @@ def add_replay_parser(sub: Any) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -142,11 +108,11 @@ def run_replay(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from hil import replay as rp
-    from hil.crosscheck import crosscheck
-    from hil.crossreport import write_report
-    from hil.recalibrate import recalibrate
-    from profiles.errors import InputError
+    from edgetwin.common.errors import InputError
+    from edgetwin.hil.replay import run as rp
+    from edgetwin.hil.replay.crosscheck import crosscheck
+    from edgetwin.hil.replay.recalibrate import recalibrate
+    from edgetwin.hil.replay.report import write_report
 
     if args.sample <= 0:
         raise InputError("--sample", str(args.sample), "must be > 0")
@@ -156,7 +122,7 @@ def run_replay(args: argparse.Namespace) -> int:
     prepared = rp.prepare(args.run, args.devices)
     options = rp.ReplayOptions(args.sample, args.seed, args.retries)
     journal, todo = rp.open_journal(prepared, args.devices, out, options)
-    console = Console(stderr=True, highlight=False)
+    console = err_console()
     total = len(journal.header["sample"])
     busy: set[str] = set()
     errors = [0]

@@ -18,9 +18,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from hil.inventory import AdbConfig, Device, LocalConfig, SshConfig
-from hil.transports import LinkError, Transport, transport_for
-from hil.transports.base import RUNNER_BINARY, shell_path
+from edgetwin.hil.inventory import AdbConfig, Device, LocalConfig, SshConfig
+from edgetwin.hil.transports import LinkError, Transport, transport_for
+from edgetwin.hil.transports.base import RUNNER_BINARY, shell_path
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "calibration" / "native"  # opbench.cpp and the headers it includes
@@ -111,7 +111,7 @@ def _install_native(device: Device, t: Transport, binary: Path | None,
     if isinstance(device.transport, AdbConfig):
         if binary is None:
             raise LinkError(f"{device.name}: an adb device needs the runner built for it: "
-                            "build calibration/native/runner.cpp with the Android NDK (see "
+                            "build calibration/native/opbench.cpp with the Android NDK (see "
                             "docs/devices.md) and pass --native-binary", permanent=True)
         log(f"{device.name}: pushing {binary} to {target}")
         t.push(binary, target)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from profiles.device import DeviceProfile, load_profile
-from profiles.errors import InputError
-from profiles.schema import from_mapping, load_yaml
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.device import DeviceProfile, load_profile
+from edgetwin.profiles.schema import from_mapping, load_yaml
 
 TRANSPORT_KINDS = ("local", "ssh", "adb")
 RUNNER_KINDS = ("torch", "native")

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from hil import protocol as proto
-from hil.transports import LinkError, Transport
+from edgetwin.hil.agent import protocol as proto
+from edgetwin.hil.transports import LinkError, Transport
 
 _EOF = object()
 HOST_LINE_LIMIT = 256 * 1024 * 1024  # what the host reads of one line from a device

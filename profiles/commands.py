@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
 
-from profiles.costmodel import MIB, StepCost, predict_step
-from profiles.device import DeviceProfile, load_profile, shipped_profiles
-from profiles.errors import InputError
-from profiles.method import Method
-from profiles.models import CATALOGUE, load_model
-from profiles.schema import dump_yaml, load_yaml, to_mapping
-from profiles.setup import EnergyAwareSleep, Sharding, TrainingSetup
-from profiles.workload import Workload, build_workload
+from edgetwin.common.console import out_console
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.costmodel import MIB, StepCost, predict_step
+from edgetwin.profiles.device import DeviceProfile, load_profile, shipped_profiles
+from edgetwin.profiles.models import CATALOGUE
+from edgetwin.profiles.schema import dump_yaml, load_yaml, to_mapping
+from edgetwin.profiles.workload import Workload
+from edgetwin.profiles.workload_spec import WorkloadSpec
 
 
 def add_workload_parser(sub: Any) -> None:
@@ -74,37 +75,32 @@ def add_profiles_parser(sub: Any) -> None:
     val.set_defaults(func=run_profiles_validate)
 
 
-def workload_from_args(args: argparse.Namespace) -> Workload:
-    model = load_model(args.model)
-    targets = args.lora_targets.split(",") if args.lora_targets else \
-        (["c_attn"] if model.family == "gpt2" else ["q_proj", "v_proj"])
-    method = Method(kind=args.method, lora_rank=args.lora_rank,
-                    lora_alpha=args.lora_alpha if args.lora_alpha is not None
-                    else 2.0 * args.lora_rank,
-                    lora_targets=tuple(t.strip() for t in targets if t.strip()),
-                    lora_dropout=args.lora_dropout, fedprox_mu=args.fedprox_mu,
-                    split_layer=args.split_layer)
-    sharding = Sharding(args.shard_budget_mb, args.shard_encoding, args.shard_store) \
-        if args.shard_budget_mb is not None else None
-    setup = TrainingSetup(
-        batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-        autocast=getattr(args, "autocast", None), optimizer=args.optimizer,
+def spec_from_args(args: argparse.Namespace) -> WorkloadSpec:
+    """The step `edgetwin workload`'s flags describe."""
+    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()) \
+        if args.lora_targets else None
+    return WorkloadSpec(
+        model=args.model, batch=args.batch, seq=args.seq, method=args.method,
+        lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=targets,
+        lora_dropout=args.lora_dropout, fedprox_mu=args.fedprox_mu,
+        split_layer=args.split_layer, grad_accum=args.grad_accum, dtype=args.dtype,
+        autocast=args.autocast, optimizer=args.optimizer,
         activation_checkpointing=args.activation_checkpointing,
-        memory_efficient_attention=args.memory_efficient_attention, sharding=sharding,
-        energy_aware_sleep=EnergyAwareSleep() if args.energy_aware_sleep else None,
-        serialization=args.serialization)
-    for flag, value in (("--lora-rank", args.lora_rank), ("--batch", args.batch),
-                        ("--seq", args.seq), ("--grad-accum", args.grad_accum)):
-        if value <= 0:
-            raise InputError(flag, "", f"must be > 0, got {value}")
-    if model.context_length and args.seq > model.context_length:
-        raise InputError("--seq", "", f"{args.seq} tokens is more than {model.name} accepts "
-                         f"(context length {model.context_length} positions)")
+        memory_efficient_attention=args.memory_efficient_attention,
+        serialization=args.serialization, shard_budget_mb=args.shard_budget_mb,
+        shard_encoding=args.shard_encoding, shard_store=args.shard_store,
+        energy_aware_sleep=args.energy_aware_sleep)
+
+
+def build_for_flags(spec: WorkloadSpec) -> Workload:
+    """The spec's workload, an error naming the flag the user typed."""
     try:
-        return build_workload(model, method, setup)
-    except InputError as err:  # name the flag the user typed, not the field
-        flag = "--" + err.key.replace("_", "-").replace("sharding.", "shard-")
-        raise InputError(flag, "", err.problem) from None
+        return spec.build()
+    except InputError as err:
+        if err.where in {f.name for f in dataclasses.fields(WorkloadSpec)}:
+            raise InputError("--" + err.where.replace("_", "-"), err.key, err.problem) \
+                from None
+        raise
 
 
 def _devices(spec: str | None) -> list[DeviceProfile]:
@@ -115,7 +111,7 @@ def _devices(spec: str | None) -> list[DeviceProfile]:
 
 
 def run_workload(args: argparse.Namespace) -> int:
-    w = workload_from_args(args)
+    w = build_for_flags(spec_from_args(args))
     profiles = _devices(args.device)
     costs = [predict_step(p, w, battery_pct=args.battery_pct, temperature_c=args.temperature_c)
              for p in profiles]
@@ -124,7 +120,7 @@ def run_workload(args: argparse.Namespace) -> int:
             raise InputError("--plot", "", "needs --device to have something to draw")
         from pathlib import Path
 
-        from profiles.plot import plot_step_costs
+        from edgetwin.profiles.plot import plot_step_costs
 
         plot_step_costs(w, profiles, costs, Path(args.plot))
     if args.json:
@@ -211,9 +207,8 @@ def _print_workload(w: Workload, costs: list[StepCost], list_ops: bool) -> None:
 
 def _console() -> Any:
     """A console that does not wrap at 80 columns when writing to a file or pipe."""
-    from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    return out_console()
 
 
 def run_profiles_list(args: argparse.Namespace) -> int:
@@ -242,7 +237,7 @@ def run_profiles_show(args: argparse.Namespace) -> int:
 def run_profiles_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from profiles.device import parse_profile
+    from edgetwin.profiles.device import parse_profile
 
     p = parse_profile(load_yaml(Path(args.file)), args.file)
     print(f"{args.file}: ok: profile {p.name!r}, sha256 {p.sha256[:16]}")

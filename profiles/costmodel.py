@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from profiles.device import DeviceProfile
-from profiles.ops import Op
-from profiles.workload import Workload
+from edgetwin.profiles.device import DeviceProfile
+from edgetwin.profiles.ops import Op
+from edgetwin.profiles.workload import Workload
 
 MB = 1_000_000
 MIB = 1024 * 1024

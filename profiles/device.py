@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from profiles.errors import InputError
-from profiles.modes import OperatingMode, in_mode, split_mode
-from profiles.ops import COMPUTE_KINDS
-from profiles.schema import from_mapping, load_yaml, to_mapping
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.modes import OperatingMode, in_mode, split_mode
+from edgetwin.profiles.ops import COMPUTE_KINDS
+from edgetwin.profiles.schema import from_mapping, load_yaml, to_mapping
 
 SCHEMA_VERSION = 1
 ProvenanceKind = Literal["calibrated", "imported", "published", "spec", "assumed"]
@@ -194,7 +194,7 @@ class DeviceProfile:
     # overlap the device's work, and a step costs the larger of the two sums.
     launch: Literal["synchronous", "queued"] = "synchronous"
     # the operating mode the figures above describe, and the device's other modes as
-    # scales on them (profiles.modes); `name@mode` loads the profile in that mode
+    # scales on them (edgetwin.profiles.modes); `name@mode` loads the profile in that mode
     mode: str = ""
     modes: dict[str, OperatingMode] = field(default_factory=dict)
     load: CalibrationLoad | None = None  # a calibrated profile's measuring conditions
@@ -335,7 +335,7 @@ def _read(path: Path) -> DeviceProfile:
 
 def shipped_profiles() -> dict[str, Path]:
     """Shipped profile names and their files."""
-    folder = resources.files("profiles") / "devices"
+    folder = resources.files("edgetwin.profiles") / "devices"
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir()
             if str(p).endswith(".yaml")}
 

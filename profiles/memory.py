@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from profiles.setup import ENCODING_BITS, TrainingSetup
+from edgetwin.profiles.training_setup import ENCODING_BITS, TrainingSetup
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from profiles.errors import InputError
-from profiles.models import ModelArch
-from profiles.modules import Linear, linears
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.models import ModelArch
+from edgetwin.profiles.modules import Linear, linears
 
 MethodKind = Literal["full", "lora"]
 

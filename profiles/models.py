@@ -7,12 +7,12 @@ families can be loaded by path with `load_model`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
+from edgetwin.common.files import read_json_object
 
 Family = Literal["gpt2", "llama", "qwen2", "gemma3"]
 FAMILIES: tuple[Family, ...] = ("gpt2", "llama", "qwen2", "gemma3")
@@ -93,12 +93,7 @@ def load_model(name_or_path: str) -> ModelArch:
 def model_from_hf_config(path: Path) -> ModelArch:
     """Read a Hugging Face `config.json`; reject families we cannot decompose."""
     where = str(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(where, "", f"not a readable JSON file ({err})") from None
-    if not isinstance(raw, dict):
-        raise InputError(where, "", "expected a JSON object")
+    raw = read_json_object(path)
     if "text_config" in raw and isinstance(raw["text_config"], dict):
         raw = {**raw["text_config"], "model_type": raw["text_config"].get("model_type", "")}
     model_type = str(raw.get("model_type", ""))

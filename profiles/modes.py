@@ -9,10 +9,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 if TYPE_CHECKING:
-    from profiles.device import DeviceProfile
+    from edgetwin.profiles.device import DeviceProfile
 
 SEPARATOR = "@"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiles.models import ModelArch
+from edgetwin.profiles.models import ModelArch
 
 
 @dataclass(frozen=True)

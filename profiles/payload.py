@@ -8,11 +8,12 @@ for the first axis to grow.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from profiles.setup import TrainingSetup
+from edgetwin.profiles.training_setup import TrainingSetup
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _DESCR = {"fp32": "<f4", "fp16": "<f2", "bf16": "<V2"}
@@ -48,7 +49,7 @@ def npy_header(shape: tuple[int, ...], dtype: str = "fp32", style: str = "npy") 
 def serialized_size(shapes: Sequence[tuple[int, ...]], dtype: str, serialization: str) -> int:
     """Bytes of `shapes` framed as `serialization` (raw, npy or npy64)."""
     item = 4 if dtype == "fp32" else 2
-    data = sum(_numel(s) for s in shapes) * item
+    data = sum(math.prod(s) for s in shapes) * item
     if serialization == "raw":
         return data
     return data + sum(len(npy_header(s, dtype, serialization)) for s in shapes)
@@ -61,13 +62,6 @@ def round_payload(trainable: Sequence[tuple[str, tuple[int, ...]]],
     total = serialized_size(shapes, setup.dtype, setup.serialization)
     raw = serialized_size(shapes, setup.dtype, "raw")
     return Payload(total, total, len(shapes), total - raw)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def frame(tensors: Sequence[tuple[tuple[int, ...], bytes]], dtype: str,
@@ -95,7 +89,7 @@ def unframe(payload: bytes, shapes: Sequence[tuple[int, ...]], dtype: str,
             if payload[at:at + len(header)] != header:
                 raise ValueError(f"tensor {len(out)}: expected the header of shape {shape}")
             at += len(header)
-        size = _numel(shape) * item
+        size = math.prod(shape) * item
         if at + size > len(payload):
             raise ValueError(f"tensor {len(out)}: payload ends early")
         out.append(payload[at:at + size])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from profiles.costmodel import MIB, StepCost
-from profiles.device import DeviceProfile
-from profiles.workload import Workload
+from edgetwin.profiles.costmodel import MIB, StepCost
+from edgetwin.profiles.device import DeviceProfile
+from edgetwin.profiles.workload import Workload
 
 KIND_COLOURS = {"matmul": "#1f77b4", "attention": "#ff7f0e", "norm": "#2ca02c",
                 "activation": "#d62728", "elementwise": "#9467bd", "embedding": "#8c564b",

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from scipy.optimize import brentq
 
-from profiles.costmodel import predict_step
-from profiles.device import DeviceProfile, OpCost
-from profiles.method import Method
-from profiles.models import CATALOGUE
-from profiles.setup import TrainingSetup
-from profiles.workload import Workload, build_workload
+from edgetwin.profiles.costmodel import predict_step
+from edgetwin.profiles.device import DeviceProfile, OpCost
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import Workload, build_workload
 
 LORA_QKVO = Method("lora", lora_rank=8, lora_alpha=32.0,
                    lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"))

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 T = TypeVar("T")
 

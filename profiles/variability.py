@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-F64 = npt.NDArray[np.float64]
+from edgetwin.common.arrays import F64
 
 
 def sigma(cv: npt.ArrayLike) -> Any:

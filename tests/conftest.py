@@ -1,7 +1,9 @@
-"""Shared fixtures: where the project's reference measurements live."""
+"""Shared fixtures: where the project's reference measurements live, the native binary."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -18,3 +20,22 @@ def _quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
+
+
+NATIVE_SOURCE = ROOT / "calibration" / "native" / "opbench.cpp"
+
+
+@pytest.fixture(scope="session")
+def native_runner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`opbench`, the op benchmark and agent of devices without Python, built once per run.
+
+    One rule for a missing compiler: every test that needs the binary skips with this reason
+    (CI installs g++, so there it runs)."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no g++ on PATH: the native runner (calibration/native/opbench.cpp) "
+                    "cannot be built; install g++ to run this test")
+    binary = tmp_path_factory.mktemp("native") / "opbench"
+    subprocess.run([compiler, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o",
+                    str(binary), str(NATIVE_SOURCE)], check=True, timeout=600)
+    return binary

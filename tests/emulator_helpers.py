@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
-from emulator.config import Scenario
-from emulator.engine import Engine, Results
-from emulator.scenario import parse_scenario
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.engine import Engine, Results
+from edgetwin.emulator.scenario import parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from emulator.run import simulate
-from emulator.scenario import load_scenario
+from edgetwin.emulator.output.simulate import simulate
+from edgetwin.emulator.scenario import load_scenario
 from tests.hil_helpers import with_standin_profiles
 
 ROOT = Path(__file__).resolve().parents[1]

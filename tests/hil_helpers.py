@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from profiles.device import shipped_profiles
+from edgetwin.profiles.device import shipped_profiles
+from tests.cli_runs import edgetwin
 
 TINY_MODEL = {"_name_or_path": "tiny-llama", "model_type": "llama", "hidden_size": 64,
               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -21,27 +20,10 @@ TINY_MODEL = {"_name_or_path": "tiny-llama", "model_type": "llama", "hidden_size
               "tie_word_embeddings": False, "hidden_act": "silu"}
 
 
-def edgetwin(*args: str, timeout: float = 600, cwd: Path | None = None
-             ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hil.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd)
-
-
-def run_cli(*args: str) -> int:
-    """`edgetwin ARGS` in this process (where no separate process is the point): its exit
-    status; SystemExit (a bad flag) counts as its code."""
-    from hil.cli import main
-
-    try:
-        return main(list(args))
-    except SystemExit as done:
-        return int(done.code or 0)
-
-
 def wait_until_quiet(cpus: list[int], timeout_s: float = 60.0) -> None:
     """Wait (at most `timeout_s`) until these CPUs spend a second under 10 % busy: an
     experiment on a quiet device, as a careful experimenter runs one."""
-    from calibration.load import cpu_jiffies
+    from edgetwin.calibration.load import cpu_jiffies
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -135,7 +117,7 @@ def agent_processes(workdir: Path) -> list[tuple[int, int]]:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if b"hil.agent" in cmd and str(workdir).encode() in cmd:
+        if b"edgetwin.hil.agent" in cmd and str(workdir).encode() in cmd:
             out.append((int(proc.name), ppid))
     return out
 

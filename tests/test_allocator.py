@@ -6,13 +6,13 @@ import dataclasses
 
 import pytest
 
-from calibration.allocator import StepMemory, heap_retention, measure_step_memory
-from profiles.costmodel import MIB, predict_step
-from profiles.device import load_profile
-from profiles.method import Method
-from profiles.models import CATALOGUE, ModelArch
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.calibration.allocator import StepMemory, heap_retention, measure_step_memory
+from edgetwin.profiles.costmodel import MIB, predict_step
+from edgetwin.profiles.device import load_profile
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE, ModelArch
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 TINY = ModelArch("tiny-llama", "llama", 128, 2, 4, 2, 32, 256, 4000, False, "silu")
 

@@ -9,17 +9,17 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import edgetwin
 import numpy as np
 import pytest
 import yaml
 
-from calibration.opsuite import base_cases
-from calibration.trace import Latency, Measurement, TraceWriter
-from hil import api
-from hil.cli import main
-from profiles.device import OpCost
-from profiles.errors import InputError
+import edgetwin
+from edgetwin import api
+from edgetwin.calibration.opsuite import base_cases
+from edgetwin.calibration.trace import Latency, Measurement, TraceWriter
+from edgetwin.cli import main
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.device import OpCost
 
 from .doc_examples import blocks
 from .doc_examples import run as run_examples

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from calibration.fit import fit_groups
-from calibration.importers import correct_profile, load_eft_metrics, load_mft_memory_csv
-from calibration.meters.procmem import process_memory, reset_peak
-from calibration.opsuite import fresh_pages_runner, matmul_case, norm_case
-from calibration.trace import Latency, Measurement, parse_line, read_trace
-from profiles.costmodel import predict_step
-from profiles.device import OpCost, load_profile
-from profiles.errors import InputError
+from edgetwin.calibration.fit import fit_groups
+from edgetwin.calibration.importers import correct_profile, load_eft_metrics, load_mft_memory_csv
+from edgetwin.calibration.meters.procmem import process_memory, reset_peak
+from edgetwin.calibration.opsuite import fresh_pages_runner, matmul_case, norm_case
+from edgetwin.calibration.trace import Latency, Measurement, parse_line, read_trace
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.costmodel import predict_step
+from edgetwin.profiles.device import OpCost, load_profile
+from tests.cli_runs import edgetwin
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE = ROOT / "calibration" / "native" / "opbench.cpp"
 
 
 def _m(case_id: str, op: str, phase: str, shape: tuple[int, ...], flops: float, nbytes: float,
@@ -88,16 +86,10 @@ def test_fit_recovers_a_known_roofline() -> None:
 
 
 @pytest.fixture(scope="module")
-def native_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    compiler = shutil.which("g++") or shutil.which("clang++")
-    if compiler is None:
-        pytest.fail("no C++ compiler on PATH: the native benchmark cannot be built")
-    folder = tmp_path_factory.mktemp("native")
-    binary = folder / "opbench"
-    subprocess.run([compiler, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o",
-                    str(binary), str(NATIVE)], check=True, timeout=300)
-    trace = folder / "trace.jsonl"
-    subprocess.run([str(binary), "--quick", "--out", str(trace)], check=True, timeout=300)
+def native_trace(native_runner: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    trace = tmp_path_factory.mktemp("native-trace") / "trace.jsonl"
+    subprocess.run([str(native_runner), "--quick", "--out", str(trace)], check=True,
+                   timeout=300)
     return trace
 
 
@@ -116,16 +108,13 @@ def test_native_benchmark_writes_the_trace_format(native_trace: Path) -> None:
 def test_native_traces_calibrate_a_profile_that_prices_workloads(native_trace: Path,
                                                                  tmp_path: Path) -> None:
     out = tmp_path / "phone.yaml"
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "calibrate", "--from-trace",
-                           str(native_trace), "--name", "phone-native", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = edgetwin("calibrate", "--from-trace", str(native_trace), "--name", "phone-native",
+                    "--out", str(out))
     assert done.returncode == 0, done.stderr
-    check = subprocess.run([sys.executable, "-m", "hil.cli", "profiles", "validate", str(out)],
-                           capture_output=True, text=True, timeout=120)
+    check = edgetwin("profiles", "validate", str(out))
     assert check.returncode == 0, check.stderr
-    work = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
-                           "--batch", "1", "--seq", "32", "--device", str(out), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    work = edgetwin("workload", "--model", "gpt2", "--batch", "1", "--seq", "32", "--device",
+                    str(out), "--json")
     assert json.loads(work.stdout)["devices"][0]["step_time_s"] > 0
 
 
@@ -175,9 +164,9 @@ def test_fits_stay_within_the_devices_physical_bounds() -> None:
     """An optimizer group timed only on cache-resident sizes would fit a bandwidth far
     beyond the device's and a launch of nothing; the suite's tiny and large adds bound
     both, and the fit says when it sits at a bound."""
-    from calibration.bounds import physical_bounds
-    from calibration.opsuite import elementwise_case, optimizer_case
-    from calibration.profile_builder import _fit_note
+    from edgetwin.calibration.bounds import physical_bounds
+    from edgetwin.calibration.opsuite import elementwise_case, optimizer_case
+    from edgetwin.calibration.profile_builder import _fit_note
 
     add = OpCost(flops_per_s=1e11, bytes_per_s=1e10, overhead_s=4e-6)
     fast = OpCost(flops_per_s=1e15, bytes_per_s=5e12, overhead_s=1e-12)  # what caches show
@@ -201,9 +190,9 @@ def test_fits_stay_within_the_devices_physical_bounds() -> None:
 
 
 def test_a_group_too_small_to_hold_out_says_so() -> None:
-    from calibration.bounds import Bounds
-    from calibration.opsuite import optimizer_case
-    from calibration.profile_builder import _fit_note
+    from edgetwin.calibration.bounds import Bounds
+    from edgetwin.calibration.opsuite import optimizer_case
+    from edgetwin.calibration.profile_builder import _fit_note
 
     cost = OpCost(flops_per_s=1e11, bytes_per_s=1e10, overhead_s=4e-6)
     ms = []
@@ -220,8 +209,8 @@ def test_a_group_too_small_to_hold_out_says_so() -> None:
 def test_products_timed_in_other_precisions_become_matmuls_rates() -> None:
     """A GPU's suite times products in tf32, fp16 and bf16 as well; each precision's rate
     lands in the profile as matmul's `precision_flops_per_s` (attention's follows)."""
-    from calibration.opsuite import attention_case, precision_cases
-    from calibration.profile_builder import _compute_section
+    from edgetwin.calibration.opsuite import attention_case, precision_cases
+    from edgetwin.calibration.profile_builder import _compute_section
 
     rates = {"fp32": 5e13, "tf32": 2e14, "fp16": 6e14, "bf16": 6e14}
     rng = np.random.default_rng(5)

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runs import edgetwin
+
 GEMMA_LORA = ["--model", "gemma-3-270m", "--method", "lora", "--lora-rank", "8",
               "--lora-alpha", "32", "--lora-targets", "q_proj,k_proj,v_proj,o_proj",
               "--batch", "8", "--seq", "64"]
-
-
-def edgetwin(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hil.cli", *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_workload_json_has_the_documented_keys() -> None:

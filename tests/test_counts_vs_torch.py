@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.method import Method
-from profiles.models import CATALOGUE, ModelArch
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE, ModelArch
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 torch = pytest.importorskip("torch")
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from calibration.hf_models import build_model, count_params  # noqa: E402
+from edgetwin.calibration.hf_models import build_model, count_params  # noqa: E402
 
 LLAMA_LIKE = ["gemma-3-270m", "gemma-3-1b", "qwen2.5-0.5b"]
 LORA_CASES = [

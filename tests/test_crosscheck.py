@@ -12,18 +12,19 @@ import numpy as np
 import pytest
 import yaml
 
-from emulator.engine import Engine, Results
-from emulator.runfolder import load_run
-from emulator.session import COMPLETED, STATUSES, SessionCosts
-from emulator.sync_rounds import close_round
-from hil import decisions, verdict
-from hil.recalibrate import recalibrate
-from hil.replay import Prepared, predicted
-from hil.runsessions import RunSession, SessionRecorder
-from profiles import variability
+from edgetwin.emulator.engine import Engine, Results
+from edgetwin.emulator.output.folder import load_run
+from edgetwin.emulator.session import COMPLETED, STATUSES, SessionCosts
+from edgetwin.emulator.sync_rounds import close_round
+from edgetwin.hil.replay import decisions, verdict
+from edgetwin.hil.replay.recalibrate import recalibrate
+from edgetwin.hil.replay.run import Prepared, predicted
+from edgetwin.hil.replay.sessions import RunSession, SessionRecorder
+from edgetwin.profiles import variability
 
+from .cli_runs import run_cli
 from .emulator_helpers import build, small_scenario
-from .hil_helpers import journal_entries, local_devices, run_cli, simulated, tiny_scenario
+from .hil_helpers import journal_entries, local_devices, simulated, tiny_scenario
 
 
 def recorded(data: dict[str, Any]) -> tuple[Engine, Results, list[RunSession]]:
@@ -176,7 +177,7 @@ def test_the_verdict_holds_a_right_profile_and_fails_one_too_fast_by_30_percent(
 def test_recalibration_that_scores_no_better_writes_nothing(tmp_path: Path) -> None:
     devices = local_devices(tmp_path)
     run_dir = simulated(tmp_path)
-    from hil.replay import prepare
+    from edgetwin.hil.replay.run import prepare
 
     prepared: Prepared = prepare(run_dir, devices)
     rng = np.random.default_rng(1)
@@ -226,11 +227,11 @@ def test_margins_strata_and_classes_are_consistent() -> None:
 
 
 def test_what_a_runner_cannot_run_as_priced_is_lost_with_the_reason(tmp_path: Path) -> None:
-    from hil.sessions import not_replayable
-    from profiles.method import Method
-    from profiles.models import CATALOGUE
-    from profiles.setup import Sharding, TrainingSetup
-    from profiles.workload import build_workload
+    from edgetwin.hil.agent.requests import not_replayable
+    from edgetwin.profiles.method import Method
+    from edgetwin.profiles.models import CATALOGUE
+    from edgetwin.profiles.training_setup import Sharding, TrainingSetup
+    from edgetwin.profiles.workload import build_workload
 
     def w(method: Method | None = None, **setup: Any) -> Any:
         return build_workload(CATALOGUE["gpt2"], method or Method("lora", 8, 16.0, ("c_attn",)),
@@ -260,3 +261,59 @@ def test_what_a_runner_cannot_run_as_priced_is_lost_with_the_reason(tmp_path: Pa
     assert {e["reason"] for e in entries} == {
         "not replayable: the native runner has no memory-efficient attention kernel"}
     assert not (tmp_path / "work-one").exists()  # no device was started
+
+
+def _scored(p_and_outcomes: list[tuple[float, bool]]) -> verdict.Scores:
+    """Scores of sessions measured as predicted, each with its p_complete and outcome."""
+    entries = [{"session": i, "predicted": {"compute_p05_s": 0.9, "compute_p95_s": 1.1,
+                                            "p_complete": p, "step_s": 1.0,
+                                            "session_cv": 0.05},
+                "measured": {"step_time_s": [1.0], "median_step_s": 1.0, "load_s": 0.0}}
+               for i, (p, _) in enumerate(p_and_outcomes)]
+    return verdict.scores(entries, {i: done for i, (_, done) in enumerate(p_and_outcomes)})
+
+
+def test_probabilities_that_lean_the_wrong_way_fail_and_too_unsure_ones_pass_with_a_note(
+        ) -> None:
+    """Spiegelhalter's z, one-sided: outcomes against the side p_complete leans to (what a
+    profile too fast or too slow does) fail; outcomes with it every time, at p of 0.3 and
+    0.7, only say the twin was less sure than it need be."""
+    unsure = [(0.7, True)] * 15 + [(0.3, False)] * 15  # every outcome as leaned
+    z_under = _scored(unsure)
+    assert z_under.calibration_z is not None and z_under.calibration_z < -verdict.Z_LIMIT
+    got, reasons = verdict.verdict(z_under)
+    assert got == "consistent" and any("less sure than they need be" in r for r in reasons)
+    wrong = [(0.7, False)] * 12 + [(0.7, True)] * 3 + [(0.3, True)] * 12 + [(0.3, False)] * 3
+    z_over = _scored(wrong)
+    assert z_over.calibration_z is not None and z_over.calibration_z > verdict.Z_LIMIT
+    got, reasons = verdict.verdict(z_over)
+    assert got == "inconsistent" and any("against the side" in r for r in reasons)
+    # outcomes that fall as the probabilities say: neither
+    fair = [(0.7, True)] * 21 + [(0.7, False)] * 9 + [(0.3, True)] * 9 + [(0.3, False)] * 21
+    z_fair = _scored(fair)
+    assert z_fair.calibration_z == pytest.approx(0.0, abs=1e-9)
+    assert verdict.verdict(z_fair)[0] == "consistent"
+
+
+def _biased(step_error: float, cv: float, n: int = 40) -> verdict.Scores:
+    """Scores of `n` sessions whose predicted step is off by `step_error` (+-1 %), each
+    inside its interval, with a stated session_cv of `cv`."""
+    entries = [{"session": i,
+                "predicted": {"compute_p05_s": 0.0, "compute_p95_s": 9.0, "p_complete": 1.0,
+                              "step_s": 1.0 + step_error + (0.01 if i % 2 else -0.01),
+                              "session_cv": cv},
+                "measured": {"step_time_s": [1.0], "median_step_s": 1.0, "load_s": 0.0}}
+               for i in range(n)]
+    return verdict.scores(entries, {i: True for i in range(n)})
+
+
+def test_a_bias_within_the_stated_intervals_reach_passes_and_one_beyond_it_fails() -> None:
+    """A mean step error of -7 % with session_cv 5.8 % lies inside what the stated 90 %
+    interval reaches (+-9.5 %): it passes; -23 % (a profile 1.3 times too fast) fails,
+    and so does -7 % when the profile claims a session_cv of 3 %."""
+    small = _biased(-0.07, 0.058)
+    assert small.bias is not None and small.bias["high"] < -0.058  # beyond one session_cv
+    assert verdict.verdict(small)[0] == "consistent"
+    got, reasons = verdict.verdict(_biased(-0.23, 0.058))
+    assert got == "inconsistent" and any("interval's reach" in r for r in reasons)
+    assert verdict.verdict(_biased(-0.07, 0.03))[0] == "inconsistent"

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from emulator.config import LINK_DEFAULTS
-from emulator.engine import Engine, Results
-from emulator.scenario import parse_scenario, resolved
-from emulator.thermal import ThermalArrays
-from emulator.timeline import step_timeline
-from profiles.device import load_profile
+from edgetwin.emulator.config import LINK_DEFAULTS
+from edgetwin.emulator.engine import Engine, Results
+from edgetwin.emulator.scenario import parse_scenario, resolved
+from edgetwin.emulator.thermal import ThermalArrays
+from edgetwin.emulator.timeline import step_timeline
+from edgetwin.profiles.device import load_profile
 
 from .emulator_helpers import SCENARIOS
 
@@ -172,7 +172,7 @@ def test_the_resolved_scenario_keeps_the_link_defaults() -> None:
 def test_every_shipped_battery_charger_and_throttle_figure_has_its_own_source() -> None:
     """The figures this model rests on name their source (or say they are assumed) under
     their own key, not only under a parent's blanket entry."""
-    from profiles.device import shipped_profiles
+    from edgetwin.profiles.device import shipped_profiles
 
     for name in shipped_profiles():
         p = load_profile(name)

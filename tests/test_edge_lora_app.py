@@ -33,7 +33,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.object_ref import load_app
 from flwr.supercore.task_identity import TaskIdentity
 
-from emulator.flower.strategies import FlexLoRA, dense_update, lora_factors
+from edgetwin.emulator.flower.strategies import FlexLoRA, dense_update, lora_factors
 
 APP = Path(__file__).resolve().parents[1] / "scenarios" / "apps" / "edge_lora"
 # the run config as `flwr run` gives it: pyproject's [tool.flwr.app.config], flattened
@@ -119,7 +119,27 @@ def test_partitions_are_non_iid_and_cached(task: Any) -> None:
     a, b = task.client_data(0, 1000, 1, 64), task.client_data(n, 1000, 1, 64)
     assert a.tobytes() != b.tobytes()
     assert task.client_data(0, 10, 3, 64) is first  # cached: read once per process
-    assert task.module_text.cache_info().currsize <= 64
+
+
+def test_the_corpus_is_the_shipped_one_and_a_changed_one_is_refused(
+        task: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text comes from the corpus file the app ships, whose hash is checked: the same
+    bytes on every machine, and a damaged file is a clear error, not other perplexities."""
+    from edge_lora import corpus
+
+    texts = corpus.modules()
+    assert len(texts) == 200 and set(task.HELD_OUT) <= set(texts)
+    assert all(0 < len(t) <= corpus.MAX_MODULE_BYTES for t in texts.values())
+    damaged = tmp_path / "corpus.tar.xz"
+    damaged.write_bytes(corpus.CORPUS.read_bytes()[:-1] + b"\0")
+    monkeypatch.setattr(corpus, "CORPUS", damaged)
+    corpus.modules.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="not the corpus this app ships"):
+            corpus.modules()
+    finally:
+        monkeypatch.undo()
+        corpus.modules.cache_clear()
 
 
 def test_own_rank_client_trains_at_its_rank(apps: Any) -> None:
@@ -223,6 +243,7 @@ def test_server_app_runs_each_method(apps: Any, method: str,
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_runs_under_flowers_own_simulation(apps: Any, caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("ray", reason="Flower's simulation engine needs ray (flwr[simulation])")
     from flwr.simulation import run_simulation

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.session import COMPLETED
+from edgetwin.emulator.session import COMPLETED
 
 from .emulator_helpers import SCENARIOS, run, small_scenario
 from .processes import start_interruptible, wait_for_line
@@ -71,7 +71,7 @@ def test_splitlora_ships_activations_every_step_and_trains_a_prefix() -> None:
 def test_interrupted_simulation_keeps_what_it_simulated(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = start_interruptible(
-        [sys.executable, "-m", "hil.cli", "simulate", str(SCENARIOS / "thousand_clients.yaml"),
+        [sys.executable, "-m", "edgetwin.cli", "simulate", str(SCENARIOS / "thousand_clients.yaml"),
          "--out", str(out), "--no-plots", "--set", "stop.rounds=100000",
          "--set", "fleet.clients=20000", "--set", "orchestration.clients_per_round=500"])
     assert proc.stderr is not None
@@ -104,10 +104,10 @@ def test_each_policy_picks_distinct_idle_clients(policy: str) -> None:
 def test_splitlora_at_layer_0_ships_the_embedding_output(kind: str) -> None:
     """EdgeFlowerTune's SplitLoRA: the client runs the embedding only and uploads its
     output every micro-batch; with LoRA it trains nothing, so nothing comes back."""
-    from profiles.method import Method
-    from profiles.models import load_model
-    from profiles.setup import TrainingSetup
-    from profiles.workload import build_workload
+    from edgetwin.profiles.method import Method
+    from edgetwin.profiles.models import load_model
+    from edgetwin.profiles.training_setup import TrainingSetup
+    from edgetwin.profiles.workload import build_workload
 
     model = load_model("gemma-3-270m")
     w = build_workload(model, Method(kind=kind, split_layer=0,

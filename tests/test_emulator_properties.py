@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.metrics import summary
-from emulator.session import CANCELLED, COMPLETED, DEADLINE
+from edgetwin.emulator.output.files import summary
+from edgetwin.emulator.session import CANCELLED, COMPLETED, DEADLINE
 
 from .emulator_helpers import build, run, small_scenario
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.cli_runs import Done, edgetwin
 
 from .emulator_helpers import SCENARIOS
 from .hil_helpers import with_standin_profiles
@@ -21,9 +21,8 @@ OUTPUTS = ("summary.json", "rounds.csv", "client_sessions.csv", "scenario.resolv
            "energy_per_client.png", "failures.png", "timeline.png")
 
 
-def simulate(scenario: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hil.cli", "simulate", str(scenario), "--out",
-                           str(out), *extra], capture_output=True, text=True, timeout=300)
+def simulate(scenario: Path, out: Path, *extra: str) -> Done:
+    return edgetwin("simulate", str(scenario), "--out", str(out), *extra)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator import battery, thermal
-from emulator.availability import (
+from edgetwin.common.errors import InputError
+from edgetwin.emulator import battery, thermal
+from edgetwin.emulator.availability import (
     Availability,
     Charger,
     Trace,
@@ -16,10 +17,9 @@ from emulator.availability import (
     window_end_s,
     window_seconds,
 )
-from emulator.network import BandwidthTrace, jitter, transfer_s
-from emulator.session import DEADLINE, OOM, SessionModel
-from emulator.streams import Streams
-from profiles.errors import InputError
+from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
+from edgetwin.emulator.session import DEADLINE, OOM, SessionModel
+from edgetwin.emulator.streams import Streams
 
 from .emulator_helpers import SCENARIOS, build, run, small_scenario
 
@@ -202,7 +202,7 @@ def test_energy_aware_sleep_lengthens_steps_by_the_published_rule() -> None:
 
 def test_session_model_is_the_seam_for_other_orchestrators() -> None:
     """A caller other than the engine (a Flower Grid) plans and accounts sessions itself."""
-    from emulator.fleet import build_fleet
+    from edgetwin.emulator.fleet import build_fleet
 
     s = build(small_scenario())
     streams = Streams(11)

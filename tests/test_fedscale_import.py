@@ -8,8 +8,6 @@ import datetime
 import json
 import math
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from emulator.availability import Trace
-from hil.cli import main
+from edgetwin.cli import main
+from edgetwin.emulator.availability import Trace
+from tests.cli_runs import edgetwin
 
 from .emulator_helpers import small_scenario
 
@@ -87,9 +86,7 @@ def _share() -> float:
 
 def test_clients_takes_the_first_ids_and_the_module_runs_as_a_command(tmp_path: Path) -> None:
     src, out = _pickle(tmp_path / "trace.pkl", FEDSCALE), tmp_path / "two.csv"
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "traces", "import-fedscale",
-                           str(src), "--out", str(out), "--clients", "2"],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
+    done = edgetwin("traces", "import-fedscale", str(src), "--out", str(out), "--clients", "2")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"wrote {out}: 2 clients, ")
     lines = out.read_text().splitlines()

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from emulator.flower.protocols import (
+from edgetwin.cli import main
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.flower.protocols import (
     Metric,
     Point,
     cost_to_target,
     parse_budget,
     quality_under_budget,
 )
-from hil.cli import main
-from profiles.errors import InputError
 
 from .emulator_helpers import numbers_scenario
 from .test_flower_grid import APP

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -19,25 +19,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from calibration.bench import Plan
-from calibration.opsuite import activation_case, matmul_case, norm_case
-from calibration.trace import Measurement
-from hil.inventory import load_inventory
-from hil.remote_bench import AgentBench
-from tests.hil_helpers import edgetwin, journal_entries, profile_named, tiny_scenario
+from edgetwin.calibration.bench import Plan
+from edgetwin.calibration.opsuite import activation_case, matmul_case, norm_case
+from edgetwin.calibration.trace import Measurement
+from edgetwin.hil.attached_bench import AgentBench
+from edgetwin.hil.inventory import load_inventory
+from tests.cli_runs import edgetwin
+from tests.hil_helpers import journal_entries, profile_named, tiny_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SERIAL = "EMU0001"
 
 
-@pytest.fixture(scope="module")
-def runner(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is not installed: the native runner cannot be built")
-    out = tmp_path_factory.mktemp("native") / "edgetwin-runner"
-    subprocess.run(["g++", "-O2", "-std=c++17", "-o", str(out),
-                    str(ROOT / "calibration" / "native" / "opbench.cpp")], check=True,
-                   timeout=600)
+@pytest.fixture
+def runner(native_runner: Path, tmp_path: Path) -> Path:
+    """The native binary under the name `devices install` pushes to a phone."""
+    out = tmp_path / "edgetwin-runner"
+    shutil.copy2(native_runner, out)
     return out
 
 
@@ -83,6 +81,9 @@ def test_install_pushes_the_runner_and_check_reaches_it_over_a_streamed_shell(
 def test_a_phone_without_its_runner_built_for_it_is_refused(phone: Path) -> None:
     done = edgetwin("devices", "install", str(phone))
     assert done.returncode == 3 and "--native-binary" in done.stderr
+    # the source it tells the user to build is in the repository
+    (source,) = re.findall(r"build (\S+\.cpp)", done.stderr)
+    assert (ROOT / source).is_file(), source
 
 
 def test_an_unplugged_phone_is_named_in_one_line(phone: Path) -> None:

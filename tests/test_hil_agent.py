@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from calibration.opsuite import matmul_case, norm_case
-from calibration.trace import parse_line
-from hil import protocol as proto
-from profiles.models import ModelArch
+from edgetwin.calibration.opsuite import matmul_case, norm_case
+from edgetwin.calibration.trace import parse_line
+from edgetwin.hil.agent import protocol as proto
+from edgetwin.profiles.models import ModelArch
+from tests.agent_faults import FAULTS, MAX_LINE_BYTES, Fault
 
 TINY = {"name": "tiny", "family": "llama", "hidden": 64, "layers": 2, "heads": 4,
         "kv_heads": 2, "head_dim": 16, "intermediate": 128, "vocab": 512,
@@ -34,8 +35,8 @@ class Agent:
 
     def __init__(self, workdir: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hil.agent", "--workdir", str(workdir), "--threads", "1",
-             *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "edgetwin.hil.agent", "--workdir", str(workdir), "--threads",
+             "1", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.hello = self.next()
@@ -77,7 +78,8 @@ class Agent:
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     """One agent for the tests that leave it as they found it: it serves on after each."""
-    a = Agent(tmp_path_factory.mktemp("agent") / "work", "--max-line-bytes", "200000")
+    a = Agent(tmp_path_factory.mktemp("agent") / "work", "--max-line-bytes",
+              str(MAX_LINE_BYTES))
     yield a
     a.close()
 
@@ -107,10 +109,10 @@ def test_hello_and_facts(agent: Agent) -> None:
 
 
 def test_a_session_trains_streams_steps_and_sends_the_trained_tensors(agent: Agent) -> None:
-    from hil.sessions import download_payload
-    from profiles.method import Method
-    from profiles.setup import TrainingSetup
-    from profiles.workload import build_workload
+    from edgetwin.hil.agent.requests import download_payload
+    from edgetwin.profiles.method import Method
+    from edgetwin.profiles.training_setup import TrainingSetup
+    from edgetwin.profiles.workload import build_workload
 
     w = build_workload(ModelArch(**{**TINY, "tied_embeddings": False}),  # type: ignore[arg-type]
                        Method("lora", 4, 8.0, ("q_proj", "v_proj")),
@@ -147,9 +149,9 @@ def test_a_session_runs_the_setup_it_was_priced_with(agent: Agent) -> None:
         assert events[-1]["event"] == "result", events[-1]
         peaks[name] = events[-1]["peak_memory_mb"]
     assert peaks["checkpointed"] < peaks["plain"] - 20, peaks
-    from profiles.method import Method
-    from profiles.setup import TrainingSetup
-    from profiles.workload import build_workload
+    from edgetwin.profiles.method import Method
+    from edgetwin.profiles.training_setup import TrainingSetup
+    from edgetwin.profiles.workload import build_workload
 
     arch = ModelArch(**MID)  # type: ignore[arg-type]
     saved = {c: build_workload(arch, Method("lora", 4, 8.0, ("q_proj", "v_proj")),
@@ -170,34 +172,13 @@ def test_calibration_cases_stream_trace_lines_and_journal_them(agent: Agent) -> 
     assert journal == lines and events[-1]["event"] == "result"
 
 
-BAD = [
-    (b"this is not json\n", "bad_json"),
-    (b"[1, 2]\n", "bad_json"),
-    (proto.encode({**proto.request("facts", "x"), "version": 2}), "bad_version"),
-    (proto.encode({**proto.request("facts", "x"), "protocol": "other"}), "bad_version"),
-    (proto.encode(proto.request("shell", "x", command="rm -rf /")), "unknown_kind"),
-    (proto.encode(proto.request("facts", "x", extra=1)), "bad_value"),
-    (proto.encode(proto.request("session", "x", **session(steps=0))), "bad_value"),
-    (proto.encode(proto.request("session", "x", **session(model={**TINY, "hidden": -1}))),
-     "bad_value"),
-    (proto.encode(proto.request("session", "x", **session(
-        download={**download(), "sha256": "0" * 64}))), "bad_value"),
-    (proto.encode(proto.request("calibrate", "x", stage="ops", journal="../outside.jsonl")),
-     "bad_path"),
-    (proto.encode(proto.request("calibrate", "x", stage="ops", journal="/etc/passwd")),
-     "bad_path"),
-    (b'{"protocol": "edgetwin-agent", "version": 1, "id": "big", "kind": "facts", "pad": "'
-     + b"x" * 300_000 + b'"}\n', "too_large"),
-]
-
-
-@pytest.mark.parametrize(("raw", "code"), BAD, ids=[c + str(i) for i, (_, c) in enumerate(BAD)])
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_bad_input_gets_an_error_line_and_the_next_request_is_served(
-        agent: Agent, raw: bytes, code: str) -> None:
-    agent.send_raw(raw)
+        agent: Agent, fault: Fault) -> None:
+    agent.send_raw(fault.line)
     ev = agent.next()
-    assert ev["event"] == "error" and ev["code"] == code, ev
-    assert "\n" not in ev["message"] and ev["message"]
+    assert (ev["event"], ev["code"], ev["id"]) == ("error", fault.code, fault.request_id), ev
+    assert "\n" not in ev["message"] and fault.says in ev["message"], ev["message"]
     served(agent)
 
 
@@ -246,7 +227,7 @@ def test_sigterm_stops_the_agent_and_its_worker(tmp_path: Path) -> None:
 
 
 def test_edgetwin_agent_is_the_same_agent(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "hil.cli", "agent", "--workdir",
+    proc = subprocess.run([sys.executable, "-m", "edgetwin.cli", "agent", "--workdir",
                            str(tmp_path / "w")], input=proto.encode(proto.request("x", "1")),
                           capture_output=True, timeout=120)
     hello, error = (json.loads(line) for line in proc.stdout.splitlines())

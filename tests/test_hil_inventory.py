@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from hil.inventory import AdbConfig, LocalConfig, SshConfig, load_inventory
-from tests.hil_helpers import edgetwin
+from edgetwin.hil.inventory import AdbConfig, LocalConfig, SshConfig, load_inventory
+from tests.cli_runs import edgetwin
 
 GOOD = """devices:
   - name: one-core
@@ -96,3 +98,25 @@ def test_calibrate_names_an_unknown_device(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "devices: no device named 'toaster' (known: one-core, jetson, phone)" in done.stderr
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_an_agent_of_another_layout_is_told_to_reinstall(tmp_path: Path) -> None:
+    """A device whose venv holds an edgetwin without `edgetwin.hil.agent` (one installed
+    before the package took one name): the interpreter's own error, turned into the step
+    that mends it."""
+    from edgetwin.hil.transports import transport_for
+
+    path = tmp_path / "devices.yaml"
+    path.write_text("devices:\n  - name: box\n    transport: {kind: local}\n")
+    (device,) = load_inventory(path).devices
+    # an edgetwin of the old layout (its agent a top-level `hil`), no site-packages
+    (tmp_path / "edgetwin").mkdir()
+    (tmp_path / "edgetwin" / "__init__.py").write_text('"""The old front door."""\n')
+    done = subprocess.run([sys.executable, "-S", "-m", "edgetwin.hil.agent"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1 and "No module named 'edgetwin.hil'" in done.stderr
+    err = transport_for(device).failure(done.returncode, done.stderr)
+    assert err.permanent
+    assert str(err).startswith("box: the agent installed on the device is of another edgetwin")
+    assert str(err).endswith("No module named 'edgetwin.hil')): run edgetwin devices install "
+                             "again")

@@ -15,19 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.config import SelectionConfig
-from emulator.engine import Engine
-from emulator.runfolder import load_run
-from emulator.selection.registry import POLICIES
-from emulator.session import STATUSES
-from hil import decisions
-from hil.crosscheck import SelectionCheck
-from hil.replay import prepare
-from hil.runsessions import RunSession
-from hil.sampling import SENSITIVE, UNIFORM, stratified_sample
+from edgetwin.emulator.config import SelectionConfig
+from edgetwin.emulator.engine import Engine
+from edgetwin.emulator.output.folder import load_run
+from edgetwin.emulator.selection.registry import POLICIES
+from edgetwin.emulator.session import STATUSES
+from edgetwin.hil.replay import decisions
+from edgetwin.hil.replay.crosscheck import SelectionCheck
+from edgetwin.hil.replay.run import prepare
+from edgetwin.hil.replay.sampling import SENSITIVE, UNIFORM, stratified_sample
+from edgetwin.hil.replay.sessions import RunSession
+from tests.cli_runs import edgetwin
 from tests.hil_helpers import (
     agent_processes,
-    edgetwin,
     journal_entries,
     local_devices,
     simulated,
@@ -188,7 +188,7 @@ def test_a_killed_agent_is_recorded_lost_and_the_rerun_finishes(tmp_path: Path) 
     devices = local_devices(tmp_path)
     run_dir = simulated(tmp_path, steps=40)
     out = tmp_path / "replay"
-    cmd = [sys.executable, "-m", "hil.cli", "replay", str(run_dir), "--devices", str(devices),
+    cmd = [sys.executable, "-m", "edgetwin.cli", "replay", str(run_dir), "--devices", str(devices),
            "--sample", "3", "--out", str(out), "--retries", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workdir = tmp_path / "work-one"
@@ -219,7 +219,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_carries_on(tmp_path: Path) ->
     devices = local_devices(tmp_path)
     run_dir = simulated(tmp_path, steps=20)
     out = tmp_path / "replay"
-    cmd = [sys.executable, "-m", "hil.cli", "replay", str(run_dir), "--devices", str(devices),
+    cmd = [sys.executable, "-m", "edgetwin.cli", "replay", str(run_dir), "--devices", str(devices),
            "--sample", "6", "--out", str(out)]
     proc = start_interruptible(cmd)
     wait_for(lambda: len(journal_entries(out / "journal.jsonl")) >= 2, 180, "two results")

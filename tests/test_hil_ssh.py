@@ -1,6 +1,6 @@
 """The ssh transport end to end, against a real OpenSSH sshd on a loopback port with
-its own host key and authorized key: install, check, calibrate, replay, refusals and
-a link that drops in the middle of a replay."""
+its own host key and authorized key: install, check, a calibration interrupted and
+resumed, replay, refusals and a link that drops in the middle of a replay."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,18 +20,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil.agent import kill_tree
+from edgetwin.hil.agent.server import kill_tree
+from tests.cli_runs import edgetwin
 from tests.hil_helpers import (
     agent_processes,
-    edgetwin,
     journal_entries,
     profile_named,
     tiny_scenario,
     wait_for,
 )
+from tests.processes import start_interruptible
 
-# an sshd, a fresh home and a quick calibration through it: minutes, together
-pytestmark = pytest.mark.slow
+# an sshd, a fresh home with the agent installed, calibrations and replays through it
+pytestmark = [pytest.mark.slow, pytest.mark.ssh]
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -109,7 +111,7 @@ def devices_file(server: Sshd, folder: Path, *, key: str = "client_key",
 def installed(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A device whose home is a fresh folder, its agent installed over ssh."""
     devices = devices_file(sshd, tmp_path_factory.mktemp("box"))
-    done = edgetwin("devices", "install", str(devices), timeout=900)
+    done = edgetwin("devices", "install", str(devices))
     assert done.returncode == 0, done.stderr
     assert "agent installed in" in done.stderr
     venv = devices.parent / "home" / ".edgetwin" / "venv"
@@ -126,23 +128,61 @@ def test_devices_check_reaches_the_installed_agent(installed: Path) -> None:
     assert row["facts"]["workdir"].endswith("home/.edgetwin")
 
 
+def _calibrate_until(installed: Path, lines: int, *extra: str) -> tuple[int, list[str]]:
+    """`edgetwin calibrate` of the box through ssh, interrupted with Ctrl-C once its
+    trace holds `lines` lines; its exit status and the trace as it was left."""
+    trace = installed.with_name("box.trace.jsonl")
+    proc = start_interruptible([sys.executable, "-m", "edgetwin.cli", "calibrate", "--device",
+                                "box", "--devices", str(installed), "--quick", *extra])
+
+    def written() -> int:
+        return len(trace.read_text().splitlines()) if trace.exists() else 0
+
+    wait_for(lambda: written() >= lines or proc.poll() is not None, 300, f"{lines} lines")
+    assert proc.poll() is None, proc.communicate()[1]  # still calibrating when interrupted
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    return proc.returncode, trace.read_text().splitlines()
+
+
+def test_a_calibration_through_ssh_is_journaled_on_both_ends_and_resumes(
+        installed: Path) -> None:
+    """The op suite's measurements stream back over ssh into the host's trace and the
+    device's own copy; Ctrl-C stops the agent on the device, and `--resume` carries on
+    from the last line journaled. (That a finished calibration writes a profile does not
+    depend on the transport: tests/test_hil_verdict.py calibrates one through the local
+    one, interrupted and resumed likewise.)"""
+    workdir = installed.parent / "home" / ".edgetwin"
+    status, first = _calibrate_until(installed, 30)
+    assert status == 130 and len(first) >= 30
+    wait_for(lambda: not agent_processes(workdir), 30, "the box's agent to stop")
+    measured = [line for line in first if '"record"' not in line]
+    rows = [json.loads(line) for line in measured]
+    assert rows and all(r["latency_s"]["median"] > 0 and r["device"]["torch"].startswith("2.")
+                        for r in rows)  # timed on the box, with the box's own facts
+    device_copy = (workdir / "calibration" / "box.trace.jsonl").read_text().splitlines()
+    assert set(measured) <= set(device_copy)  # every measurement on both ends
+    status, second = _calibrate_until(installed, len(first) + 20, "--resume")
+    assert status == 130 and second[: len(first)] == first  # kept, as it was
+    cases = [json.loads(line)["case"] for line in second if '"record"' not in line]
+    assert len(cases) == len(set(cases)) > len(measured)  # carried on, nothing measured twice
+    assert not installed.with_name("box.yaml").exists()  # no profile from half a calibration
+
+
 @pytest.fixture(scope="module")
-def calibrated(installed: Path) -> Path:
-    done = edgetwin("calibrate", "--device", "box", "--devices", str(installed), "--quick",
-                    timeout=1200)
-    assert done.returncode == 0, done.stderr
-    return installed.parent / "box.yaml"
+def box_profile(installed: Path) -> Path:
+    """The profile the box stands for in the replays (a shipped one, under its name)."""
+    return profile_named("laptop-x86-8core", "box", installed.with_name("box-replays.yaml"))
 
 
-def test_quick_calibration_through_ssh_writes_the_devices_profile(calibrated: Path) -> None:
-    profile = yaml.safe_load(calibrated.read_text())
-    assert profile["name"] == "box"
-    source = profile["provenance"]["compute.matmul"]["source"]
-    assert "attached device box (ssh, torch runner)" in source
-    trace = calibrated.with_name("box.trace.jsonl").read_text().splitlines()
-    assert sum('"record"' not in line for line in trace) > 100
-    workdir = calibrated.parent / "home" / ".edgetwin" / "calibration" / "box.trace.jsonl"
-    assert workdir.exists()  # the device's own copy
+def _replay_devices(installed: Path) -> Path:
+    """The devices file with the box standing for the replays' profile."""
+    data = yaml.safe_load(installed.read_text())
+    data["devices"][0]["profile"] = "box-replays.yaml"
+    path = installed.with_name("replay-devices.yaml")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def _run(folder: Path, profile: Path, steps: int) -> Path:
@@ -155,10 +195,10 @@ def _run(folder: Path, profile: Path, steps: int) -> Path:
     return run
 
 
-def test_replay_through_ssh(calibrated: Path, tmp_path: Path) -> None:
-    run = _run(tmp_path, calibrated, steps=3)
+def test_replay_through_ssh(installed: Path, box_profile: Path, tmp_path: Path) -> None:
+    run = _run(tmp_path, box_profile, steps=3)
     out = tmp_path / "replay"
-    done = edgetwin("replay", str(run), "--devices", str(calibrated.parent / "devices.yaml"),
+    done = edgetwin("replay", str(run), "--devices", str(_replay_devices(installed)),
                     "--sample", "3", "--out", str(out))
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "crosscheck.json").read_text())
@@ -168,14 +208,14 @@ def test_replay_through_ssh(calibrated: Path, tmp_path: Path) -> None:
 
 
 def test_a_link_dropped_mid_replay_is_lost_then_the_rerun_finishes(
-        sshd: Sshd, calibrated: Path, tmp_path: Path) -> None:
-    run = _run(tmp_path, calibrated, steps=80)
+        sshd: Sshd, installed: Path, box_profile: Path, tmp_path: Path) -> None:
+    run = _run(tmp_path, box_profile, steps=80)
     out = tmp_path / "replay"
-    devices = calibrated.parent / "devices.yaml"
-    cmd = [sys.executable, "-m", "hil.cli", "replay", str(run), "--devices", str(devices),
+    devices = _replay_devices(installed)
+    cmd = [sys.executable, "-m", "edgetwin.cli", "replay", str(run), "--devices", str(devices),
            "--sample", "4", "--out", str(out), "--retries", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workdir = calibrated.parent / "home" / ".edgetwin"
+    workdir = installed.parent / "home" / ".edgetwin"
     wait_for(lambda: len(agent_processes(workdir)) >= 2, 180, "a session on the box")
     sshd.kill()
     try:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from calibration.profile_builder import write_profile
-from emulator.runfolder import load_run
-from hil.recalibrate import corrected
-from profiles.device import Provenance, load_profile
-from tests.hil_helpers import edgetwin, local_devices, tiny_scenario
+from edgetwin.calibration.profile_builder import write_profile
+from edgetwin.emulator.output.folder import load_run
+from edgetwin.hil.replay.recalibrate import corrected
+from edgetwin.profiles.device import Provenance, load_profile
+from tests.cli_runs import edgetwin
+from tests.hil_helpers import local_devices, tiny_scenario
 
 
 def test_every_fifth_round_is_validated_and_corrected_when_out_of_control(

@@ -29,16 +29,17 @@ from typing import Any
 import pytest
 import yaml
 
-from calibration.profile_builder import write_profile
-from emulator.scenario_checks import resolve_model
-from hil.recalibrate import corrected
-from profiles.costmodel import predict_step
-from profiles.device import Provenance, load_profile
-from profiles.method import Method
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.calibration.profile_builder import write_profile
+from edgetwin.emulator.scenario_checks import resolve_model
+from edgetwin.hil.replay.recalibrate import corrected
+from edgetwin.profiles.costmodel import predict_step
+from edgetwin.profiles.device import Provenance, load_profile
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
-from .hil_helpers import run_cli, wait_for, wait_until_quiet
+from .cli_runs import run_cli
+from .hil_helpers import wait_for, wait_until_quiet
 from .processes import start_interruptible
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,7 @@ def one_core_calibration(tmp_path_factory: pytest.TempPathFactory) -> Calibrated
          "transport": {"kind": "local", "cpus": sorted(os.sched_getaffinity(0))[:1],
                        "threads": 1, "workdir": str(folder / "work")}}]}))
     trace = folder / "one.trace.jsonl"
-    cmd = [sys.executable, "-m", "hil.cli", "calibrate", "--device", "one", "--devices",
+    cmd = [sys.executable, "-m", "edgetwin.cli", "calibrate", "--device", "one", "--devices",
            str(devices), "--quick"]
     proc = start_interruptible(cmd)
 

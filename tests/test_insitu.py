@@ -7,14 +7,14 @@ from typing import Literal
 
 import pytest
 
-from calibration.insitu import StepSplit, apply_in_situ, fit_in_situ, probes, split_step
-from calibration.probe_models import Probe
-from profiles.costmodel import predict_step
-from profiles.device import DeviceProfile, load_profile
-from profiles.method import Method
-from profiles.models import CATALOGUE
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.calibration.insitu import StepSplit, apply_in_situ, fit_in_situ, probes, split_step
+from edgetwin.calibration.probe_models import Probe
+from edgetwin.profiles.costmodel import predict_step
+from edgetwin.profiles.device import DeviceProfile, load_profile
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 
 def _laptop(launch: Literal["synchronous", "queued"] = "synchronous") -> DeviceProfile:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from calibration.meters import android, ina3221, monsoon, procmem, rapl, tegrastats
-from calibration.meters.nvml import NvmlEnergy
-from profiles.errors import InputError
+from edgetwin.calibration.meters import android, ina3221, monsoon, procmem, rapl, tegrastats
+from edgetwin.calibration.meters.nvml import NvmlEnergy
+from edgetwin.common.errors import InputError
 
 NANO_JP4 = ("RAM 1562/3964MB (lfb 364x4MB) SWAP 0/1982MB (cached 0MB) IRAM 0/252kB(lfb 252kB) "
             "CPU [9%@1479,6%@1479,off,off] EMC_FREQ 0%@1600 GR3D_FREQ 0%@76 APE 25 "

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from profiles.errors import InputError
-from profiles.models import CATALOGUE, load_model
-from profiles.modules import total_params
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.models import CATALOGUE, load_model
+from edgetwin.profiles.modules import total_params
 
 from .conftest import REFERENCE
 
 torch = pytest.importorskip("torch")
-from calibration.hf_models import build_model, count_params, hf_config  # noqa: E402
-from profiles.method import Method  # noqa: E402
+from edgetwin.calibration.hf_models import build_model, count_params, hf_config  # noqa: E402
+from edgetwin.profiles.method import Method  # noqa: E402
 
 # Totals as transformers counts them for the released checkpoints (unique tensors).
 KNOWN_TOTALS = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168,

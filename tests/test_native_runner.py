@@ -1,4 +1,4 @@
-"""The native runner: `opbench --agent` speaks the agent protocol of hil.protocol.
+"""The native runner: `opbench --agent` speaks the agent protocol of edgetwin.hil.agent.protocol.
 
 One C++ binary (calibration/native/opbench.cpp) is both the op benchmark and the agent
 of devices without Python. These tests build it with g++ and talk to it over pipes as
@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import select
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from calibration.opsuite import (
+from edgetwin.calibration.opsuite import (
     Case,
     activation_case,
     attention_case,
@@ -34,30 +33,24 @@ from calibration.opsuite import (
     norm_case,
     optimizer_case,
 )
-from calibration.trace import parse_line
-from hil import protocol as proto
-from hil.sessions import download_payload, native_ops, session_fields
-from profiles.method import Method
-from profiles.models import ModelArch
-from profiles.setup import TrainingSetup
-from profiles.workload import Workload, build_workload
+from edgetwin.calibration.trace import parse_line
+from edgetwin.hil.agent import protocol as proto
+from edgetwin.hil.agent.requests import download_payload, native_ops, session_fields
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import ModelArch
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import Workload, build_workload
+from tests.agent_faults import FAULTS, MAX_LINE_BYTES, Fault
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "calibration" / "native" / "opbench.cpp"
 EVENT_TIMEOUT_S = 60.0  # no single event of these small requests takes this long
 TINY = ModelArch("t", "llama", 64, 2, 4, 2, 16, 128, 500, False, "silu")
 Events = list[dict[str, Any]]
 
 
-@pytest.fixture(scope="session")
-def runner(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    compiler = shutil.which("g++")
-    if compiler is None:
-        pytest.skip("no g++ on PATH: the native runner cannot be built")
-    binary = tmp_path_factory.mktemp("native-runner") / "opbench"
-    subprocess.run([compiler, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o",
-                    str(binary), str(SOURCE)], check=True, timeout=300)
-    return binary
+@pytest.fixture
+def runner(native_runner: Path) -> Path:
+    return native_runner
 
 
 class NativeAgent:
@@ -290,46 +283,31 @@ def test_session_prices_an_op_it_has_no_kernel_for_as_a_memory_pass(start: Start
 
 
 # --- faults: each has its code, and the next request is served ------------------------------
-def test_malformed_json_and_unknown_kind(start: Start) -> None:
+@pytest.fixture(scope="module")
+def table_agent(native_runner: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[NativeAgent]:
+    """One agent for the fault table: it must serve on after each fault."""
+    agent = NativeAgent(native_runner, tmp_path_factory.mktemp("faults") / "work",
+                        "--max-line-bytes", str(MAX_LINE_BYTES))
+    assert agent.hello["max_line_bytes"] == MAX_LINE_BYTES
+    yield agent
+    agent.stop()
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_bad_input_gets_an_error_line_and_the_next_request_is_served(
+        table_agent: NativeAgent, fault: Fault) -> None:
+    table_agent.write(fault.line)
+    (ev,) = table_agent.until_terminal()
+    assert (ev["event"], ev["code"], ev["id"]) == ("error", fault.code, fault.request_id), ev
+    assert "\n" not in ev["message"] and fault.says in ev["message"], ev["message"]
+    assert_serves(table_agent)
+
+
+def test_a_blank_line_is_no_request(start: Start) -> None:
     agent = start()
-    agent.send_line(b"  \t ")  # a blank line is no request: nothing answers it
+    agent.send_line(b"  \t ")  # nothing answers it; the next request is served
     assert_serves(agent)
-    for line in (b"not json", b"[1, 2]", b'{"protocol": "edgetwin-agent", "version": 1,'):
-        agent.send_line(line)
-        code, _ = refused(agent.until_terminal())
-        assert code == proto.BAD_JSON
-        assert_serves(agent)
-    code, message = refused(agent.request("train", "k1"))
-    assert code == proto.UNKNOWN_KIND and "'train'" in message
-    assert_serves(agent)
-
-
-def test_an_oversized_line_is_discarded_and_refused(start: Start) -> None:
-    agent = start("--max-line-bytes", "4096")
-    assert agent.hello["max_line_bytes"] == 4096
-    big = proto.encode(proto.request("facts", "big", pad="x" * 100_000))
-    agent.write(big)
-    (error,) = agent.until_terminal()
-    assert error["code"] == proto.TOO_LARGE and error["id"] is None
-    assert_serves(agent)
-    agent.write(proto.encode(proto.request("facts", "fits", pad="x" * 3000)))
-    (error,) = agent.until_terminal()  # small enough, but `pad` is no field of facts
-    assert error["code"] == proto.BAD_VALUE and error["id"] == "fits"
-
-
-def test_envelope_faults(start: Start) -> None:
-    agent = start()
-    cases: list[tuple[dict[str, Any], str, str | None]] = [
-        ({**proto.request("facts", "v2"), "version": 2}, proto.BAD_VERSION, "v2"),
-        ({**proto.request("facts", "p"), "protocol": "other"}, proto.BAD_VERSION, "p"),
-        ({**proto.request("facts", "x"), "id": ""}, proto.BAD_VALUE, None),
-        ({**proto.request("facts", "x"), "id": "i" * 129}, proto.BAD_VALUE, None),
-    ]
-    for message, want, rid in cases:
-        agent.send_line(json.dumps(message).encode())
-        (error,) = agent.until_terminal()
-        assert (error["code"], error["id"]) == (want, rid)
-        assert_serves(agent)
 
 
 @pytest.mark.parametrize("journal", ["../x", "/etc/x", "a/../../x", "ok/../../x"])

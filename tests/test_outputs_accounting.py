@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from emulator.engine import Engine
-from emulator.run import simulate
-from emulator.scenario import load_scenario
+from edgetwin.emulator.engine import Engine
+from edgetwin.emulator.output.simulate import simulate
+from edgetwin.emulator.scenario import load_scenario
 
 from .emulator_helpers import SCENARIOS, build, small_scenario
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from emulator.run import simulate
-from emulator.scenario import load_scenario
-from emulator.session import STATUSES
+from edgetwin.emulator.output.simulate import simulate
+from edgetwin.emulator.scenario import load_scenario
+from edgetwin.emulator.session import STATUSES
 
 from .emulator_helpers import SCENARIOS
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from profiles.method import Method
-from profiles.models import CATALOGUE
-from profiles.payload import npy_header, serialized_size
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE
+from edgetwin.profiles.payload import npy_header, serialized_size
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 QKVO = Method("lora", 8, 32.0, ("q_proj", "k_proj", "v_proj", "o_proj"))
 

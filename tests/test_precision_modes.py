@@ -5,20 +5,19 @@ profile's named modes scale its clocks, bandwidth and power."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emulator.session import COMPLETED
-from profiles.costmodel import op_times_s, predict_step
-from profiles.device import load_profile
-from profiles.method import Method
-from profiles.models import load_model
-from profiles.setup import TrainingSetup
-from profiles.workload import Workload, build_workload
+from edgetwin.emulator.session import COMPLETED
+from edgetwin.profiles.costmodel import op_times_s, predict_step
+from edgetwin.profiles.device import load_profile
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import load_model
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import Workload, build_workload
+from tests.cli_runs import edgetwin
 
 from .emulator_helpers import run, small_scenario
 
@@ -79,9 +78,8 @@ def test_autocast_counts_its_casts_and_keeps_fp32_master_weights() -> None:
 
 
 def test_autocast_needs_fp32_weights() -> None:
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
-                           "--batch", "1", "--seq", "8", "--dtype", "fp16", "--autocast", "bf16"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = edgetwin("workload", "--model", "gpt2", "--batch", "1", "--seq", "8", "--dtype",
+                    "fp16", "--autocast", "bf16", cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.strip() == ("edgetwin: error: --autocast: keeps fp32 master "
                                    "weights: it needs dtype fp32, got fp16")
@@ -122,25 +120,21 @@ def test_a_scenario_group_in_super_mode_runs_faster_and_draws_more_power() -> No
 
 
 def test_unknown_mode_is_one_line_and_profiles_show_lists_the_modes() -> None:
-    bad = subprocess.run([sys.executable, "-m", "hil.cli", "workload", "--model", "gpt2",
-                          "--batch", "1", "--seq", "8", "--device", "jetson-orin-nano-8gb@turbo"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    bad = edgetwin("workload", "--model", "gpt2", "--batch", "1", "--seq", "8", "--device",
+                   "jetson-orin-nano-8gb@turbo", cwd=ROOT)
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("edgetwin: error: --device: jetson-orin-nano-8gb@turbo: "
                                   "unknown operating mode (the profile's modes: 15w, super)")
-    shown = subprocess.run([sys.executable, "-m", "hil.cli", "profiles", "show",
-                            "jetson-agx-orin-64gb"], capture_output=True, text=True,
-                           timeout=120, cwd=ROOT)
+    shown = edgetwin("profiles", "show", "jetson-agx-orin-64gb", cwd=ROOT)
     assert "mode: maxn" in shown.stdout and "  15w:" in shown.stdout
-    listed = subprocess.run([sys.executable, "-m", "hil.cli", "profiles", "list"],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    listed = edgetwin("profiles", "list", cwd=ROOT)
     assert "15w (default), super" in listed.stdout
 
 
 def test_calibration_records_a_jetsons_power_mode(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`nvpmodel -q` as JetPack 6 prints it (a stand-in script: no Jetson here)."""
-    from calibration.host import power_mode
+    from edgetwin.calibration.host import power_mode
 
     monkeypatch.setenv("PATH", str(tmp_path))
     assert power_mode() == ""  # no nvpmodel: not a Jetson

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from profiles.device import load_profile, parse_profile, shipped_profiles
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.device import load_profile, parse_profile, shipped_profiles
 
 SHIPPED = sorted(shipped_profiles())
 
@@ -161,7 +161,7 @@ def test_incomplete_profile_missing_compute_kind(tmp_path: Path) -> None:
 
 
 def test_round_trip_keeps_the_hash(tmp_path: Path) -> None:
-    from profiles.schema import to_mapping
+    from edgetwin.profiles.schema import to_mapping
 
     p = load_profile("jetson-nano-4gb")
     again = parse_profile(yaml.safe_load(yaml.safe_dump(to_mapping(p))), "round-trip")

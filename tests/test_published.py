@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from profiles.costmodel import MIB, predict_step
-from profiles.device import load_profile
-from profiles.published import PUBLISHED_RUNS, solve_contraction_rate
+from edgetwin.profiles.costmodel import MIB, predict_step
+from edgetwin.profiles.device import load_profile
+from edgetwin.profiles.published import PUBLISHED_RUNS, solve_contraction_rate
 
 from .conftest import REFERENCE
 
@@ -46,9 +46,9 @@ def test_shipped_rate_is_the_documented_derivation(device: str) -> None:
 def test_other_shapes_come_from_per_op_costs_not_one_point() -> None:
     """Halving the sequence must not halve the time exactly: attention is quadratic,
     and per-op overheads do not shrink; both come from the op list."""
-    from profiles.models import CATALOGUE
-    from profiles.setup import TrainingSetup
-    from profiles.workload import build_workload
+    from edgetwin.profiles.models import CATALOGUE
+    from edgetwin.profiles.training_setup import TrainingSetup
+    from edgetwin.profiles.workload import build_workload
 
     run = PUBLISHED_RUNS[1]
     profile = load_profile(run.device)
@@ -74,7 +74,7 @@ def test_published_table_matches_the_reference_file() -> None:
 def test_shipped_session_spread_is_the_published_cohorts(device: str, digits: int) -> None:
     """compute.session_cv: the spread of the cohort's published per-device step times
     (range over the expected range of that many normal draws), averaged over both runs."""
-    from profiles.variability import range_cv
+    from edgetwin.profiles.variability import range_cv
 
     runs = [r for r in PUBLISHED_RUNS if r.device == device]
     cohort = 5 if device == "hi-nova-9-pro" else 3

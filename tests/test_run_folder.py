@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil.cli import main
+from edgetwin.cli import main
 
 from .emulator_helpers import SCENARIOS, small_scenario
 from .hil_helpers import with_standin_profiles

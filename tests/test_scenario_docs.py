@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from emulator.config import Scenario
-from emulator.dist import Dist
-from emulator.scenario import load_scenario
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.dist import Dist
+from edgetwin.emulator.scenario import load_scenario
 
 from .emulator_helpers import SCENARIOS
 from .hil_helpers import with_standin_profiles

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.cli_runs import edgetwin, edgetwin_process
 
 from .emulator_helpers import SCENARIOS
 
@@ -36,6 +36,10 @@ def _break(how: str) -> dict[str, Any]:
         d["selection"]["policy"] = "fastest"
     elif how == "missing key":
         del d["fleet"]["groups"][0]["profile"]
+    elif how == "overcommit as a percentage":
+        d["orchestration"]["overcommit"] = 20
+    elif how == "more clients a round than the fleet":
+        d["orchestration"]["clients_per_round"] = d["fleet"]["clients"] + 1
     return d
 
 
@@ -48,6 +52,11 @@ CASES = [
     ("trace", "availability.trace: file 'traces/nowhere.csv' does not exist"),
     ("unknown policy", "selection.policy: unknown policy 'fastest'"),
     ("missing key", "fleet.groups[0].profile: missing required key"),
+    ("overcommit as a percentage", "orchestration.overcommit: 20 is not a share in [0, 1] "
+     "(0.3 selects 30 % more clients than clients_per_round; 20 would select 21 times as "
+     "many)"),
+    ("more clients a round than the fleet",
+     "orchestration.clients_per_round: 101 is more than the fleet's 100 clients"),
 ]
 
 
@@ -56,8 +65,7 @@ def test_malformed_scenario(tmp_path: Path, how: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_break(how)))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate", str(path), "--out",
-                           str(out)], capture_output=True, text=True, timeout=120)
+    done = edgetwin("simulate", str(path), "--out", str(out))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
@@ -69,16 +77,15 @@ def test_malformed_scenario(tmp_path: Path, how: str, message: str) -> None:
 def test_malformed_yaml(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nfleet: [1, 2\n")
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    # the command as a process of its own: one line, no traceback, exit status 2
+    done = edgetwin_process("simulate", str(path), timeout=120)
     assert done.returncode == 2 and "malformed YAML" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 def test_bad_override(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate",
-                           str(SCENARIOS / "quickstart.yaml"), "--set", "stop.rounds=-",
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
-                          timeout=120)
+    done = edgetwin("simulate", str(SCENARIOS / "quickstart.yaml"), "--set", "stop.rounds=-",
+                    "--out", str(tmp_path / "o"))
     assert done.returncode == 2
     assert "stop.rounds: expected an integer" in done.stderr
 
@@ -93,8 +100,7 @@ def test_a_bad_trace_file_is_named_as_the_user_gave_it(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(d))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "simulate", str(path), "--out",
-                           str(out)], capture_output=True, text=True, timeout=120)
+    done = edgetwin("simulate", str(path), "--out", str(out))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (f"edgetwin: error: {trace.resolve()}: line 2: period_s: "
                                    "expected a number, got 'abc'")

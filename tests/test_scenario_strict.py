@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from emulator.availability import Trace
-from emulator.engine import Engine
-from emulator.network import BandwidthTrace
-from emulator.scenario import load_scenario
-from hil.cli import main
-from profiles.errors import InputError
+from edgetwin.cli import main
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.availability import Trace
+from edgetwin.emulator.engine import Engine
+from edgetwin.emulator.network import BandwidthTrace
+from edgetwin.emulator.scenario import load_scenario
 
 from .emulator_helpers import SCENARIOS, small_scenario
 

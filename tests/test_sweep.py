@@ -8,17 +8,16 @@ import csv
 import math
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from emulator.sweep.metrics import SUMMARY_NUMBERS
-from emulator.sweep.stats import difference, estimate
-from hil.cli import main
+from edgetwin.cli import main
+from edgetwin.emulator.sweep.metrics import SUMMARY_NUMBERS
+from edgetwin.emulator.sweep.stats import difference, estimate
+from tests.cli_runs import Done, edgetwin
 
 from .emulator_helpers import numbers_scenario
 
@@ -85,6 +84,7 @@ def test_a_run_folder_is_what_edgetwin_simulate_writes(pool_sweep: Path,
     assert _files(run) == _files(again)
 
 
+@pytest.mark.ray
 def test_ray_writes_the_same_bytes(pool_sweep: Path, tmp_path: Path) -> None:
     """On a local Ray instance the tests start (`--ray auto`), the run folders come back
     as bytes from the tasks: the same files, and the same sweep.csv."""
@@ -175,9 +175,8 @@ def test_app_sweep_records_a_failed_run_and_goes_on(tmp_path: Path) -> None:
     assert not (out / rows[2]["run"]).exists()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hil.cli", "sweep", *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+def _cli(*args: str) -> Done:
+    return edgetwin("sweep", *args, cwd=ROOT)
 
 
 @pytest.mark.parametrize(("args", "message"), [

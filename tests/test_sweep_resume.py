@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hil.cli import main
+from edgetwin.cli import main
 from tests.processes import start_interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def _wait_for(what: str, check: object, timeout_s: float = TIMEOUT_S) -> None:
 def test_killed_worker_and_interrupt_then_rerun_finishes(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     runs = out / "runs"
-    proc = start_interruptible([sys.executable, "-m", "hil.cli", "sweep", *ARGS,
+    proc = start_interruptible([sys.executable, "-m", "edgetwin.cli", "sweep", *ARGS,
                                 "--out", str(out), "--quiet"])
     try:
         _wait_for("two finished runs", lambda: len(_finished(runs)) >= 2)

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from hil.cli import main
-from profiles.costmodel import MIB
-from profiles.device import load_profile, shipped_profiles
-from profiles.method import Method
-from profiles.models import CATALOGUE, load_model
-from profiles.setup import TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.cli import main
+from edgetwin.profiles.costmodel import MIB
+from edgetwin.profiles.device import load_profile, shipped_profiles
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE, load_model
+from edgetwin.profiles.training_setup import TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 GEMMA_LORA = ["--model", "gemma-3-270m", "--method", "lora", "--lora-rank", "8",
               "--lora-alpha", "32", "--lora-targets", "q_proj,k_proj,v_proj,o_proj",

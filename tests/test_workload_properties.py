@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiles.costmodel import predict_step
-from profiles.device import load_profile
-from profiles.method import Method
-from profiles.models import CATALOGUE
-from profiles.modules import linears
-from profiles.setup import EnergyAwareSleep, Sharding, TrainingSetup
-from profiles.workload import build_workload
+from edgetwin.profiles.costmodel import predict_step
+from edgetwin.profiles.device import load_profile
+from edgetwin.profiles.method import Method
+from edgetwin.profiles.models import CATALOGUE
+from edgetwin.profiles.modules import linears
+from edgetwin.profiles.training_setup import EnergyAwareSleep, Sharding, TrainingSetup
+from edgetwin.profiles.workload import build_workload
 
 models = st.sampled_from(["gpt2", "gemma-3-270m", "qwen2.5-0.5b"])
 methods = st.one_of(
@@ -140,8 +140,8 @@ def test_full_fine_tuning_peaks_in_the_update_with_two_adamw_temporaries() -> No
 def test_page_faults_cost_the_same_in_every_phase() -> None:
     """Calibration measures fresh pages once (a forward-phase case); the page faults of a
     gradient or an AdamW temporary cost the same, not a generic elementwise op's price."""
-    from profiles.costmodel import op_times_s
-    from profiles.device import OpCost
+    from edgetwin.profiles.costmodel import op_times_s
+    from edgetwin.profiles.device import OpCost
 
     pages = OpCost(flops_per_s=1e15, bytes_per_s=2.5e9)
     profile = dataclasses.replace(PHONE, compute={

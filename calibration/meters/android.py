@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from calibration.meters.android import QUIRKS, discharge_w
-from calibration.meters.ina3221 import read_rails_mw
-from calibration.meters.nvml import NvmlEnergy
-from calibration.meters.rapl import Rapl
-from calibration.meters.tegrastats import TOTAL_RAILS
+from edgetwin.calibration.meters.android import QUIRKS, discharge_w
+from edgetwin.calibration.meters.ina3221 import read_rails_mw
+from edgetwin.calibration.meters.nvml import NvmlEnergy
+from edgetwin.calibration.meters.rapl import Rapl
+from edgetwin.calibration.meters.tegrastats import TOTAL_RAILS
 
 ANDROID_BATTERY = Path("/sys/class/power_supply/battery")
 INA3221_ROOTS = (Path("/sys/bus/i2c/drivers/ina3221"), Path("/sys/bus/i2c/drivers/ina3221x"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 
 def _int(path: Path) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 
 def read_status(text: str, where: str) -> dict[str, int]:

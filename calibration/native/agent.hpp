@@ -1,6 +1,6 @@
 // `opbench --agent --workdir DIR`: the native runner, for devices without Python (phones
-// over adb). It speaks the JSON-lines protocol of hil/protocol.py on stdin and stdout,
-// like `python -m hil.agent`, and serves three kinds of request:
+// over adb). It speaks the JSON-lines protocol of hil/agent/protocol.py on stdin and stdout,
+// like `python -m edgetwin.hil.agent`, and serves three kinds of request:
 //
 //   facts      what the device is (CPU, memory, meters)
 //   calibrate  stage "ops": times op-suite cases with the kernels of kernels.hpp and
@@ -137,7 +137,7 @@ class Arena {
 };
 
 // --- requests --------------------------------------------------------------------------------
-struct CaseSpec {  // one op-suite case (calibration.opsuite.Case) as it travels
+struct CaseSpec {  // one op-suite case (edgetwin.calibration.opsuite.Case) as it travels
   std::string op, impl, phase;
   std::vector<int64_t> shape;
   double flops, bytes;
@@ -150,7 +150,7 @@ struct CaseSpec {  // one op-suite case (calibration.opsuite.Case) as it travels
   }
 };
 
-struct SessionOp {  // one op of hil.sessions.native_ops
+struct SessionOp {  // one op of edgetwin.hil.agent.requests.native_ops
   std::string kind, impl, phase;
   std::vector<int64_t> shape;
   double flops, bytes;
@@ -223,6 +223,22 @@ inline SessionOp parse_op(const Json& o, const Json& rid, size_t i) {
   return op;
 }
 
+// How large a model a session may ask for: the same bounds as the Python agent's MODEL_LIMITS
+// (hil/agent/server.py), so a model either agent refuses, both refuse.
+inline void check_model_dims(const Json& model, const Json& rid) {
+  static const std::pair<const char*, double> kLimits[] = {
+      {"hidden", 65536},  {"layers", 1024},        {"heads", 1024},     {"kv_heads", 1024},
+      {"head_dim", 4096}, {"intermediate", 262144}, {"vocab", 1048576}};
+  for (const auto& [key, hi] : kLimits) {
+    const Json* v = model.find(key);
+    if (v && !(v->is_integer() && v->as_number() >= 1 && v->as_number() <= hi))
+      throw ProtocolError(code::bad_value,
+                          std::string("model.") + key + ": must be in 1.." +
+                              std::to_string(static_cast<int64_t>(hi)),
+                          rid);
+  }
+}
+
 // A model size the session may use to lay out rows (0: not given).
 inline int64_t model_dim(const Json& model, const char* key) {
   const Json* v = model.find(key);
@@ -251,7 +267,7 @@ inline std::string parse_download(const Json& d, const Json& rid) {
   return data;
 }
 
-// A request from its envelope, every field checked in hil/protocol.py parse_request's
+// A request from its envelope, every field checked in hil/agent/protocol.py parse_request's
 // order (so the first fault named is the same), plus what the native runner needs.
 inline Request parse_request(const Json& data, const std::string& workdir, Bounds defaults) {
   Request req;
@@ -297,6 +313,7 @@ inline Request parse_request(const Json& data, const std::string& workdir, Bound
       throw ProtocolError(code::bad_value, "ops[" + std::to_string(i) + "]: expected an object",
                           rid);
   const Json& model = f.mapping("model");
+  check_model_dims(model, rid);
   f.mapping("method");
   const Json& setup = f.mapping("setup");
   req.steps = f.integer("steps", 1, kMaxSteps, std::nullopt);
@@ -309,7 +326,7 @@ inline Request parse_request(const Json& data, const std::string& workdir, Bound
   if (ops.empty())
     throw ProtocolError(code::bad_value,
                         "ops: the native runner needs the workload's op list "
-                        "(hil.sessions.native_ops)",
+                        "(edgetwin.hil.agent.requests.native_ops)",
                         rid);
   for (size_t i = 0; i < ops.size(); ++i) req.ops.push_back(parse_op(ops[i], rid, i));
   req.hidden = model_dim(model, "hidden");

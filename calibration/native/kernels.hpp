@@ -516,7 +516,7 @@ inline std::vector<int64_t> rows_of(int64_t elements, int64_t width) {
   return {1, elements};
 }
 
-// The kernel running one op of a session's op list (hil.sessions.native_ops). Its
+// The kernel running one op of a session's op list (edgetwin.hil.agent.requests.native_ops). Its
 // shape is the workload model's: matmul [m, k, n], attention [b, h, s_q, s_k, d],
 // optimizer [params, tensors], fresh_pages [nbytes], every other kind [elements]; rows
 // of norms and embeddings are the model's hidden size, of cross entropy its vocabulary

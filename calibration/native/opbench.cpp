@@ -4,7 +4,7 @@
 // FLOPs and bytes are counted as profiles/ops.py counts them.
 //
 // The same binary is also the native runner: `opbench --agent --workdir DIR` speaks the
-// agent protocol of hil/protocol.py on stdin/stdout (see agent.hpp).
+// agent protocol of hil/agent/protocol.py on stdin/stdout (see agent.hpp).
 //
 //   g++ -O2 -std=c++17 -o opbench opbench.cpp && ./opbench --quick --out trace.jsonl
 //   ./opbench --agent --workdir /data/local/tmp/edgetwin

@@ -1,4 +1,4 @@
-// The agent protocol of hil/protocol.py, in C++: versioned JSON lines over stdin and
+// The agent protocol of hil/agent/protocol.py, in C++: versioned JSON lines over stdin and
 // stdout. The host writes one request a line; the agent answers with events, each
 // carrying the request's id, and ends every request with exactly one `result` or
 // `error`. Requests are checked field by field exactly as the Python agent checks
@@ -215,7 +215,7 @@ inline Json decode(const std::string& line, size_t max_values) {
 }
 
 // Reads the fields of one JSON object, each checked; `done` refuses the ones left.
-// Mirrors hil/protocol.py _Fields, messages included.
+// Mirrors hil/agent/protocol.py _Fields, messages included.
 class Fields {
  public:
   Fields(const Json& data, Json rid, std::set<std::string> envelope, std::string prefix = "")

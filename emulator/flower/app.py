@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
 
 
 @dataclass(frozen=True)

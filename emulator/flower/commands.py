@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from emulator.config import Scenario
-from emulator.flower.protocols import (
+from edgetwin.common.console import out_console
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.flower.protocols import (
     PERTURBATIONS,
     Metric,
     Point,
@@ -24,7 +25,6 @@ from emulator.flower.protocols import (
     quality_under_budget,
     read_points,
 )
-from profiles.errors import InputError
 
 PROTOCOLS = ("quality-under-budget", "cost-to-target", "robustness")
 
@@ -58,7 +58,7 @@ def add_protocol_parser(sub: Any) -> None:
 
 
 def run_protocol(args: argparse.Namespace) -> int:
-    from emulator.scenario import load_scenario
+    from edgetwin.emulator.scenario import load_scenario
 
     scenario = load_scenario(args.scenario, args.overrides)
     metric = Metric.parse(args.metric)
@@ -85,10 +85,10 @@ def run_protocol(args: argparse.Namespace) -> int:
 
 
 def _run_one(args: argparse.Namespace, scenario: Scenario, method: str, folder: Path) -> None:
-    from emulator.flower.app import load_app
-    from emulator.flower.run import AppDriver
-    from emulator.flower.workers import workers_for
-    from emulator.run import simulate
+    from edgetwin.emulator.flower.app import load_app
+    from edgetwin.emulator.flower.run import AppDriver
+    from edgetwin.emulator.flower.workers import workers_for
+    from edgetwin.emulator.output.simulate import simulate
 
     app = load_app(args.app, f"{args.run_config} method='{method}'".strip())
     print(f"{args.protocol}: {method} ({folder})", flush=True)
@@ -139,10 +139,9 @@ def _table(protocol: str, runs: dict[str, dict[str, list[Point]]], metric: Metri
 
 def _write(out: Path, protocol: str, rows: list[dict[str, Any]],
            runs: dict[str, dict[str, list[Point]]], metric: Metric) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from emulator.flower.plots import plot_quality
+    from edgetwin.emulator.flower.plots import plot_quality
 
     with (out / f"{protocol}.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, list(rows[0]))
@@ -156,7 +155,7 @@ def _write(out: Path, protocol: str, rows: list[dict[str, Any]],
                          else "right")
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
-    Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(table)
+    out_console().print(table)
     png = plot_quality(runs, metric, out / f"{protocol}.png")
     print(f"wrote {out / f'{protocol}.csv'} and {png}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emulator.flower.protocols import Metric, Point
+from edgetwin.emulator.flower.protocols import Metric, Point
 
 AXES = (("virtual_time_s", 3600.0, "virtual time, h"), ("energy_j", 1e3, "fleet energy, kJ"),
         ("traffic_bytes", 1e6, "traffic, MB"))

@@ -3,13 +3,12 @@ quality each method reaches within a budget of virtual time, fleet energy or tra
 Cost-to-Target (what each method spends to reach a target quality), and Robustness
 (quality and cost under perturbations of the fleet, each against the unperturbed run).
 
-Each run is one `app_metrics.csv` (`emulator.flower.run`): per app round, its metrics
+Each run is one `app_metrics.csv` (`edgetwin.emulator.flower.run`): per app round, its metrics
 and what the fleet had spent by the round's end. A run is a list of `Point`s.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from collections.abc import Callable
@@ -17,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.config import Scenario
-from emulator.dist import Dist
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
+from edgetwin.common.files import read_csv
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.dist import Dist
 
 COSTS = {"time": "virtual_time_s", "energy": "energy_j", "traffic": "traffic_bytes"}
 
@@ -64,8 +64,7 @@ def read_points(path: Path, metric: Metric) -> list[Point]:
     """The rounds of one run that measured `metric`, in order."""
     if not path.is_file():
         raise InputError(str(path), "", "no app metrics: did the app's strategy run?")
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_csv(path)
     if rows and metric.column not in rows[0]:
         known = ", ".join(k for k in rows[0] if k not in ("round", *COSTS.values()))
         raise InputError(str(path), metric.column, f"not a metric of this app (it reports: "

@@ -12,7 +12,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
-from emulator.flower.app import FlowerApp, load_component
+from edgetwin.emulator.flower.app import FlowerApp, load_component
 
 Job = tuple[Any, Any]  # (flwr Message, flwr Context)
 
@@ -102,7 +102,7 @@ class OnRay:
     def __init__(self, app: FlowerApp, address: str) -> None:
         import ray
 
-        from emulator.raycluster import connect
+        from edgetwin.emulator.raycluster import connect
 
         self.ray = ray
         self.started = connect(address)

@@ -18,11 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from emulator.selection.view import ClientView
-
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
-B = npt.NDArray[np.bool_]
+from edgetwin.common.arrays import F64, I64, B
+from edgetwin.emulator.selection.view import ClientView
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.config import SelectionConfig
-from emulator.selection.policies import (
+from edgetwin.emulator.config import SelectionConfig
+from edgetwin.emulator.selection.policies import (
     Policy,
     battery_aware,
     deadline_aware,

@@ -8,15 +8,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-from emulator.battery import percent
-from emulator.costs import CostTable
-
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
-B = npt.NDArray[np.bool_]
+from edgetwin.common.arrays import F64, I64, B
+from edgetwin.emulator.battery import percent
+from edgetwin.emulator.costs import CostTable
 
 
 def read_only(a: I64) -> I64:

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emulator.commands import add_executor_args
-from emulator.scenario import parse_value
-from emulator.sweep.plan import Plan, plan
-from emulator.sweep.spec import (
+from edgetwin.common.console import err_console
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.commands import add_executor_args
+from edgetwin.emulator.scenario import parse_value
+from edgetwin.emulator.sweep.plan import Plan, plan
+from edgetwin.emulator.sweep.spec import (
     SweepSpec,
     check_axes,
     is_sweep_file,
@@ -23,7 +25,6 @@ from emulator.sweep.spec import (
     parse_grid_arg,
     parse_seeds,
 )
-from profiles.errors import InputError
 
 PLAIN_PROGRESS_S = 5.0  # without a terminal, a progress line at most this often
 
@@ -64,10 +65,10 @@ def add_sweep_parser(sub: Any) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from emulator.sweep.compare import print_comparison
-    from emulator.sweep.executors import executor_for
-    from emulator.sweep.outputs import write_outputs
-    from emulator.sweep.runner import RECORD, run_sweep
+    from edgetwin.emulator.sweep.compare import print_comparison
+    from edgetwin.emulator.sweep.executors import executor_for
+    from edgetwin.emulator.sweep.outputs import write_outputs
+    from edgetwin.emulator.sweep.runner import RECORD, run_sweep
 
     source: Path = args.source
     if source.is_dir():
@@ -85,15 +86,18 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr)
     folder = spec.out or Path("runs") / the_plan.name
     if args.ray:  # found out before anything is written
-        from emulator.raycluster import check_address
+        from edgetwin.emulator.raycluster import check_address
 
         check_address(args.ray)
-    signal.signal(signal.SIGTERM, _interrupt)
-    if args.workers > 1 or args.ray:  # this process waits on the runs: load the outputs' code
-        threading.Thread(target=_load_outputs_code, daemon=True).start()
-    with _progress(the_plan, args.quiet) as progress:
-        run = run_sweep(the_plan, folder, lambda: executor_for(args.workers, args.ray),
-                        plots=args.run_plots, progress=progress)
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.workers > 1 or args.ray:  # this process waits on the runs: load outputs' code
+            threading.Thread(target=_load_outputs_code, daemon=True).start()
+        with _progress(the_plan, args.quiet) as progress:
+            run = run_sweep(the_plan, folder, lambda: executor_for(args.workers, args.ray),
+                            plots=args.run_plots, progress=progress)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     write_outputs(run, quiet=args.quiet)
     if args.compare:
         print_comparison(folder, args.compare)
@@ -150,7 +154,7 @@ def _spec(args: argparse.Namespace, source: Path) -> SweepSpec:
 
 def _check_metrics(p: Plan) -> None:
     """Every metric asked for is one the runs will have."""
-    from emulator.sweep.metrics import APP_PREFIX, known
+    from edgetwin.emulator.sweep.metrics import APP_PREFIX, known
 
     names = known(p.target_rounds, p.group_names)
     for metric in p.spec.metrics:
@@ -177,7 +181,6 @@ class _progress:
             return None
         if not sys.stderr.isatty():
             return self._plain
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             Progress,
@@ -191,7 +194,7 @@ class _progress:
                                        "{task.fields[running]} running, "
                                        "{task.fields[failed]} failed"),
                             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
+                            console=err_console(), transient=True)
         self.bar.__enter__()
         self.task = self.bar.add_task(self.plan.name, total=None, running=0, failed=0)
         return self._bar

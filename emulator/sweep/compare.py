@@ -4,27 +4,26 @@ interval, in the metric's unit and relative to A."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-from emulator.sweep.metrics import is_headline
-from emulator.sweep.results import find, load_folder
-from emulator.sweep.stats import difference
-from emulator.sweep.units import interval, shown, title, unit
-from profiles.errors import InputError
-from profiles.schema import load_yaml
+from edgetwin.common.console import out_console
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.sweep.metrics import is_headline
+from edgetwin.emulator.sweep.results import find, load_folder
+from edgetwin.emulator.sweep.stats import difference
+from edgetwin.emulator.sweep.units import interval, shown, title, unit
+from edgetwin.profiles.schema import load_yaml
 
 RECORD = "sweep.yaml"
 
 
 def print_comparison(folder: Path, pair: list[str]) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     _, _, results = load_folder(folder)
     a, b = find(results, pair[0]), find(results, pair[1])
     metrics = list(a.by_seed)
-    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    con = out_console()
     t = Table(title=f"B #{b.index} ({b.label()}) minus A #{a.index} ({a.label()})",
               title_justify="left")
     for col in ("metric", "A", "B", "B - A", "relative to A"):

@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
-from emulator.sweep.jobs import Job, Outcome, run_job, run_shipped, ship, write_back
+from edgetwin.emulator.sweep.jobs import Job, Outcome, run_job, run_shipped, ship, write_back
 
 LOST = "its worker process died (killed, or out of memory)"
 
@@ -130,7 +130,7 @@ class OnRay:
     def __init__(self, address: str) -> None:
         import ray
 
-        from emulator.raycluster import connect
+        from edgetwin.emulator.raycluster import connect
 
         self.ray = ray
         self.started = connect(address)

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emulator.config import Scenario
-from emulator.outfolder import discard, staging_folder, swap_in
-from emulator.runinputs import pin_inputs
-from emulator.sweep.plan import code_digest
-from profiles.errors import InputError
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.output.inputs import pin_inputs
+from edgetwin.emulator.output.staging import discard, staging_folder, swap_in
+from edgetwin.emulator.sweep.plan import code_digest
 
 if TYPE_CHECKING:
-    from emulator.flower.app import FlowerApp
-    from emulator.run import Driver
+    from edgetwin.emulator.flower.app import FlowerApp
+    from edgetwin.emulator.output.simulate import Driver
 
 SCENARIO_NAME = "scenario.yaml"  # a shipped scenario's name in its job folder
 APP_FOLDER = "app"  # a shipped app's folder in its job folder
@@ -47,7 +47,7 @@ class Outcome:
 def run_job(job: Job) -> Outcome:
     """Run `job` into its folder: a failure is an outcome with its one line, never an
     exception (the sweep goes on); an interrupted run leaves no folder behind."""
-    from emulator.run import simulate
+    from edgetwin.emulator.output.simulate import simulate
 
     try:
         run = simulate(job.scenario, job.folder, plots=job.plots, overwrite=True,
@@ -68,8 +68,8 @@ def _driver(app: FlowerApp | None) -> Driver | None:
     workers are the parallelism)."""
     if app is None:
         return None
-    from emulator.flower.run import AppDriver
-    from emulator.flower.workers import InProcess
+    from edgetwin.emulator.flower.run import AppDriver
+    from edgetwin.emulator.flower.workers import InProcess
 
     return AppDriver(app, InProcess(app))
 

@@ -4,13 +4,12 @@ names exist before the runs do, and which side of each is better."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from emulator.session import STATUSES
+from edgetwin.common.files import read_csv, read_json_object
+from edgetwin.emulator.session import STATUSES
 
 TIME_TO = "time_to_round_{n}_s"
 HEADLINE = ("rounds_per_hour", TIME_TO, "energy_j_per_round", "traffic_bytes_per_round",
@@ -64,7 +63,7 @@ def direction(metric: str) -> str | None:
 
 def run_metrics(folder: Path, target_rounds: int) -> Metrics:
     """The metrics of a finished run folder, headline ones first."""
-    s = json.loads((folder / "summary.json").read_text())
+    s = read_json_object(folder / "summary.json", ("rounds_completed", "virtual_time_s"))
     rounds = s["rounds_completed"]
     hours = s["virtual_time_s"] / 3600
     out: Metrics = {
@@ -89,11 +88,10 @@ def run_metrics(folder: Path, target_rounds: int) -> Metrics:
 def _time_to(rounds_csv: Path, n: int) -> float:
     """When the n-th aggregation ended (NaN if the run stopped before)."""
     count = 0
-    with rounds_csv.open(newline="") as fh:
-        for r in csv.DictReader(fh):
-            count += int(r["aggregated"])
-            if count >= n:
-                return float(r["end_s"])
+    for r in read_csv(rounds_csv, ("aggregated", "end_s")):
+        count += int(r["aggregated"])
+        if count >= n:
+            return float(r["end_s"])
     return math.nan
 
 
@@ -114,8 +112,7 @@ def _app_metrics(path: Path) -> Metrics:
     """The last number each metric of the app's app_metrics.csv took."""
     if not path.is_file():
         return {}
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_csv(path)
     out: Metrics = {}
     for row in rows:
         for key, value in row.items():

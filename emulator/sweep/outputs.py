@@ -3,15 +3,14 @@ and a table on the console."""
 
 from __future__ import annotations
 
-import sys
-
-from emulator.sweep.metrics import UPDATE_SHARE, headline
-from emulator.sweep.plots import write_plots
-from emulator.sweep.report import write_report
-from emulator.sweep.results import SettingResult, by_setting
-from emulator.sweep.runner import RUNS, SweepRun
-from emulator.sweep.table import CSV_NAME, read_csv, rows_for, write_csv
-from emulator.sweep.units import shown, title
+from edgetwin.common.console import out_console
+from edgetwin.emulator.sweep.metrics import UPDATE_SHARE, headline
+from edgetwin.emulator.sweep.plots import write_plots
+from edgetwin.emulator.sweep.report import write_report
+from edgetwin.emulator.sweep.results import SettingResult, by_setting
+from edgetwin.emulator.sweep.runner import RUNS, SweepRun
+from edgetwin.emulator.sweep.table import CSV_NAME, read_csv, rows_for, write_csv
+from edgetwin.emulator.sweep.units import shown, title
 
 REPORT = "sweep.md"
 
@@ -33,11 +32,10 @@ def write_outputs(run: SweepRun, quiet: bool = False) -> None:
 
 
 def _print_table(run: SweepRun, results: list[SettingResult], metrics: list[str]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     plan = run.plan
-    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    con = out_console()
     keys = ", ".join(a.key for a in plan.spec.axes)
     t = Table(title=f"{plan.name}: {len(plan.settings)} settings ({keys}) x {len(plan.seeds)} "
               "seeds; "

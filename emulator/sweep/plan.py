@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emulator.config import DEFAULT_STOP_ROUNDS, Scenario
-from emulator.runinputs import named_files
-from emulator.scenario import load_scenario, resolve_profile, resolved
-from emulator.sweep.spec import APP_PREFIX, Axis, Setting, SweepSpec, seeds_from, show
-from profiles.errors import InputError
-from profiles.version import package_version
+from edgetwin.common.errors import InputError
+from edgetwin.common.version import package_version
+from edgetwin.emulator.config import DEFAULT_STOP_ROUNDS, Scenario
+from edgetwin.emulator.output.inputs import named_files
+from edgetwin.emulator.scenario import load_scenario, resolve_profile, resolved
+from edgetwin.emulator.sweep.spec import APP_PREFIX, Axis, Setting, SweepSpec, seeds_from, show
 
 if TYPE_CHECKING:
-    from emulator.flower.app import FlowerApp
+    from edgetwin.emulator.flower.app import FlowerApp
 
 RUN_ID_CHARS = 12
 
@@ -123,7 +123,7 @@ def _load_setting(spec: SweepSpec, setting: Setting, overrides: list[str]
 
 
 def _load_app(spec: SweepSpec, setting: Setting) -> FlowerApp:
-    from emulator.flower.app import load_app
+    from edgetwin.emulator.flower.app import load_app
 
     assert spec.app is not None
     items = [f"{a.key.removeprefix(APP_PREFIX)}={_toml(v, a.key, spec.where)}"

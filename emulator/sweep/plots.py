@@ -7,8 +7,8 @@ import itertools
 import math
 from pathlib import Path
 
-from emulator.sweep.results import SettingResult
-from emulator.sweep.units import title, unit
+from edgetwin.emulator.sweep.results import SettingResult
+from edgetwin.emulator.sweep.units import title, unit
 
 PANELS_PER_ROW = 3
 

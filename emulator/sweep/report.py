@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emulator.sweep.metrics import UPDATE_SHARE, direction
-from emulator.sweep.results import SettingResult, best
-from emulator.sweep.runner import SweepRun
-from emulator.sweep.units import interval, shown, title, unit
+from edgetwin.emulator.sweep.metrics import UPDATE_SHARE, direction
+from edgetwin.emulator.sweep.results import SettingResult, best
+from edgetwin.emulator.sweep.runner import SweepRun
+from edgetwin.emulator.sweep.units import interval, shown, title, unit
 
 
 def write_report(run: SweepRun, results: list[SettingResult], metrics: list[str],

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from emulator.sweep.metrics import direction
-from emulator.sweep.spec import show
-from emulator.sweep.stats import Difference, Estimate, difference, estimate
-from emulator.sweep.table import CSV_NAME, metric_columns, read_csv
-from profiles.errors import InputError
-from profiles.schema import parse_yaml
+from edgetwin.common.errors import InputError
+from edgetwin.emulator.sweep.metrics import direction
+from edgetwin.emulator.sweep.spec import show
+from edgetwin.emulator.sweep.stats import Difference, Estimate, difference, estimate
+from edgetwin.emulator.sweep.table import CSV_NAME, metric_columns, read_csv
+from edgetwin.profiles.schema import parse_yaml
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import time
@@ -20,12 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.outfolder import RUN_MARKERS
-from emulator.sweep.executors import Executor
-from emulator.sweep.jobs import Job
-from emulator.sweep.plan import Plan, Run
-from profiles.errors import InputError
-from profiles.schema import dump_yaml
+from edgetwin.common.errors import InputError
+from edgetwin.common.files import looks_whole, read_json_object
+from edgetwin.emulator.output.staging import RUN_MARKERS
+from edgetwin.emulator.sweep.executors import Executor
+from edgetwin.emulator.sweep.jobs import Job
+from edgetwin.emulator.sweep.plan import Plan, Run
+from edgetwin.profiles.schema import dump_yaml
 
 RECORD = "sweep.yaml"
 RUNS = "runs"
@@ -130,10 +130,11 @@ def finished(run_folder: Path) -> bool:
     if not all((run_folder / name).is_file() for name in (*RUN_MARKERS, "summary.json")):
         return False
     try:
-        summary = json.loads((run_folder / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        summary = read_json_object(run_folder / "summary.json", ("stop_reason",))
+    except InputError:  # damaged since: run again
         return False
-    return isinstance(summary, dict) and summary.get("stop_reason") != "interrupted"
+    whole = all(looks_whole(run_folder / name) for name in ("rounds.csv", "client_sessions.csv"))
+    return whole and summary["stop_reason"] != "interrupted"
 
 
 def check_folder(folder: Path) -> None:

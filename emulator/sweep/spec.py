@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from profiles.errors import InputError
-from profiles.schema import load_yaml, parse_yaml
+from edgetwin.common.errors import InputError
+from edgetwin.profiles.schema import load_yaml, parse_yaml
 
 APP_PREFIX = "app."  # grid keys of a Flower app's run config
 DEFAULT_SEEDS = 5

@@ -1,5 +1,5 @@
 """`sweep.csv`: one row per run, a column per swept key (named by its dotted key), the
-seed, then every metric of the run (emulator.sweep.metrics: the headline metrics, each
+seed, then every metric of the run (edgetwin.emulator.sweep.metrics: the headline metrics, each
 number of summary.json, a Flower app's), and the run's stop reason, status, error line,
 setting (numbered as in sweep.md) and folder."""
 
@@ -10,9 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from emulator.sweep.metrics import run_metrics
-from emulator.sweep.plan import Plan, Run
-from emulator.sweep.spec import show
+from edgetwin.common.files import read_csv as read_rows
+from edgetwin.emulator.sweep.metrics import run_metrics
+from edgetwin.emulator.sweep.plan import Plan, Run
+from edgetwin.emulator.sweep.spec import show
 
 CSV_NAME = "sweep.csv"
 TAIL = ("stop_reason", "status", "error", "setting", "run")
@@ -68,11 +69,9 @@ def _cell(value: Any) -> str:
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """The swept keys (the columns before `seed`) and the rows of a sweep.csv."""
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        head = list(reader.fieldnames or [])
-    return head[:head.index("seed")] if "seed" in head else [], rows
+    rows = read_rows(path, ("seed", "status"))
+    head = next(iter(csv.reader(path.read_text().splitlines())))
+    return head[:head.index("seed")], rows
 
 
 def metric_columns(keys: list[str], rows: list[dict[str, str]]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from emulator.sweep.stats import Estimate
+from edgetwin.emulator.sweep.stats import Estimate
 
 
 def unit(metric: str) -> tuple[str, float]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hil.inventory import Device
-from hil.transports.adb import AdbTransport
-from hil.transports.base import LinkError, Transport
-from hil.transports.local import LocalTransport
-from hil.transports.ssh import SshTransport
+from edgetwin.hil.inventory import Device
+from edgetwin.hil.transports.adb import AdbTransport
+from edgetwin.hil.transports.base import LinkError, Transport
+from edgetwin.hil.transports.local import LocalTransport
+from edgetwin.hil.transports.ssh import SshTransport
 
 TRANSPORTS: dict[str, type[Transport]] = {"local": LocalTransport, "ssh": SshTransport,
                                           "adb": AdbTransport}

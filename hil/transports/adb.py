@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hil.inventory import AdbConfig, Device
-from hil.transports.base import LinkError, Transport, shell_join
+from edgetwin.hil.inventory import AdbConfig, Device
+from edgetwin.hil.transports.base import LinkError, Transport, shell_join
 
 
 class AdbTransport(Transport):

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
-from hil.inventory import Device
+from edgetwin.hil.inventory import Device
 
 RUNNER_BINARY = "edgetwin-runner"  # the native runner's file name in a device's work dir
 
@@ -55,6 +55,10 @@ class Transport(ABC):
         if returncode in (126, 127):  # the shell found no agent to run
             return LinkError(f"{self.device.name}: the agent is not installed on the device "
                              f"({why}): run edgetwin devices install", permanent=True)
+        if "No module named" in why and "edgetwin" in why:  # a venv of an older layout
+            return LinkError(f"{self.device.name}: the agent installed on the device is of "
+                             f"another edgetwin ({why}): run edgetwin devices install again",
+                             permanent=True)
         return LinkError(f"{self.device.name}: the link failed ({why})")
 
     def agent_argv(self) -> list[str]:
@@ -62,7 +66,7 @@ class Transport(ABC):
         wd = self.workdir
         if self.device.runner.kind == "native":
             return [f"{wd}/{RUNNER_BINARY}", "--agent", "--workdir", wd]
-        return [f"{wd}/venv/bin/python", "-m", "hil.agent", "--workdir", wd]
+        return [f"{wd}/venv/bin/python", "-m", "edgetwin.hil.agent", "--workdir", wd]
 
     def start(self, argv: list[str] | None = None) -> subprocess.Popen[bytes]:
         """Start the agent with its stdin and stdout piped to us, in a session of its

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from hil.inventory import Device, LocalConfig
-from hil.transports.base import RUNNER_BINARY, LinkError, Transport
+from edgetwin.hil.inventory import Device, LocalConfig
+from edgetwin.hil.transports.base import RUNNER_BINARY, LinkError, Transport
 
 
 class LocalTransport(Transport):
@@ -38,7 +38,7 @@ class LocalTransport(Transport):
         if self.device.runner.kind == "native":
             return [f"{self.workdir}/{RUNNER_BINARY}", "--agent", "--workdir", self.workdir]
         # this installation is the agent: nothing to install
-        return [sys.executable, "-m", "hil.agent", "--workdir", self.workdir,
+        return [sys.executable, "-m", "edgetwin.hil.agent", "--workdir", self.workdir,
                 "--threads", str(self.threads)]
 
     def command(self, argv: list[str]) -> list[str]:

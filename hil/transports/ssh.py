@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hil.inventory import Device, SshConfig
-from hil.transports.base import LinkError, Transport, shell_join, shell_path
+from edgetwin.hil.inventory import Device, SshConfig
+from edgetwin.hil.transports.base import LinkError, Transport, shell_join, shell_path
 
 
 class SshTransport(Transport):

@@ -1,4 +1,8 @@
-"""edge_lora's ClientApp: trains LoRA adapters on this client's modules and reports back."""
+"""edge_lora's ClientApp: trains LoRA adapters on this client's modules and reports back.
+
+With `secagg = true` the server runs FedAvg through Flower's SecAgg+ workflow: its train
+messages come in Flower's legacy form (`fitins.*`), and Flower's `secaggplus_mod` masks
+the reply; everything else is the same training."""
 
 from __future__ import annotations
 
@@ -6,32 +10,56 @@ import math
 
 import numpy as np
 import torch
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
 
 from edge_lora import task
 
 app = ClientApp()
 
 LOCAL = "local-adapters"  # context.state key of a local-only client's own adapters
+SECAGG_CONFIGS = "secaggplus_configs"  # what marks a message of a SecAgg+ round
+LEGACY_ARRAYS, LEGACY_CONFIG = "fitins.parameters", "fitins.config"  # Flower's legacy FitIns
 
 
-@app.train()
+def secagg_when_asked(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's SecAgg+ client side for the messages of a SecAgg+ round; others pass."""
+    if SECAGG_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
+@app.train(mods=[secagg_when_asked])
 def train(msg: Message, context: Context) -> Message:
     """Local AdamW steps on the received adapters (or, local-only, on this client's own).
 
     The train config may carry `lr`, `proximal-mu` (FedProx), `own-rank` (FlexLoRA: train at
     this node's `lora-rank`) and `local-only` (LocalOnly: keep the adapters, report the
     held-out perplexity of this local model instead of sending it)."""
+    if LEGACY_ARRAYS in msg.content.array_records:
+        return _train_legacy(msg, context)
+    config = msg.content.config_records["config"]
+    adapters, metrics = _train(msg.content.array_records["arrays"], config, context)
+    if adapters is None:
+        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+    return Message(RecordDict({"arrays": adapters, "metrics": MetricRecord(metrics)}),
+                   reply_to=msg)
+
+
+def _train(received: ArrayRecord, config: ConfigRecord, context: Context,
+           ) -> tuple[ArrayRecord | None, dict[str, int | float]]:
+    """The trained adapters (None for a local-only client, which keeps them) and the
+    metrics to report."""
     torch.set_num_threads(1)  # one core per client: the emulator runs clients side by side
     rc, nc = context.run_config, context.node_config
     setup = task.Setup.from_run_config(rc)
-    config = msg.content.config_records["config"]
     pid, n = int(nc["partition-id"]), int(nc["num-partitions"])
     server_round = int(config.get("server-round", 0))
     local_only = bool(config.get("local-only", False))
     kept = context.state.array_records.get(LOCAL) if local_only else None
-    start = kept if kept is not None else msg.content.array_records["arrays"]
+    start = kept if kept is not None else received
     own = bool(config.get("own-rank", False))
     rank = int(nc.get("lora-rank", setup.lora_rank)) if own else task.rank_of(start)
 
@@ -49,12 +77,32 @@ def train(msg: Message, context: Context) -> Message:
                                        "num-examples": max(1, data.size // setup.seq_len)}
     adapters = task.get_adapters(model)
     if not local_only:
-        return Message(RecordDict({"arrays": adapters, "metrics": MetricRecord(metrics)}),
-                       reply_to=msg)
+        return adapters, metrics
     context.state[LOCAL] = adapters
     held_out = task.evaluate(model, task.held_out_windows(setup.seq_len, int(rc["eval-windows"])))
-    metrics |= {"loss": held_out, "perplexity": math.exp(held_out)}
-    return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+    return None, metrics | {"loss": held_out, "perplexity": math.exp(held_out)}
+
+
+def _train_legacy(msg: Message, context: Context) -> Message:
+    """A SecAgg+ round's training: Flower's legacy FitIns (the adapters as a list, in the
+    model's state-dict order) in, FitRes out, for `secaggplus_mod` to mask."""
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+    from flwr.compat.common.recorddict_compat import fitres_to_recorddict
+
+    setup = task.Setup.from_run_config(context.run_config)
+    names = list(task.get_adapters(task.build_model(setup, setup.lora_rank)).keys())
+    values = msg.content.array_records[LEGACY_ARRAYS].to_numpy_ndarrays()
+    received = ArrayRecord({k: Array(np.asarray(v)) for k, v in zip(names, values, strict=True)})
+    config = msg.content.config_records[LEGACY_CONFIG]
+    adapters, metrics = _train(received, config, context)
+    # secaggplus_mod rounds stochastically with numpy's global generator: seeded per
+    # message, the same update is masked the same way wherever the ClientApp runs
+    np.random.seed(task.message_seed(setup.seed, int(context.node_config["partition-id"]),
+                                     int(config.get("server-round", 0))))
+    assert adapters is not None, "SecAgg+ rounds are FedAvg's: no local-only clients"
+    fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(adapters.to_numpy_ndarrays()),
+                    int(metrics["num-examples"]), dict(metrics))
+    return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
 
 @app.evaluate()

@@ -1,18 +1,17 @@
 """edge_lora's task: the model (a tiny byte-level Llama with LoRA adapters), the data (the
-Python standard library's own sources, split non-IID by module) and the training loop.
+Python standard library's sources, split non-IID by module) and the training loop.
 
 Everything here is built locally, so nothing is downloaded: the model comes from a config
-with random (frozen) weights, the text from the interpreter's own library. To fine-tune
-something else, swap `build_model` and `client_data` / `held_out_windows`."""
+with random (frozen) weights, the text from the corpus shipped beside this file
+(`edge_lora.corpus`: the same bytes on every machine). To fine-tune something else, swap
+`build_model` and `client_data` / `held_out_windows`."""
 
 from __future__ import annotations
 
 import functools
 import math
-import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +25,13 @@ from peft import (
 )
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from emulator.flower.strategies import dense_update, lora_factors, lora_pairs, one_blas_thread
+from edge_lora import corpus
+from edgetwin.emulator.flower.strategies import (
+    dense_update,
+    lora_factors,
+    lora_pairs,
+    one_blas_thread,
+)
 
 VOCAB = 256  # bytes are the tokens: no tokenizer to download
 # every projection, lm_head too: through the frozen random head (weights ~ 0.02) the logits
@@ -35,8 +40,6 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
            "lm_head"]
 # modules no client trains on: the held-out text perplexity is measured on
 HELD_OUT = ("json", "csv", "textwrap", "heapq", "bisect", "fractions", "statistics", "string")
-SKIP = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
-MAX_MODULE_BYTES = 256 * 1024  # a module's text is cut here: bounds what a process keeps
 ORDER_SEED = 12  # fixes which modules each partition gets (the same on every machine)
 
 
@@ -111,38 +114,15 @@ def at_rank(arrays: ArrayRecord, rank: int, setup: Setup) -> ArrayRecord:
     return ArrayRecord(out)
 
 
-@functools.lru_cache(maxsize=1)
-def stdlib_modules() -> dict[str, tuple[Path, ...]]:
-    """Top-level stdlib modules and packages -> their .py files, tests left out."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    modules: dict[str, tuple[Path, ...]] = {}
-    for entry in sorted(root.iterdir()):
-        if entry.name in SKIP:
-            continue
-        if entry.is_dir() and (entry / "__init__.py").is_file():
-            modules[entry.name] = tuple(sorted(
-                p for p in entry.rglob("*.py") if not SKIP & set(p.relative_to(root).parts)))
-        elif entry.suffix == ".py":
-            modules[entry.stem] = (entry,)
-    return modules
-
-
-@functools.lru_cache(maxsize=64)
 def module_text(name: str) -> bytes:
-    """A module's source, its files in order, read once per process, cut at the cap."""
-    chunks, size = [], 0
-    for path in stdlib_modules()[name]:
-        chunks.append(path.read_bytes())
-        size += len(chunks[-1]) + 1
-        if size >= MAX_MODULE_BYTES:
-            break
-    return b"\n".join(chunks)[:MAX_MODULE_BYTES]
+    """A module's source (its files in order, cut at the corpus's cap)."""
+    return corpus.modules()[name]
 
 
 @functools.lru_cache(maxsize=1)
 def training_modules() -> tuple[str, ...]:
     """The modules clients train on, in a fixed shuffled order."""
-    names = [m for m in stdlib_modules() if m not in HELD_OUT]
+    names = [m for m in corpus.modules() if m not in HELD_OUT]
     order = np.random.default_rng(ORDER_SEED).permutation(len(names))
     return tuple(names[i] for i in order)
 
@@ -173,7 +153,7 @@ def windows(data: np.ndarray, seq_len: int, count: int) -> torch.Tensor:
 @functools.lru_cache(maxsize=4)
 def held_out_windows(seq_len: int, count: int) -> torch.Tensor:
     """The fixed held-out set: windows over the HELD_OUT modules' text."""
-    names = [m for m in HELD_OUT if m in stdlib_modules()]
+    names = [m for m in HELD_OUT if m in corpus.modules()]
     data = np.frombuffer(b"\n".join(module_text(m) for m in names), dtype=np.uint8)
     return windows(data, seq_len, count)
 

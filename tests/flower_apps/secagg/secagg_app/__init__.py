@@ -1,0 +1,1 @@
+"""A SecAgg+ Flower app for tests."""
