@@ -18,7 +18,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 
 $(VENV)/.full: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[measure,dev,flower,ray]"
+	$(BIN)/pip install -q -e ".[measure,dev,flower,ray,analysis]"
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core
@@ -68,3 +68,8 @@ bench: $(VENV)/.full
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+
+# every generated figure the README and docs quote, produced again and written in place
+# (about 20 minutes here); `--check` compares instead (the CI test reruns the cheap ones)
+docs-figures: $(VENV)/.full
+	$(BIN)/python benchmarks/docs_figures.py

@@ -114,9 +114,12 @@ def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = No
                       TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                       transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("", total=None)
+            lines = ProgressLines(console) if not sys.stderr.isatty() else None
 
             def progress(done: int, total: int, case: str) -> None:
                 bar.update(task, completed=done, total=total, description=case)
+                if lines is not None:  # a log file or a pipe: a line now and then
+                    lines.update(done, total, case)
 
             try:
                 records = run_calibration(target.bench, trace_path=trace, quick=args.quick,
@@ -146,6 +149,30 @@ def run_calibrate(args: argparse.Namespace, attached: AttachedTarget | None = No
     write_profile(profile, out, f"Trace: {trace}.")
     _print_fits(fit_groups(records.measurements, {}), out, len(records.measurements))
     return 0
+
+
+class ProgressLines:
+    """Where stderr is no terminal (a log, a pipe), a progress line every
+    `EVERY_S` seconds: measurements done, the case, the time so far and the time left at
+    the rate so far."""
+
+    EVERY_S = 10.0
+
+    def __init__(self, console: Any) -> None:
+        import time
+
+        self.console, self.clock = console, time.monotonic
+        self.t0 = self.last = self.clock()
+
+    def update(self, done: int, total: int, case: str) -> None:
+        now = self.clock()
+        if now - self.last < self.EVERY_S or not total:
+            return
+        self.last = now
+        spent = now - self.t0
+        left = spent / done * (total - done) if done else float("nan")
+        self.console.print(f"calibrating: {done}/{total} ({case}), {spent:.0f} s so far, "
+                           f"about {left:.0f} s left", highlight=False)
 
 
 def _with_load(profile: DeviceProfile, bench: Bench | None, records: TraceRecords,

@@ -42,10 +42,10 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and readers
 
 # each public name and the module that defines it
 _WHERE = {
-    "Calibration": "edgetwin.api", "Run": "edgetwin.api", "WorkloadPrice": "edgetwin.api",
+    "Calibration": "edgetwin.api", "Run": "edgetwin.run_api", "WorkloadPrice": "edgetwin.api",
     "calibrate": "edgetwin.api", "list_profiles": "edgetwin.api",
     "list_scenarios": "edgetwin.api", "load_profile": "edgetwin.api",
-    "load_run": "edgetwin.api", "load_scenario": "edgetwin.api",
+    "load_run": "edgetwin.run_api", "load_scenario": "edgetwin.api",
     "price_workload": "edgetwin.api", "simulate": "edgetwin.api",
     "validate_profile": "edgetwin.api",
     "Sweep": "edgetwin.sweep_api", "load_sweep": "edgetwin.sweep_api",

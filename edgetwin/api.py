@@ -9,7 +9,6 @@ what is wrong. docs/api.md is the reference, with an example its test runs.
 from __future__ import annotations
 
 import dataclasses
-import math
 import platform
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -21,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from edgetwin.common.errors import InputError
-from edgetwin.common.files import Table, read_json_object, read_table
 from edgetwin.emulator.config import Scenario
 from edgetwin.profiles.costmodel import MIB, StepCost
 from edgetwin.profiles.device import DeviceProfile
 from edgetwin.profiles.schema import dump_yaml
 from edgetwin.profiles.workload import Workload
+from edgetwin.run_api import Run, load_run
 
 if TYPE_CHECKING:  # calibration's code is loaded when a calibration runs
     from edgetwin.calibration.commands import Target
@@ -82,52 +81,14 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-@dataclass(frozen=True, eq=False)
-class Run:
-    """A run folder and what it holds: the scenario as it ran, the summary
-    (summary.json), and the per-round and per-session tables (rounds.csv,
-    client_sessions.csv) as numpy columns, read from the folder on first use."""
-
-    folder: Path
-    scenario: Scenario
-    summary: dict[str, Any]
-    wall_s: float  # the run's wall-clock time (run.json; NaN where the folder has none)
-
-    @property
-    def seed(self) -> int:
-        """The root seed the run used (the scenario's, or the one drawn for it)."""
-        return int(self.summary["seed"])
-
-    @property
-    def stop_reason(self) -> str:
-        """Why the run ended: rounds, virtual_time, energy, traffic, done or interrupted."""
-        return str(self.summary["stop_reason"])
-
-    @cached_property
-    def rounds(self) -> Table:
-        """rounds.csv: one entry per round (or async aggregation), times in s, energy
-        in J, bytes; `aggregated` is 1 or 0."""
-        return read_table(self.folder / "rounds.csv")
-
-    @cached_property
-    def sessions(self) -> Table:
-        """client_sessions.csv: one entry per client session; `group` and `status` are
-        labels, times in s (ms resolution), energy in J, memory in MiB, bytes."""
-        return read_table(self.folder / "client_sessions.csv")
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return (f"Run({str(self.folder)!r}: {s['scenario']}, seed {s['seed']}, "
-                f"{s['rounds_completed']} rounds in {s['virtual_time_s'] / 3600:.2f} h "
-                f"virtual, stop {s['stop_reason']})")
-
-
 def simulate(scenario: Scenario | str | Path, out: str | Path | None = None, *,
              seed: int | None = None, overrides: Overrides = None, plots: bool = True,
              overwrite: bool = False,
-             progress: Callable[[int, float], None] | None = None) -> Run:
+             progress: Callable[[int, float], None] | None = None,
+             table_format: Literal["csv", "parquet"] = "csv") -> Run:
     """Run a scenario (a file, or what `load_scenario` returned) into the run folder
-    `out`, as `edgetwin simulate` does; `out=None` makes a new temporary folder."""
+    `out`, as `edgetwin simulate` does; `out=None` makes a new temporary folder;
+    `table_format="parquet"` writes the tables as Parquet (`--format parquet`)."""
     from edgetwin.emulator.output.simulate import simulate as run_simulation
     from edgetwin.hil.hooks import validation_observer
 
@@ -145,7 +106,8 @@ def simulate(scenario: Scenario | str | Path, out: str | Path | None = None, *,
     observer = validation_observer(scenario, base)  # periodic validation, as the command
     try:
         output = run_simulation(scenario, folder, plots=plots, progress=progress,
-                                observer=observer, overwrite=overwrite)
+                                observer=observer, overwrite=overwrite,
+                                table_format=table_format)
     except InputError as err:
         raise _as_argument(err) from None
     finally:
@@ -154,18 +116,6 @@ def simulate(scenario: Scenario | str | Path, out: str | Path | None = None, *,
     return Run(folder, scenario, output.summary, output.wall_s)
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """A run folder that `simulate` (or the command) wrote, read back."""
-    from edgetwin.emulator.output.folder import load_run as load
-
-    folder = Path(run_dir)
-    scenario = load(folder).scenario
-    summary = read_json_object(folder / "summary.json")
-    meta = read_json_object(folder / "run.json") if (folder / "run.json").is_file() else {}
-    return Run(folder, scenario, summary, float(meta.get("wall_s", math.nan)))
-
-
-# --- workloads and profiles -----------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class WorkloadPrice:
     """One optimizer step of a model and method priced on one device profile: what

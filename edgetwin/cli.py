@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
 from edgetwin.common.errors import InputError
@@ -46,10 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _library_warnings_quiet() -> Iterator[None]:
+    """A command's console is for its own lines: the libraries' deprecations and
+    matplotlib's layout notes (torch, transformers, PEFT, Flower) are for their
+    developers, not for a user of edgetwin. edgetwin's own warnings are `warning:` lines."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
+        warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with _library_warnings_quiet():
+            return int(args.func(args))
     except InputError as err:
         print(f"edgetwin: error: {err}", file=sys.stderr)
         return 2

@@ -50,6 +50,13 @@ class Sweep:
             raise InputError("compare", metric, "not a metric of sweep.csv")
         return difference(sa.by_seed[metric], sb.by_seed[metric])
 
+    def to_pandas(self) -> Any:
+        """sweep.csv as a pandas DataFrame, one row per run (numbers as numbers, an
+        empty cell as NaN). Needs pandas: pip install 'edgetwin[analysis]'."""
+        from edgetwin.run_api import _pandas
+
+        return _pandas().DataFrame(self.rows)
+
     def __repr__(self) -> str:
         failed = sum(1 for r in self.rows if r["status"] != "ok")
         return (f"Sweep({str(self.folder)!r}: {len(self.settings)} settings over "

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgetwin.common.console import err_console, out_console
 from edgetwin.common.errors import InputError
+from edgetwin.common.quantities import BYTES, DURATION, ENERGY, unit_for
+from edgetwin.common.quantities import shown as quantity
 from edgetwin.emulator.config import Scenario
 from edgetwin.emulator.observer import Observer
 from edgetwin.emulator.scenario import load_scenario
@@ -48,6 +50,10 @@ def add_simulate_parser(sub: Any, observer_for: ObserverFor | None = None) -> No
                    help="override the app's [tool.flwr.app.config], in Flower's syntax")
     add_executor_args(p, "the ClientApps")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv", dest="table_format",
+                   help="rounds and client_sessions as CSV (default, the same bytes for a "
+                   "seed) or Parquet (compressed, typed; needs pip install "
+                   "'edgetwin[parquet]')")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=lambda args: run_simulate(args, observer_for))
 
@@ -122,16 +128,21 @@ def run_simulate(args: argparse.Namespace, observer_for: ObserverFor | None = No
                       f"{now_s / 3600:.1f} h", file=sys.stderr, flush=True)
                 last[1] = now
 
+        if args.table_format == "parquet":  # refused before the run, not after it
+            from edgetwin.emulator.output.parquet import pyarrow_modules
+
+            pyarrow_modules()
         observer = observer_for(scenario, args.scenario.parent) if observer_for else None
         try:
             run = simulate(scenario, out, plots=not args.no_plots, overwrite=args.overwrite,
                            progress=progress, observer=observer, warn=_warn,
-                           driver=_app_driver(args))
+                           driver=_app_driver(args), table_format=args.table_format)
         finally:
             if observer is not None:
                 observer.close()
     if not args.quiet:
-        _print_summary(run.summary, out, run.wall_s)
+        _print_summary(run.summary, out, run.wall_s, plots=not args.no_plots,
+                       tables=args.table_format)
     return 130 if run.results.stop_reason == "interrupted" else 0
 
 
@@ -163,16 +174,22 @@ def _warn(line: str) -> None:
     print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
-def _print_summary(s: dict[str, Any], out: Path, wall_s: float) -> None:
+def _print_summary(s: dict[str, Any], out: Path, wall_s: float, plots: bool = True,
+                   tables: str = "csv") -> None:
     from rich.table import Table
 
     con = out_console()
+    groups = list(s["groups"].values())
+    # the unit in which every group's figure reads 1 or more (26.6 J is not "0.0 kJ")
+    e_scale, e_unit = unit_for(_smallest([g["energy_j"] for g in groups]), ENERGY)
+    b_scale, b_unit = unit_for(_smallest([g[k] for g in groups
+                                          for k in ("upload_bytes", "download_bytes")]), BYTES)
     t = Table(title=f"{s['scenario']}: {s['rounds_completed']} rounds in "
-              f"{s['virtual_time_s'] / 3600:.2f} h virtual ({s['stop_reason']}), seed {s['seed']}",
-              title_justify="left")
+              f"{quantity(s['virtual_time_s'], DURATION)} virtual ({s['stop_reason']}), "
+              f"seed {s['seed']}", title_justify="left")
     stale = s["mode"] == "async"  # only asynchronous servers discard stale reports
     for col in ("group", "clients", "sessions", "completed", *(["stale"] if stale else []),
-                "energy kJ", "up MB", "down MB", "early ends"):
+                f"energy {e_unit}", f"up {b_unit}", f"down {b_unit}", "early ends"):
         t.add_column(col, justify="left" if col in ("group", "early ends") else "right")
     rows = [*list(s["groups"].items()), ("all", {**s, "clients": s["fleet_clients"]})]
     for name, g in rows:
@@ -181,14 +198,26 @@ def _print_summary(s: dict[str, Any], out: Path, wall_s: float) -> None:
         t.add_row(name, f"{g['clients']:,}", f"{g['client_sessions']:,}",
                   f"{g['completed_sessions']:,}",
                   *([f"{g['failures']['stale']:,}"] if stale else []),
-                  f"{g['energy_j'] / 1e3:,.1f}", f"{g['upload_bytes'] / 1e6:,.1f}",
-                  f"{g['download_bytes'] / 1e6:,.1f}", fails)
+                  f"{g['energy_j'] / e_scale:,.1f}", f"{g['upload_bytes'] / b_scale:,.1f}",
+                  f"{g['download_bytes'] / b_scale:,.1f}", fails)
     con.print(t)
-    con.print(f"energy {s['energy_j'] / 1e3:,.1f} kJ: {s['energy_j_in_rounds'] / 1e3:,.1f} in "
-              f"rounds.csv, {s['energy_j_after_last_round'] / 1e3:,.1f} after the last round, "
-              f"{s['energy_j_running_at_stop'] / 1e3:,.1f} in sessions the stop cut short; "
-              f"apart from it, {s['energy_j_idle_standby'] / 1e3:,.1f} kJ idle (standby outside "
-              "sessions)")
-    con.print(f"mean round {s['mean_round_s']:.1f} s; {s['client_sessions'] / wall_s:,.0f} "
-              f"sessions per wall second; wrote {out}/ (report.md, summary.json, "
-              "rounds.csv, client_sessions.csv, scenario.resolved.yaml, plots)")
+    con.print(f"energy {_e(s['energy_j'], e_scale, e_unit)}: "
+              f"{_e(s['energy_j_in_rounds'], e_scale, e_unit)} in rounds.csv, "
+              f"{_e(s['energy_j_after_last_round'], e_scale, e_unit)} after the last round, "
+              f"{_e(s['energy_j_running_at_stop'], e_scale, e_unit)} in sessions the stop cut "
+              f"short; apart from it, {quantity(s['energy_j_idle_standby'], ENERGY)} idle "
+              "(standby outside sessions)")
+    files = (f"report.md, summary.json, rounds.{tables}, client_sessions.{tables}, "
+             "scenario.resolved.yaml")
+    con.print(f"mean round {quantity(s['mean_round_s'], DURATION)}; "
+              f"{s['client_sessions'] / wall_s:,.0f} sessions per wall second; wrote {out}/ "
+              f"({files}{', plots' if plots else ''})")
+
+
+def _smallest(values: list[float]) -> float:
+    positive = [v for v in values if v > 0]
+    return min(positive) if positive else 0.0
+
+
+def _e(value_j: float, scale: float, unit: str) -> str:
+    return f"{value_j / scale:,.1f} {unit}"

@@ -176,6 +176,9 @@ class BatteryConfig:
 class ThermalConfig:
     enabled: bool = True
     initial_c: float | None = None  # default: the profile's ambient
+    # each device's surroundings at its own profile's full-throttle temperature: it starts
+    # there and never cools below it (a heat wave, a phone in a car), so it throttles
+    hot: bool = False
 
 
 @dataclass(frozen=True)

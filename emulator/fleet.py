@@ -96,6 +96,7 @@ def build_fleet(s: Scenario, streams: Streams, base: Path) -> Fleet:
     plug_start = np.mod(s.availability.plug_start_h.sample(av, n), 24.0)
     costs, cost_index = group_costs(s, profiles, group, rank, base)
     temp0 = np.array([s.thermal.initial_c if s.thermal.initial_c is not None
+                      else p.thermal.throttle_full_c if s.thermal.hot
                       else p.thermal.ambient_c for p in profiles])[group]
     return Fleet(n=n, groups=list(s.fleet.groups), profiles=profiles, group=group, speed=speed,
                  usable_ram_mb=ram, examples=examples, local_steps=local_steps, rank=rank,

@@ -54,6 +54,10 @@ def load_scenario(path: Path, overrides: list[str] | None = None,
     record = data.pop(RUN_KEY, None)
     if record is not None and not isinstance(record, dict):
         raise InputError(where, RUN_KEY, "expected a mapping (written by edgetwin)")
+    if record is not None and "inputs/" in path.read_text() and \
+            not (path.parent / "inputs").is_dir():
+        raise InputError(str(path.parent), "inputs/", "missing: the run folder's copies of "
+                         "the files its scenario names are gone (copy a run folder whole)")
     for item in overrides or []:
         if "=" not in item:
             raise InputError("--set", item, "expected dotted.key=value")

@@ -155,7 +155,8 @@ class SessionModel:
                           if g.network.trace
                           else None for g in fleet.groups]
         self.group_thermal = ThermalArrays(
-            ambient_c=np.array([p.thermal.ambient_c for p in ps]),
+            ambient_c=np.array([p.thermal.throttle_full_c if s.thermal.hot
+                                else p.thermal.ambient_c for p in ps]),
             resistance_c_per_w=np.array([p.thermal.resistance_c_per_w for p in ps]),
             time_constant_s=np.array([p.thermal.time_constant_s for p in ps]),
             throttle_start_c=np.array([p.thermal.throttle_start_c for p in ps]),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetwin.common.console import err_console, out_console
+from edgetwin.common.errors import InputError
 from edgetwin.hil.inventory import load_inventory
 
 
@@ -50,6 +51,17 @@ def _run_agent(args: argparse.Namespace) -> int:
 def run_install(args: argparse.Namespace) -> int:
     from edgetwin.hil.install import install
 
+    if args.wheel is not None:  # refused before any device is touched
+        import zipfile
+
+        if not args.wheel.is_file():
+            raise InputError(str(args.wheel), "--wheel", "no such file")
+        if args.wheel.suffix != ".whl" or not zipfile.is_zipfile(args.wheel) or \
+                not args.wheel.name.startswith("edgetwin-"):
+            raise InputError(str(args.wheel), "--wheel", "not an edgetwin wheel "
+                             "(edgetwin-VERSION-py3-none-any.whl: pip wheel --no-deps .)")
+    if args.native_binary is not None and not args.native_binary.is_file():
+        raise InputError(str(args.native_binary), "--native-binary", "no such file")
     inventory = load_inventory(args.devices)
     devices = [inventory.get(n) for n in args.names] if args.names else inventory.devices
     for d in devices:
@@ -94,6 +106,9 @@ def add_replay_parser(sub: Any) -> None:
                    "sessions")
     p.add_argument("--retries", type=int, default=3,
                    help="reconnections of a failing device before it gives up (default 3)")
+    p.add_argument("--allow-lost", action="store_true",
+                   help="exit 0 when some sessions were lost (not all), the report covering "
+                   "the rest")
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=run_replay)
 
@@ -165,7 +180,24 @@ def run_replay(args: argparse.Namespace) -> int:
         report["recalibration"] = recalibrate(prepared, replayed, out, args.seed)
     write_report(report, replayed, out, plots=not args.no_plots)
     _print_replay(report, out)
-    return 0
+    return _lost_status(len(lost), len(replayed) + len(lost), args.allow_lost)
+
+
+def _lost_status(lost: int, sampled: int, allow_lost: bool) -> int:
+    """1 where sessions were lost (all of them, or some without --allow-lost), with a line
+    that says what to do; 0 otherwise."""
+    if not lost:
+        return 0
+    if lost == sampled:
+        print(f"edgetwin: replay: all {sampled} sessions were lost (journal.jsonl has each "
+              "reason): nothing was measured", file=sys.stderr)
+        return 1
+    if allow_lost:
+        return 0
+    print(f"edgetwin: replay: {lost} of {sampled} sessions were lost (journal.jsonl has each "
+          "reason): the report covers the others; the same command retries them, "
+          "--allow-lost accepts the report as it is", file=sys.stderr)
+    return 1
 
 
 def _print_replay(r: dict[str, Any], out: Path) -> None:

@@ -64,3 +64,24 @@ def numbers_scenario(folder: Path, **over: Any) -> Path:
     path = folder / "s.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def under_flowers_own_simulation(app: Path, out_env: str, out: Path, nodes: int = 4) -> None:
+    """`app` under Flower's `run_simulation` with `nodes` nodes on Ray, in a process of
+    its own; the app writes what it saw to the file `$out_env` names (`out`)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from pathlib import Path\n"
+        "from flwr.simulation import run_simulation\n"
+        "from edgetwin.emulator.flower.app import load_app, load_component\n"
+        f"app = load_app(Path({str(app)!r}))\n"
+        "run_simulation(load_component(app, 'serverapp'), load_component(app, 'clientapp'),\n"
+        f"               num_supernodes={nodes}, backend_config={{'client_resources': "
+        "{'num_cpus': 1},\n"
+        "               'init_args': {'num_cpus': 2, 'include_dashboard': False}})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, out_env: str(out)})
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -207,3 +207,25 @@ def test_calibrate_refuses_what_it_cannot_measure(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         edgetwin.calibrate("cuda", from_trace=tmp_path / "t.jsonl")
     assert err.value.key == "from_trace"
+
+
+def test_a_sweep_with_workers_runs_from_a_plain_script_without_a_main_guard(
+        tmp_path: Path) -> None:
+    """A script that calls `edgetwin.sweep(..., workers=2)` at its top level, as a new
+    user writes one: the workers do not run the script again (which started a sweep in
+    each, and every run died), and every run completes."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "study.py"
+    script.write_text(
+        "import edgetwin\n"
+        "print('the script ran', flush=True)\n"
+        f"s = edgetwin.sweep({str(QUICKSTART)!r}, grid={{'selection.policy': ['random', 'oort']}},"
+        f" seeds=2, workers=2, overrides={{'stop.rounds': 3}}, out={str(tmp_path / 'sw')!r})\n"
+        "print(s)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("the script ran") == 1
+    assert "4 runs, 0 failed" in done.stdout, done.stdout

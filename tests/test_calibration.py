@@ -235,3 +235,27 @@ def test_products_timed_in_other_precisions_become_matmuls_rates() -> None:
     assert attention["precision_flops_per_s"]["bf16"] == pytest.approx(
         attention["flops_per_s"] * got["bf16"] / compute["matmul"]["flops_per_s"])
 
+
+
+def test_a_calibration_logged_to_a_file_prints_progress_lines_with_the_time_left() -> None:
+    """Where stderr is no terminal, a line every ten seconds (not one per measurement):
+    how far, the case, the time so far and the time left at the rate so far."""
+    from edgetwin.calibration.commands import ProgressLines
+
+    class Printed:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def print(self, line: str, **_: object) -> None:
+            self.lines.append(line)
+
+    console, now = Printed(), [100.0]
+    lines = ProgressLines(console)
+    lines.clock = lambda: now[0]
+    lines.t0 = lines.last = now[0]
+    for done, t in ((1, 101.0), (10, 111.0), (11, 112.0), (20, 122.0)):
+        now[0] = t
+        lines.update(done, 40, f"case {done}")
+    assert console.lines == [
+        "calibrating: 10/40 (case 10), 11 s so far, about 33 s left",
+        "calibrating: 20/40 (case 20), 22 s so far, about 22 s left"]

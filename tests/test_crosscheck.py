@@ -255,7 +255,9 @@ def test_what_a_runner_cannot_run_as_priced_is_lost_with_the_reason(tmp_path: Pa
     run = tmp_path / "run"
     assert run_cli("simulate", str(tmp_path / "tiny.yaml"), "--out", str(run), "--quiet",
                    "--no-plots") == 0
-    run_cli("replay", str(run), "--devices", str(devices), "--sample", "4", "--no-plots")
+    # every session lost: the command did not do its job, whatever --allow-lost says
+    assert run_cli("replay", str(run), "--devices", str(devices), "--sample", "4",
+                   "--no-plots", "--allow-lost") == 1
     entries = journal_entries(run / "replay" / "journal.jsonl")
     assert len(entries) == 4 and {e["status"] for e in entries} == {"lost"}
     assert {e["reason"] for e in entries} == {

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from edgetwin.emulator.flower.workers import InProcess
 from edgetwin.emulator.output.simulate import simulate
 from edgetwin.emulator.scenario import load_scenario
 
-from .emulator_helpers import numbers_scenario
+from .emulator_helpers import numbers_scenario, under_flowers_own_simulation
 
 APP = Path(__file__).resolve().parent / "flower_apps" / "numbers"
 
@@ -36,17 +34,7 @@ def test_fedavg_over_the_grid_equals_flowers_own_simulation(tmp_path: Path) -> N
     assert main(["simulate", str(numbers_scenario(tmp_path)), "--app", str(APP), "--out",
                  str(tmp_path / "run"), "--quiet", "--no-plots", "--workers", "1",
                  "--run-config", f"out-file='{ours}'"]) == 0
-    script = (
-        "from pathlib import Path\n"
-        "from flwr.simulation import run_simulation\n"
-        "from edgetwin.emulator.flower.app import load_app, load_component\n"
-        f"app = load_app(Path({str(APP)!r}))\n"
-        "run_simulation(load_component(app, 'serverapp'), load_component(app, 'clientapp'),\n"
-        "               num_supernodes=4, backend_config={'client_resources': {'num_cpus': 1},\n"
-        "               'init_args': {'num_cpus': 2, 'include_dashboard': False}})\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "NUMBERS_APP_OUT": str(theirs)})
-    assert done.returncode == 0, done.stderr[-2000:]
+    under_flowers_own_simulation(APP, "NUMBERS_APP_OUT", theirs)
     mine, flowers = json.loads(ours.read_text()), json.loads(theirs.read_text())
     assert mine == flowers  # every node sampled, every node reported
     assert mine["arrays"][0][0] == 3 * 1.5 + 100 * (1 + 2 + 3)

@@ -68,3 +68,33 @@ def test_robustness_runs_each_method_under_each_perturbation(
     assert float(bandwidth["time_ratio"]) > 1.0  # a tenth of the bandwidth takes longer
     assert (out / "robustness.png").stat().st_size > 0
     assert "robustness (train_partition-id, lower is better)" in capsys.readouterr().out
+
+
+def test_each_perturbation_shows_its_effect_and_one_that_changed_nothing_is_flagged(
+        tmp_path: Path) -> None:
+    """Throttling keeps every device at its full-throttle temperature, so sessions
+    throttle; low-battery takes phones off their chargers near the abort line, so
+    batteries run out. Over boards on mains, low-battery changes nothing, and the table
+    says so rather than report it as robustness."""
+    def robustness(name: str, **over: object) -> list[dict[str, str]]:
+        out = tmp_path / name
+        assert main(["protocol", "robustness", str(numbers_scenario(tmp_path, **over)),
+                     "--app", str(APP), "--methods", "fedavg", "--metric",
+                     "train_partition-id:min", "--perturbations", "throttling,low-battery",
+                     "--workers", "1", "--out", str(out), "--run-config",
+                     "num-server-rounds=2 min-nodes=2 fraction-train=0.5"]) == 0
+        return list(csv.DictReader((out / "robustness.csv").open()))
+
+    none, hot, low = robustness("boards")
+    assert int(none["throttled"]) == 0 < int(hot["throttled"]) == int(hot["sessions"])
+    assert hot["changed"] == "yes"
+    assert low["changed"] == "nothing: check the perturbation"  # mains power: no battery
+    phones = {"clients": 4, "groups": [
+        {"name": "phones", "profile": "flagship-phone-sd8gen3", "share": 1.0,
+         "plugged_share": 1.0, "setup": {"batch": 4, "seq": 128}}]}
+    none, _, low = robustness("phones", fleet=phones,
+                              data={"local_steps": 400, "max_local_steps": 400})
+    assert int(none["battery"]) == 0 < int(low["battery"])
+    assert low["changed"] == "yes"
+    # every phone emptied: the app measured nothing, and the row says so
+    assert low["final_quality"] == "nan" and int(low["battery"]) == int(low["sessions"])

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from edgetwin.cli import main
 
-from .emulator_helpers import numbers_scenario
+from .emulator_helpers import numbers_scenario, under_flowers_own_simulation
 
 APP = Path(__file__).resolve().parent / "flower_apps" / "secagg"
 STAGES = ["setup", "share_keys", "collect_masked_vectors", "unmask"]
@@ -110,17 +107,7 @@ def test_secagg_plus_on_ray_and_under_flowers_own_simulation_agree(tmp_path: Pat
     on_ray, _ = _run(tmp_path, "ray", "--ray", "auto")
     assert on_ray == mine
     theirs = tmp_path / "theirs.json"
-    script = (
-        "from pathlib import Path\n"
-        "from flwr.simulation import run_simulation\n"
-        "from edgetwin.emulator.flower.app import load_app, load_component\n"
-        f"app = load_app(Path({str(APP)!r}))\n"
-        "run_simulation(load_component(app, 'serverapp'), load_component(app, 'clientapp'),\n"
-        "               num_supernodes=4, backend_config={'client_resources': {'num_cpus': 1},\n"
-        "               'init_args': {'num_cpus': 2, 'include_dashboard': False}})\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "SECAGG_APP_OUT": str(theirs)})
-    assert done.returncode == 0, done.stderr[-2000:]
+    under_flowers_own_simulation(APP, "SECAGG_APP_OUT", theirs)
     flowers = json.loads(theirs.read_text())
     assert flowers["stages"] == mine["stages"]
     assert flowers["arrays"] == mine["arrays"]

@@ -120,3 +120,19 @@ def test_an_agent_of_another_layout_is_told_to_reinstall(tmp_path: Path) -> None
     assert str(err).startswith("box: the agent installed on the device is of another edgetwin")
     assert str(err).endswith("No module named 'edgetwin.hil')): run edgetwin devices install "
                              "again")
+
+
+@pytest.mark.parametrize(("wheel", "message"), [
+    ("missing.whl", "missing.whl: --wheel: no such file"),
+    ("notes.txt", "notes.txt: --wheel: not an edgetwin wheel"),
+])
+def test_a_wheel_that_is_none_is_refused_before_any_device_is_touched(
+        tmp_path: Path, wheel: str, message: str) -> None:
+    (tmp_path / "notes.txt").write_text("not a wheel\n")
+    devices = tmp_path / "devices.yaml"
+    devices.write_text("devices:\n  - {name: box, transport: local, profile: p.yaml, "
+                       f"workdir: {tmp_path / 'work'}}}\n")
+    done = edgetwin("devices", "install", str(devices), "--wheel", str(tmp_path / wheel))
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "work").exists()

@@ -105,3 +105,25 @@ def test_a_bad_trace_file_is_named_as_the_user_gave_it(tmp_path: Path) -> None:
     assert done.stderr.strip() == (f"edgetwin: error: {trace.resolve()}: line 2: period_s: "
                                    "expected a number, got 'abc'")
     assert not out.exists()
+
+
+def test_a_run_folder_without_its_inputs_is_named_as_such(tmp_path: Path) -> None:
+    """A run folder copied without inputs/ (its copies of the files the scenario names):
+    one line that says so, not a complaint about the profile or the model."""
+    import shutil
+
+    scenario = _base()
+    shutil.copy(Path(__file__).resolve().parents[1] / "profiles" / "devices" /
+                "laptop-x86-8core.yaml", tmp_path / "mine.yaml")
+    scenario["fleet"]["groups"][0]["profile"] = "mine.yaml"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    run = tmp_path / "run"
+    assert edgetwin("simulate", str(tmp_path / "s.yaml"), "--out", str(run), "--quiet",
+                    "--no-plots").returncode == 0
+    shutil.rmtree(run / "inputs")
+    done = edgetwin("simulate", str(run / "scenario.resolved.yaml"), "--out",
+                    str(tmp_path / "again"), "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"edgetwin: error: {run}: inputs/: missing: the run "
+                                   "folder's copies of the files its scenario names are gone "
+                                   "(copy a run folder whole)")

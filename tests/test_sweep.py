@@ -16,6 +16,7 @@ import yaml
 
 from edgetwin.cli import main
 from edgetwin.emulator.sweep.metrics import SUMMARY_NUMBERS
+from edgetwin.emulator.sweep.results import SettingResult
 from edgetwin.emulator.sweep.stats import difference, estimate
 from tests.cli_runs import Done, edgetwin
 
@@ -118,6 +119,9 @@ def test_sweep_md_gives_intervals_and_the_best_setting(pool_sweep: Path) -> None
     for key in ("selection.policy", "orchestration.overcommit"):
         assert f"![sweep_{key}.png](sweep_{key}.png)" in text
         assert (pool_sweep / f"sweep_{key}.png").stat().st_size > 10_000
+    # each setting's curves over virtual time, with their band over seeds
+    assert "![sweep_over_time.png](sweep_over_time.png)" in text
+    assert (pool_sweep / "sweep_over_time.png").stat().st_size > 10_000
 
 
 def test_rerun_keeps_every_finished_run(pool_sweep: Path,
@@ -195,7 +199,7 @@ def _cli(*args: str) -> Done:
     (["--grid", "selection.policy=random,oort", "--seeds", "1:30"],
      "edgetwin: error: --seeds: 1:30: expected a count, or seeds as whole numbers"),
     (["--grid", "selection.policy=random,oort", "--seeds", "0"],
-     "edgetwin: error: --seeds: --seeds: 0: a number of seeds is at least 1"),
+     "edgetwin: error: --seeds: 0: a number of seeds is at least 1"),
     (["--grid", "selection.policy=random,oort", "--metric", "rounds_per_day"],
      "edgetwin: error: --metric: rounds_per_day: not a metric of the runs"),
     (["--grid", "seed=1,2"], "edgetwin: error: --grid: seed: seeds are not a grid key"),
@@ -241,3 +245,30 @@ def test_sweep_file_runs_like_the_flags(pool_sweep: Path, tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stderr.strip() == f"edgetwin: error: {sweep}: seed: unknown key (expected one " \
         "of: scenario, grid, seeds, set, metrics, target_rounds, out, app, run_config, name)"
+
+
+def _setting(index: int, times: dict[int, float], seeds: int = 3) -> SettingResult:
+    """A setting whose `seeds` finished runs reached the target in `times` (seed -> h)."""
+    r = SettingResult(index, {"selection.policy": f"p{index}"}, runs=seeds)
+    r.by_seed["time_to_round_100_s"] = {s: times.get(s, math.nan) for s in range(seeds)}
+    return r
+
+
+def test_a_setting_whose_seeds_mostly_missed_the_target_is_not_named_best() -> None:
+    """Oort reached 100 rounds in 1 of 3 seeds, faster there than random in 3 of 3:
+    random is best. With no setting reaching it in most seeds, none is named, and the
+    line says how many seeds each reached it in; the cells say it too."""
+    from edgetwin.emulator.sweep.report import cell
+    from edgetwin.emulator.sweep.results import best, no_best_reason
+
+    metric = "time_to_round_100_s"
+    oort, rand = _setting(1, {0: 1000.0}), _setting(2, {0: 3000.0, 1: 3100.0, 2: 2900.0})
+    b = best([oort, rand], metric)
+    assert b is not None and b.setting is rand
+    assert cell(oort, metric).endswith("(1 of 3 seeds)") and "seeds" not in cell(rand, metric)
+    two_of_three = _setting(3, {0: 500.0, 1: 600.0})
+    b = best([oort, two_of_three], metric)  # a majority, over the seeds that have one
+    assert b is not None and b.setting is two_of_three
+    assert best([oort, _setting(4, {})], metric) is None
+    assert no_best_reason([oort, _setting(4, {})], metric) == (
+        "no setting has a value in most of its seeds (#1 1 of 3, #4 0 of 3)")

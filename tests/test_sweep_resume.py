@@ -88,3 +88,24 @@ def test_killed_worker_and_interrupt_then_rerun_finishes(tmp_path: Path) -> None
         rows = list(csv.DictReader(fh))
     assert len(rows) == RUNS and {r["status"] for r in rows} == {"ok"}
     assert sorted(r["run"].removeprefix("runs/") for r in rows) == sorted(after)
+
+
+def test_a_damaged_run_folder_runs_again_with_a_line(tmp_path: Path) -> None:
+    """A kept run folder whose rounds.csv is gone is not kept as finished: it runs again,
+    a line names it, and sweep.md says so."""
+    from tests.cli_runs import edgetwin
+
+    quick = [str(ROOT / "scenarios" / "quickstart.yaml"), "--grid",
+             "selection.policy=random,oort", "--seeds", "1", "--set", "stop.rounds=3",
+             "--workers", "1", "--out", str(tmp_path / "sw"), "--quiet"]
+    assert edgetwin("sweep", *quick).returncode == 0
+    with (tmp_path / "sw" / "sweep.csv").open() as fh:
+        run = next(csv.DictReader(fh))["run"]
+    (tmp_path / "sw" / run / "rounds.csv").unlink()
+    done = edgetwin("sweep", *quick)
+    assert done.returncode == 0, done.stderr
+    assert f"1 run folder(s) not whole (a file missing or cut short) ran again: {run}" \
+        in done.stderr
+    assert (tmp_path / "sw" / run / "rounds.csv").is_file()
+    assert "1 ran now on this process (1 of them damaged since and run again), 1 were " \
+        "kept" in (tmp_path / "sw" / "sweep.md").read_text()

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgetwin.common.console import out_console
 from edgetwin.common.errors import InputError
+from edgetwin.common.files import read_table
 from edgetwin.emulator.config import Scenario
 from edgetwin.emulator.flower.protocols import (
     PERTURBATIONS,
@@ -73,13 +77,17 @@ def run_protocol(args: argparse.Namespace) -> int:
                                  + ", ".join(PERTURBATIONS))
             variants[name] = PERTURBATIONS[name][1](scenario)
     runs: dict[str, dict[str, list[Point]]] = {}
+    effects: dict[str, dict[str, dict[str, float]]] = {}
     for variant, s in variants.items():
         for method in methods:
             folder = out / (method if len(variants) == 1 else f"{variant}/{method}")
             _run_one(args, replace(s, name=f"{s.name}-{method}"), method, folder)
-            runs.setdefault(variant, {})[method] = read_points(folder / "app_metrics.csv",
-                                                                 metric)
-    rows = _table(args.protocol, runs, metric, budgets, args.target)
+            metrics = folder / "app_metrics.csv"
+            perturbed_to_nothing = variant != "none" and not metrics.is_file()
+            runs.setdefault(variant, {})[method] = [] if perturbed_to_nothing else \
+                read_points(metrics, metric)  # a perturbed app may measure nothing at all
+            effects.setdefault(variant, {})[method] = fleet_effect(folder)
+    rows = _table(args.protocol, runs, metric, budgets, args.target, effects)
     _write(out, args.protocol, rows, runs, metric)
     return 0
 
@@ -97,8 +105,27 @@ def _run_one(args: argparse.Namespace, scenario: Scenario, method: str, folder: 
                                                ray_address=args.ray)))
 
 
+EFFECTS = ("sessions", "throttled", "battery", "offline", "interrupted", "transfer_s")
+
+
+def fleet_effect(folder: Path) -> dict[str, float]:
+    """What a run's fleet went through: its sessions, those that throttled, those that
+    ended for an empty battery, a device gone offline or abandoned, and the mean
+    seconds a session spent moving bytes (a perturbation's effect, whatever quality did)."""
+    s = read_table(folder / "client_sessions.csv", ("throttled_s", "status"))
+    n = len(s["status"])
+    transfer = s["download_s"] + s["upload_s"] if n else np.zeros(0)
+    return {"sessions": n, "throttled": int(np.sum(s["throttled_s"] > 0)),
+            "battery": int(np.sum(s["status"] == "battery")),
+            "offline": int(np.sum(s["status"] == "offline")),
+            "interrupted": int(np.sum(s["status"] == "interrupted")),
+            "transfer_s": round(float(transfer.mean()), 3) if n else 0.0}
+
+
 def _table(protocol: str, runs: dict[str, dict[str, list[Point]]], metric: Metric,
-           budgets: list[tuple[str, float]], target: float | None) -> list[dict[str, Any]]:
+           budgets: list[tuple[str, float]], target: float | None,
+           effects: dict[str, dict[str, dict[str, float]]] | None = None,
+           ) -> list[dict[str, Any]]:
     base = runs["none"]
     rows: list[dict[str, Any]] = []
     if protocol == "quality-under-budget":
@@ -125,7 +152,13 @@ def _table(protocol: str, runs: dict[str, dict[str, list[Point]]], metric: Metri
     else:
         for variant, by_method in runs.items():
             for method, points in by_method.items():
-                ref, last = base[method][-1], points[-1]
+                ref = base[method][-1]
+                last = points[-1] if points else Point(0, math.nan, math.nan, math.nan,
+                                                       math.nan)
+                effect = (effects or {}).get(variant, {}).get(method, {})
+                same = effect == (effects or {}).get("none", {}).get(method, {}) and \
+                    (last.virtual_time_s, last.energy_j, last.traffic_bytes) == \
+                    (ref.virtual_time_s, ref.energy_j, ref.traffic_bytes)
                 rows.append({"perturbation": variant, "method": method,
                              "final_quality": last.quality,
                              "quality_change": last.quality - ref.quality,
@@ -133,7 +166,10 @@ def _table(protocol: str, runs: dict[str, dict[str, list[Point]]], metric: Metri
                              "time_ratio": last.virtual_time_s / ref.virtual_time_s,
                              "energy_j": last.energy_j,
                              "energy_ratio": last.energy_j / ref.energy_j,
-                             "traffic_bytes": last.traffic_bytes})
+                             "traffic_bytes": last.traffic_bytes,
+                             **{k: effect.get(k) for k in EFFECTS},
+                             "changed": "-" if variant == "none" else
+                             ("nothing: check the perturbation" if same else "yes")})
     return rows
 
 
@@ -166,5 +202,7 @@ def _cell(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
+        if math.isnan(v):
+            return "none measured"
         return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     return str(v)

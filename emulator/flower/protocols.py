@@ -139,15 +139,23 @@ def _dropout(s: Scenario) -> Scenario:
 
 
 def _throttling(s: Scenario) -> Scenario:
-    """Devices start hot: at the temperature where throttling is full."""
+    """Every device in surroundings at its own profile's full-throttle temperature: it
+    starts there and stays there, so every group throttles, every round."""
     return dataclasses.replace(s, thermal=dataclasses.replace(s.thermal, enabled=True,
-                                                              initial_c=70.0))
+                                                              initial_c=None, hot=True))
 
 
 def _low_battery(s: Scenario) -> Scenario:
-    return dataclasses.replace(s, battery=dataclasses.replace(
-        s.battery, initial_pct=Dist("uniform", low=s.battery.min_pct_to_join,
-                                    high=s.battery.min_pct_to_join + 10.0)))
+    """Devices off their chargers, starting between the abort line and 10 points above
+    it, and allowed to join there: batteries run out mid-session."""
+    floor = s.battery.abort_below_pct
+    groups = tuple(dataclasses.replace(g, plugged_share=0.0) for g in s.fleet.groups)
+    return dataclasses.replace(
+        s, fleet=dataclasses.replace(s.fleet, groups=groups),
+        availability=dataclasses.replace(s.availability, charging_only=False),
+        battery=dataclasses.replace(s.battery, min_pct_to_join=floor,
+                                    initial_pct=Dist("uniform", low=floor + 1.0,
+                                                     high=floor + 10.0)))
 
 
 def _churn(s: Scenario) -> Scenario:
@@ -158,7 +166,8 @@ def _churn(s: Scenario) -> Scenario:
 PERTURBATIONS: dict[str, tuple[str, Callable[[Scenario], Scenario]]] = {
     "dropout": ("every session abandoned at 2 per hour more", _dropout),
     "bandwidth": ("every link at a tenth of its bandwidth", _bandwidth_collapse),
-    "throttling": ("every device starting at 70 C, throttled", _throttling),
-    "low-battery": ("batteries between the join threshold and 10 points above", _low_battery),
+    "throttling": ("every device kept at its full-throttle temperature", _throttling),
+    "low-battery": ("off the charger, batteries 1-10 points above the abort line",
+                    _low_battery),
     "churn": ("online spells of 15 minutes, half the time online", _churn),
 }

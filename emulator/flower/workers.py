@@ -12,6 +12,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
+from edgetwin.common.spawn import without_main_script
 from edgetwin.emulator.flower.app import FlowerApp, load_component
 
 Job = tuple[Any, Any]  # (flwr Message, flwr Context)
@@ -85,7 +86,8 @@ class Processes:
                                         initializer=_start_worker, initargs=(app,))
 
     def run(self, jobs: list[Job]) -> list[Job]:
-        return list(self.pool.map(_run_in_worker, jobs))
+        with without_main_script():  # workers spawn here: not from the caller's script
+            return list(self.pool.map(_run_in_worker, jobs))
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)

@@ -19,7 +19,7 @@ from edgetwin.emulator.output.fastcsv import Column, encode
 from edgetwin.emulator.records import SESSION_COLUMNS
 from edgetwin.emulator.session import COMPLETED, STATUSES
 
-_DECIMALS = {"start_s": 3, "end_s": 3, "download_s": 3, "compute_s": 3, "upload_s": 3,
+DECIMALS = {"start_s": 3, "end_s": 3, "download_s": 3, "compute_s": 3, "upload_s": 3,
              "energy_j": 3, "peak_memory_mb": 1, "temp_start_c": 2, "temp_end_c": 2,
              "throttled_s": 3, "battery_start_pct": 2, "battery_end_pct": 2,
              "compute_factor": 4, "timing_margin": 4, "p_complete": 4, "session_s_p05": 3,
@@ -102,7 +102,7 @@ def write_sessions_csv(r: Results, path: Path) -> None:
         elif k == "status":
             columns.append(Column(v, labels=STATUSES))
         else:
-            columns.append(Column(v, decimals=_DECIMALS.get(k, 0)))
+            columns.append(Column(v, decimals=DECIMALS.get(k, 0)))
     for codes, labels in r.label_columns.values():
         columns.append(Column(codes, labels=labels))
     path.write_bytes(encode([*SESSION_COLUMNS, *r.label_columns], columns))

@@ -1,5 +1,6 @@
 """A run folder read back: its scenario, seed and base folder, and the run itself
-simulated again, checked to give the same sessions byte for byte.
+simulated again, checked to give the same sessions (byte for byte for a CSV, column
+for column for a Parquet file).
 
 Replay needs what the folder's CSV files do not keep (each session's uninterrupted
 plan, the random state of each selection): the run is deterministic, so it is
@@ -12,12 +13,17 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from edgetwin.common.errors import InputError
+from edgetwin.common.files import looks_whole
 from edgetwin.emulator.config import Scenario
 from edgetwin.emulator.engine import Engine, Results
 from edgetwin.emulator.observer import Observer
 from edgetwin.emulator.output.files import write_sessions_csv
+from edgetwin.emulator.output.tables import SESSIONS, table_file
 from edgetwin.emulator.scenario import RUN_KEY, load_scenario
 from edgetwin.profiles.schema import load_yaml
 
@@ -58,15 +64,36 @@ def rerun(run: RunFolder, observer: Observer) -> tuple[Engine, Results]:
     if changed:
         raise InputError(str(run.path), "profiles_sha256", f"profile {changed[0]!r} changed "
                          "since the run: simulate it again before replaying it")
+    recorded = table_file(run.path, SESSIONS)
+    if not recorded.is_file():
+        raise InputError(str(recorded), "", "missing: the run folder is not whole; simulate "
+                         "the scenario again")
+    if recorded.suffix == ".csv" and not looks_whole(recorded):
+        raise InputError(str(recorded), "", "cut short (it does not end where a line ends): "
+                         "the run folder is damaged; simulate the scenario again")
     with tempfile.TemporaryDirectory() as tmp:
-        again = Path(tmp) / "client_sessions.csv"
-        write_sessions_csv(results, again)
-        recorded = run.path / "client_sessions.csv"
-        if not recorded.is_file() or _sha(again) != _sha(recorded):
+        again = Path(tmp) / recorded.name
+        if recorded.suffix == ".parquet":
+            from edgetwin.emulator.output.parquet import read_parquet, write_sessions_parquet
+
+            write_sessions_parquet(results, again)
+            same = _same_columns(read_parquet(again), read_parquet(recorded))
+        else:
+            write_sessions_csv(results, again)
+            same = _sha(again) == _sha(recorded)
+        if not same:
             raise InputError(str(recorded), "", "the emulator no longer reproduces this run "
                              "(edgetwin or a file the scenario names changed): simulate it "
                              "again before replaying it")
     return engine, results
+
+
+def _same_columns(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def same(x: Any, y: Any) -> bool:
+        numeric = x.dtype.kind in "fiub" and y.dtype.kind in "fiub"
+        return bool(np.array_equal(x, y, equal_nan=numeric and x.dtype.kind == "f"))
+
+    return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
 
 
 def _sha(path: Path) -> str:

@@ -1,6 +1,7 @@
 """One simulation run end to end: scenario in, run folder out.
 
-The run folder holds summary.json, rounds.csv, client_sessions.csv,
+The run folder holds summary.json, rounds.csv, client_sessions.csv (or, with
+`table_format="parquet"`, rounds.parquet and client_sessions.parquet),
 scenario.resolved.yaml (the scenario as it ran: every default, the seed, and under
 `run:` the version and the profiles' hashes; it runs again as it is), inputs/ (copies
 of the files the scenario names), run.json (wall time, the engine's time with the
@@ -25,16 +26,12 @@ from edgetwin.common.version import package_version
 from edgetwin.emulator.config import Scenario
 from edgetwin.emulator.engine import Engine, ProgressFn, Results
 from edgetwin.emulator.observer import Observer
-from edgetwin.emulator.output.files import (
-    summary,
-    write_rounds_csv,
-    write_sessions_csv,
-    write_summary,
-)
+from edgetwin.emulator.output.files import summary, write_summary
 from edgetwin.emulator.output.inputs import named_files, pin_inputs
 from edgetwin.emulator.output.plots import write_plots
 from edgetwin.emulator.output.report import write_report
 from edgetwin.emulator.output.staging import check_out, discard, staging_folder, swap_in
+from edgetwin.emulator.output.tables import Format, write_tables
 from edgetwin.emulator.scenario import resolved
 
 
@@ -59,7 +56,7 @@ class RunOutput:
 def simulate(scenario: Scenario, out: Path, *, plots: bool = True, overwrite: bool = False,
              progress: ProgressFn | None = None, observer: Observer | None = None,
              warn: Callable[[str], None] | None = None,
-             driver: Driver | None = None) -> RunOutput:
+             driver: Driver | None = None, table_format: Format = "csv") -> RunOutput:
     """Run `scenario` into the folder `out`, which must be new or empty unless `overwrite`
     (then an earlier run there is replaced once the new one is written). The files the
     scenario names are copied in first and the run reads the copies, so that the folder's
@@ -67,7 +64,8 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True, overwrite: bo
     validation on attached devices is one); a scenario with a validation section needs
     it. `warn` hears each warning (the scenario's, a group that cannot fit in memory)
     once the fleet is built, before the run starts. `driver` runs the fleet in place of
-    the scenario's rounds."""
+    the scenario's rounds; `table_format` writes rounds and client_sessions as CSV (the
+    default) or Parquet."""
     if scenario.validation is not None and observer is None:
         raise InputError(scenario.source or "scenario", "validation", "needs the attached "
                          "devices of validation.devices, which the edgetwin command connects")
@@ -76,7 +74,8 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True, overwrite: bo
     check_out(out, overwrite, [*sources, *named_files(scenario, base)])
     stage = staging_folder(out)
     try:
-        run = _simulate_into(scenario, base, stage, plots, progress, observer, warn, driver)
+        run = _simulate_into(scenario, base, stage, plots, progress, observer, warn, driver,
+                             table_format)
         swap_in(stage, out)
     except BaseException:
         discard(stage)
@@ -86,7 +85,8 @@ def simulate(scenario: Scenario, out: Path, *, plots: bool = True, overwrite: bo
 
 def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
                    progress: ProgressFn | None, observer: Observer | None,
-                   warn: Callable[[str], None] | None, driver: Driver | None) -> RunOutput:
+                   warn: Callable[[str], None] | None, driver: Driver | None,
+                   table_format: Format) -> RunOutput:
     t0 = time.perf_counter()
     seed = scenario.seed if scenario.seed is not None else secrets.randbits(32)
     sources: dict[str, str] = {}
@@ -112,8 +112,7 @@ def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
     (out / "scenario.resolved.yaml").write_text(resolved(
         pinned, {"edgetwin_version": version, "profiles_sha256": hashes, **extra}))
     write_summary(data, out / "summary.json")
-    write_rounds_csv(results, out / "rounds.csv")
-    write_sessions_csv(results, out / "client_sessions.csv")
+    write_tables(results, out, table_format)
     names = write_plots(results, out) if plots else []
     extra_lines = driver.write(out, results) if driver is not None else []
     write_report(data, names, out / "report.md", extra_lines)

@@ -33,7 +33,7 @@ def add_sweep_parser(sub: Any) -> None:
     p = sub.add_parser("sweep", help="run a scenario over a grid of settings and seeds",
                        description="Run a scenario for every combination of the --grid values "
                        "and every seed, in parallel; write each run's folder, sweep.csv, and "
-                       "sweep.md with means, 95 %% intervals and plots (docs/sweeps.md).")
+                       "sweep.md with means, 95 % intervals and plots (docs/sweeps.md).")
     p.add_argument("source", type=Path, metavar="SCENARIO|SWEEP|FOLDER",
                    help="a scenario YAML (with --grid), a sweep file, or a sweep's folder")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
@@ -71,9 +71,15 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from edgetwin.emulator.sweep.runner import RECORD, run_sweep
 
     source: Path = args.source
+    if args.compare and not args.grid and not source.is_dir():
+        raise InputError(str(source), "--compare", "no sweep folder here: --compare reads a "
+                         "finished sweep's folder (its sweep.csv)")
     if source.is_dir():
         if args.compare and not args.grid and (source / "sweep.csv").is_file():
             return print_comparison(source, args.compare)
+        if args.compare and not args.grid:
+            raise InputError(str(source), "--compare", "holds no sweep.csv: run the sweep "
+                             "first")
         source = source / RECORD
         if not source.is_file():
             raise InputError(str(args.source), "", "holds no sweep (no sweep.yaml)")
@@ -98,6 +104,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                             plots=args.run_plots, progress=progress)
     finally:
         signal.signal(signal.SIGTERM, before)
+    if run.damaged:
+        print(f"warning: {len(run.damaged)} run folder(s) not whole (a file missing or cut "
+              f"short) ran again: {', '.join('runs/' + d for d in run.damaged)}",
+              file=sys.stderr)
     write_outputs(run, quiet=args.quiet)
     if args.compare:
         print_comparison(folder, args.compare)

@@ -15,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgetwin.common.spawn import without_main_script
 from edgetwin.emulator.sweep.jobs import Job, Outcome, run_job, run_shipped, ship, write_back
 
 LOST = "its worker process died (killed, or out of memory)"
@@ -82,7 +83,8 @@ class Pool:
         if self.pool is None:
             self.pool = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context(
                 "spawn"), initializer=_worker_init)
-        self.held[self.pool.submit(run_job, job)] = job
+        with without_main_script():  # a worker spawns here: not from the caller's script
+            self.held[self.pool.submit(run_job, job)] = job
 
     def wait(self, timeout_s: float) -> list[Outcome]:
         done, _ = wait(list(self.held), timeout=timeout_s, return_when=FIRST_COMPLETED)

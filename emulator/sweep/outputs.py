@@ -4,13 +4,14 @@ and a table on the console."""
 from __future__ import annotations
 
 from edgetwin.common.console import out_console
+from edgetwin.emulator.sweep.curves import write_curves
 from edgetwin.emulator.sweep.metrics import UPDATE_SHARE, headline
 from edgetwin.emulator.sweep.plots import write_plots
-from edgetwin.emulator.sweep.report import write_report
+from edgetwin.emulator.sweep.report import cell, write_report
 from edgetwin.emulator.sweep.results import SettingResult, by_setting
 from edgetwin.emulator.sweep.runner import RUNS, SweepRun
 from edgetwin.emulator.sweep.table import CSV_NAME, read_csv, rows_for, write_csv
-from edgetwin.emulator.sweep.units import shown, title
+from edgetwin.emulator.sweep.units import title
 
 REPORT = "sweep.md"
 
@@ -26,6 +27,7 @@ def write_outputs(run: SweepRun, quiet: bool = False) -> None:
                                                 for g in plan.group_names])
     ok = [r for r in results if r.ok]
     plots = write_plots(ok, keys, metrics, folder) if ok else []
+    plots += write_curves(ok, rows, folder) if ok else []
     write_report(run, results, asked, rows, plots, folder / REPORT)
     if not quiet:
         _print_table(run, results, metrics)
@@ -48,7 +50,7 @@ def _print_table(run: SweepRun, results: list[SettingResult], metrics: list[str]
         t.add_column(col, justify="right")
     for r in results:
         t.add_row(str(r.index), *r.values.values(), str(r.ok),
-                  *[shown(r.estimate(m), m) for m in metrics])
+                  *[cell(r, m) for m in metrics])
     con.print(t)
     con.print(f"mean ± 95 % interval over seeds; wrote {run.folder}/ ({CSV_NAME}, {REPORT}, "
               f"plots, {RUNS}/)")

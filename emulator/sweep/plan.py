@@ -167,7 +167,7 @@ def code_digest() -> str:
     """A hash of the code that computes a run (the emulator and profiles packages, the
     shipped profiles and models): a run kept from other code is not the same result."""
     h = hashlib.sha256(package_version().encode())
-    for package in ("emulator", "profiles"):
+    for package in ("edgetwin.emulator", "edgetwin.profiles"):
         root = Path(importlib.import_module(package).__file__ or "").parent
         for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".yaml", ".json") and "__pycache__" not in path.parts:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgetwin.emulator.sweep.metrics import UPDATE_SHARE, direction
-from edgetwin.emulator.sweep.results import SettingResult, best
+from edgetwin.emulator.sweep.results import SettingResult, best, no_best_reason, reached
 from edgetwin.emulator.sweep.runner import SweepRun
 from edgetwin.emulator.sweep.units import interval, shown, title, unit
 
@@ -33,13 +33,15 @@ def write_report(run: SweepRun, results: list[SettingResult], metrics: list[str]
               "confidence interval (Student's t). Every setting runs the same seeds, so two "
               f"settings are compared seed by seed. Time to {plan.target_rounds} rounds counts "
               "rounds that aggregated; a run that stopped before has no value, and a cell "
-              "over fewer runs than the setting's says how many (`n=`).", ""]
+              "over fewer runs than the setting's says how many of its seeds have a value (`2 of 3 "
+              "seeds`). A setting is named best only where most of its seeds have a value, "
+              "and where some setting has one in every seed, only among those.", ""]
     if plan.warnings:
         lines += ["Warnings of the scenario:", "", *[f"- {w}" for w in plan.warnings], ""]
     lines += ["## Settings", "", _table(
         ["#", *keys, "runs", *[title(m) for m in names]],
         [[str(r.index), *r.values.values(), _runs(r),
-          *[_cell(r, m) for m in names]] for r in results]), ""]
+          *[cell(r, m) for m in names]] for r in results]), ""]
     lines += ["## Best setting per metric", ""]
     for m in metrics:
         lines.append(_best_line(results, m))
@@ -67,11 +69,15 @@ def write_report(run: SweepRun, results: list[SettingResult], metrics: list[str]
 def _best_line(results: list[SettingResult], metric: str) -> str:
     b = best(results, metric)
     name = metric.split(":")[0]
-    if b is None:
+    if direction(metric) is None:
         return f"- {title(name)}: no better side known (`{name}:max` or `:min` names it)"
     way = "higher" if direction(metric) == "max" else "lower"
+    if b is None:
+        return f"- {title(name)}, {way} is better: none named: {no_best_reason(results, name)}"
     head = f"- {title(name)}, {way} is better: **#{b.setting.index}** " \
            f"({b.setting.label()}) {shown(b.value, name)}"
+    if reached(b.setting, name) < b.setting.ok:
+        head += f" (over the {reached(b.setting, name)} of {b.setting.ok} seeds that have one)"
     if b.runner_up is None or b.margin is None:
         return head
     d = b.margin.diff
@@ -87,12 +93,16 @@ def _best_line(results: list[SettingResult], metric: str) -> str:
 def _ran(run: SweepRun) -> str:
     failed = sum(1 for status, _ in run.statuses.values() if status == "failed")
     now = f"{run.computed} ran now on {run.executor}" if run.computed else "None ran now"
-    return f"{now}, {run.kept} were kept from before, {failed} failed."
+    again = f" ({len(run.damaged)} of them damaged since and run again)" if run.damaged else ""
+    return f"{now}{again}, {run.kept} were kept from before, {failed} failed."
 
 
-def _cell(r: SettingResult, metric: str) -> str:
+def cell(r: SettingResult, metric: str) -> str:
+    """A setting's mean ± interval, with how many seeds have a value where not all do."""
     e = r.estimate(metric)
-    return shown(e, metric) + (f" (n={e.n})" if 0 < e.n < r.ok else "")
+    if e.n < r.ok:  # a target some seeds did not reach: say how many did
+        return f"{shown(e, metric)} ({e.n} of {r.ok} seeds)" if e.n else f"- (0 of {r.ok} seeds)"
+    return shown(e, metric)
 
 
 def _runs(r: SettingResult) -> str:

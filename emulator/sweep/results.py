@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from edgetwin.common.errors import InputError
+from edgetwin.common.files import looks_whole
 from edgetwin.emulator.sweep.metrics import direction
 from edgetwin.emulator.sweep.spec import show
 from edgetwin.emulator.sweep.stats import Difference, Estimate, difference, estimate
@@ -60,6 +61,9 @@ def load_folder(folder: Path, where: str = "--compare"
     path = folder / CSV_NAME
     if not path.is_file():
         raise InputError(str(folder), where, f"holds no {CSV_NAME}: run the sweep first")
+    if not looks_whole(path):
+        raise InputError(str(path), "", "cut short (it does not end where a line ends): "
+                         "the same sweep command writes it again from the run folders")
     keys, rows = read_csv(path)
     if not rows:
         raise InputError(str(path), "", "no runs yet")
@@ -109,14 +113,13 @@ class Best:
 
 def best(results: list[SettingResult], metric: str) -> Best | None:
     """The setting with the best mean of `metric` (`NAME:max|min` says which side is
-    better where it is not known), among the settings with a value for every run that
-    finished (a time to N rounds that most seeds never reached does not win); None
-    where the better side is not known."""
+    better where it is not known), among the settings where most finished runs have a
+    value (a time to N rounds that most seeds never reached does not win), and among
+    those, where any has a value for every run, only those; None where the better side
+    is not known or no setting qualifies (`no_best_reason` says why)."""
     way = direction(metric)
     name = metric.split(":")[0]
-    have = [r for r in results if not math.isnan(r.estimate(name).mean)]
-    complete = [r for r in have if r.estimate(name).n == r.ok]
-    ranked = complete or have
+    ranked = _eligible(results, name)
     if way is None or not ranked:
         return None
     ranked.sort(key=lambda r: r.estimate(name).mean, reverse=way == "max")
@@ -124,3 +127,22 @@ def best(results: list[SettingResult], metric: str) -> Best | None:
     second = ranked[1] if len(ranked) > 1 else None
     margin = difference(top.by_seed[name], second.by_seed[name]) if second else None
     return Best(top, top.estimate(name), second, margin)
+
+
+def reached(r: SettingResult, metric: str) -> int:
+    """The setting's finished runs with a value of `metric` (a target reached)."""
+    return r.estimate(metric.split(":")[0]).n
+
+
+def no_best_reason(results: list[SettingResult], metric: str) -> str:
+    """Why `best` names no setting for a metric whose better side is known."""
+    name = metric.split(":")[0]
+    counts = ", ".join(f"#{r.index} {reached(r, name)} of {r.ok}" for r in results)
+    return f"no setting has a value in most of its seeds ({counts})"
+
+
+def _eligible(results: list[SettingResult], name: str) -> list[SettingResult]:
+    have = [r for r in results
+            if r.ok and not math.isnan(r.estimate(name).mean) and 2 * reached(r, name) > r.ok]
+    complete = [r for r in have if reached(r, name) == r.ok]
+    return complete or have

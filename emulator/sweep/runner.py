@@ -16,7 +16,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetwin.common.errors import InputError
@@ -49,6 +49,7 @@ class SweepRun:
     executor: str
     wall_s: float
     others: int  # run folders in runs/ that belong to no run of this plan
+    damaged: list[str] = field(default_factory=list)  # run folders not whole: run again
 
     @property
     def not_run(self) -> int:
@@ -68,6 +69,8 @@ def run_sweep(plan: Plan, folder: Path, executor: Callable[[], Executor], *,
         (folder / RECORD).write_text(_record(plan))
         statuses = {r.run_id: ("ok", "") for r in plan.runs if finished(runs_dir / r.run_id)}
         kept = len(statuses)
+        damaged = [r.run_id for r in plan.runs
+                   if r.run_id not in statuses and (runs_dir / r.run_id).is_dir()]
         todo = [r for r in plan.runs if r.run_id not in statuses]
         name, computed, failed, interrupted = "nothing to run", 0, 0, False
         if todo:
@@ -85,7 +88,7 @@ def run_sweep(plan: Plan, folder: Path, executor: Callable[[], Executor], *,
     others = sum(1 for p in runs_dir.iterdir() if p.is_dir()) - sum(
         1 for r in plan.runs if (runs_dir / r.run_id).is_dir())
     return SweepRun(plan, folder, statuses, kept, computed, failed, interrupted, name,
-                    time.perf_counter() - t0, others)
+                    time.perf_counter() - t0, others, damaged)
 
 
 def _run_all(ex: Executor, todo: list[Run], runs_dir: Path, plots: bool,

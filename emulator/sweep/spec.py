@@ -100,7 +100,7 @@ def parse_seeds(text: str) -> tuple[int, ...] | int:
                          "separated by commas")
     values = [int(p) for p in parts]
     return check_seeds(values[0] if len(values) == 1 and "," not in text else values,
-                  "--seeds", "--seeds")
+                       "--seeds", "")
 
 
 def check_seeds(value: Any, where: str, key: str) -> tuple[int, ...] | int:
