@@ -8,6 +8,7 @@ import csv
 import fcntl
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -109,3 +110,22 @@ def test_a_damaged_run_folder_runs_again_with_a_line(tmp_path: Path) -> None:
     assert (tmp_path / "sw" / run / "rounds.csv").is_file()
     assert "1 ran now on this process (1 of them damaged since and run again), 1 were " \
         "kept" in (tmp_path / "sw" / "sweep.md").read_text()
+
+
+def test_a_pool_that_cannot_start_says_so_in_one_line(tmp_path: Path) -> None:
+    """Workers that could not start (here: a broken threadpoolctl on the path) are one
+    line that says why, before any run is charged with their deaths."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "threadpoolctl.py").write_text(
+        "raise ImportError('threadpoolctl is broken in this environment')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "edgetwin.cli", "sweep", str(ROOT / "scenarios" / "quickstart.yaml"),
+         "--grid", "selection.policy=random,oort", "--seeds", "1", "--set", "stop.rounds=3",
+         "--workers", "2", "--out", str(tmp_path / "sw"), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(shadow)})
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "edgetwin: error: --workers: 2: a worker process cannot start here (ImportError: "
+        "threadpoolctl is broken in this environment): --workers 1 runs in this process")

@@ -6,8 +6,10 @@ held, which come back as lost (the sweep retries them)."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -15,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgetwin.common.errors import InputError
 from edgetwin.common.spawn import without_main_script
 from edgetwin.emulator.sweep.jobs import Job, Outcome, run_job, run_shipped, ship, write_back
 
@@ -60,11 +63,17 @@ class InThisProcess:
 
 def _worker_init() -> None:
     """A worker leaves Ctrl-C to the sweep (which stops it) and keeps its math libraries
-    to one thread (the workers are the parallelism)."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    to one thread (the workers are the parallelism). One that cannot start says why in
+    one line and ends (the sweep then says the pool cannot start)."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threadpool_limits(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threadpool_limits(1)
+    except Exception as err:
+        print(f"edgetwin: a sweep worker could not start: {type(err).__name__}: {err}",
+              file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 class Pool:
@@ -182,4 +191,12 @@ def executor_for(workers: int, ray_address: str | None) -> Executor:
     """Ray where an address is given, else `workers` processes (1: this process)."""
     if ray_address:
         return OnRay(ray_address)
-    return InThisProcess() if workers <= 1 else Pool(workers)
+    if workers <= 1:
+        return InThisProcess()
+    try:  # what a worker imports as it starts, tried here: one line, not N dead workers
+        import threadpoolctl  # type: ignore[import-untyped]  # noqa: F401
+    except Exception as err:
+        raise InputError("--workers", str(workers), f"a worker process cannot start here "
+                         f"({type(err).__name__}: {err}): --workers 1 runs in this "
+                         "process") from None
+    return Pool(workers)

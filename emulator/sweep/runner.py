@@ -101,6 +101,7 @@ def _run_all(ex: Executor, todo: list[Run], runs_dir: Path, plots: bool,
     by_id = {r.run_id: r for r in todo}
     losses: dict[str, int] = {}
     computed = failed = 0
+    finished_any = False  # a worker that finished a run: the pool can start
     while queue or alone or ex.running():
         if alone:  # one suspect at a time, with nothing beside it
             if not ex.running():
@@ -115,6 +116,11 @@ def _run_all(ex: Executor, todo: list[Run], runs_dir: Path, plots: bool,
                 if losses.get(out.run_id, 0) < MAX_ATTEMPTS:
                     alone.append(by_id[out.run_id])
                     continue
+                if not finished_any:  # every worker died before finishing any run
+                    raise InputError("--workers", str(ex.slots), f"the {ex.name} die before "
+                                     "finishing any run (their line above says why, where "
+                                     "they could say it): --workers 1 runs in this process")
+            finished_any = True
             statuses[out.run_id] = ("ok", "") if out.ok else ("failed", out.error)
             computed += out.ok
             failed += not out.ok
