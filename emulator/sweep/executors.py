@@ -194,7 +194,7 @@ def executor_for(workers: int, ray_address: str | None) -> Executor:
     if workers <= 1:
         return InThisProcess()
     try:  # what a worker imports as it starts, tried here: one line, not N dead workers
-        import threadpoolctl  # type: ignore[import-untyped]  # noqa: F401
+        import threadpoolctl  # noqa: F401
     except Exception as err:
         raise InputError("--workers", str(workers), f"a worker process cannot start here "
                          f"({type(err).__name__}: {err}): --workers 1 runs in this "
