@@ -44,7 +44,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         battery={"initial_pct": {"dist": "uniform", "low": 0, "high": 100},
                  "min_pct_to_join": draw(st.floats(0, 50)), "abort_below_pct": 0.0,
                  "energy_aware_sleep": draw(st.booleans())},
-        orchestration={"mode": mode, "clients_per_round": draw(st.integers(1, 8)),
+        orchestration={"mode": mode, "clients_per_round": draw(st.integers(1, min(8, clients))),
                        "overcommit": draw(st.sampled_from([0.0, 0.5])),
                        "deadline_s": draw(st.sampled_from([5.0, 60.0, 600.0, 5000.0])),
                        "close_at_target": draw(st.booleans()),
