@@ -54,7 +54,7 @@ class Run:
     def to_pandas(self, table: Literal["sessions", "rounds"] = "sessions") -> Any:
         """The sessions (or the rounds) as a pandas DataFrame; `group`, `status` (and a
         Flower run's `kind`) as categories. Needs pandas: pip install 'edgetwin[analysis]'."""
-        pandas = _pandas()
+        pandas = pandas_module()
         frame = pandas.DataFrame(self.sessions if table == "sessions" else self.rounds)
         for name in ("group", "status", "kind"):
             if name in frame.columns and table == "sessions":
@@ -68,7 +68,8 @@ class Run:
                 f"virtual, stop {s['stop_reason']})")
 
 
-def _pandas() -> Any:
+def pandas_module() -> Any:
+    """pandas, or an ImportError that says which extra installs it."""
     try:
         import pandas
     except ImportError:

@@ -53,9 +53,9 @@ class Sweep:
     def to_pandas(self) -> Any:
         """sweep.csv as a pandas DataFrame, one row per run (numbers as numbers, an
         empty cell as NaN). Needs pandas: pip install 'edgetwin[analysis]'."""
-        from edgetwin.run_api import _pandas
+        from edgetwin.run_api import pandas_module
 
-        return _pandas().DataFrame(self.rows)
+        return pandas_module().DataFrame(self.rows)
 
     def __repr__(self) -> str:
         failed = sum(1 for r in self.rows if r["status"] != "ok")

@@ -38,9 +38,8 @@ from edgetwin.emulator.flower.pricing import (
     KINDS,
     TRAIN,
     message_kind,
+    over_the_wire,
     secagg_work,
-    wire_bytes,
-    wire_copy,
 )
 from edgetwin.emulator.flower.pricing import work_s as priced_work_s
 from edgetwin.emulator.flower.workers import Workers
@@ -169,7 +168,8 @@ class VirtualGrid(Grid):
         self._check_stop()
         t0 = self.now_s
         clients = self._address(msgs)
-        delivered = [wire_copy(m) for m in msgs]  # each node its own, as over a wire
+        wired = [over_the_wire(m) for m in msgs]  # each node its own copy, as over a wire
+        delivered = [m for m, _ in wired]
         cut_s = t0 + min(timeout if timeout is not None else math.inf,
                          self.engine.scenario.orchestration.deadline_s)
         kinds = np.array([message_kind(m) for m in delivered], dtype=np.int64)
@@ -177,13 +177,15 @@ class VirtualGrid(Grid):
         profiles = self.engine.fleet.profiles
         work_s = np.array([priced_work_s(profiles[g], w)
                            for w, g in zip(work, self.engine.fleet.group[clients], strict=True)])
-        down = np.array([wire_bytes(m) for m in delivered])
+        down = np.array([size for _, size in wired])
         key = len(self.log.exchanges)
         up = down.copy()  # a reply's size before it exists: the message's; priced again
         planned, outcome = self._sessions(clients, t0, key, kinds, work_s, down, up, cut_s)
         done = np.flatnonzero(outcome.status == COMPLETED)
         replies, contexts = self._run_clients([delivered[i] for i in done], clients[done])
-        up[done] = [wire_bytes(r) for r in replies]
+        back = [over_the_wire(r) for r in replies]  # the server gets the node's own
+        replies = [r for r, _ in back]
+        up[done] = [size for _, size in back]
         if len(done) and not np.array_equal(up[done], planned.upload_bytes[done]):
             planned, outcome = self._sessions(clients, t0, key, kinds, work_s, down, up, cut_s)
             still = outcome.status[done] == COMPLETED  # a longer reply can miss the cut
@@ -202,7 +204,7 @@ class VirtualGrid(Grid):
         self.now_s = float(arrivals.max()) if len(done) == len(msgs) else cut_s
         self._log(key, msgs[0], t0, kinds, work_s, work[0].what, replies, outcome)
         order = np.argsort(arrivals, kind="stable")
-        return [wire_copy(replies[i]) for i in order]  # the server gets the node's own
+        return [replies[i] for i in order]
 
     # --- the parts ----------------------------------------------------------------------------
     def _address(self, msgs: list[Message]) -> I64:

@@ -60,19 +60,13 @@ def message_kind(msg: Message) -> int:
     return CONTROL
 
 
-def wire_bytes(msg: Message) -> float:
-    """The message's size as it travels: its protobuf form's."""
-    from flwr.common.serde import message_to_proto
-
-    return float(message_to_proto(msg).ByteSize())
-
-
-def wire_copy(msg: Message) -> Message:
-    """The message as the receiving end gets it: decoded from its wire form, sharing
-    nothing with the sender's."""
+def over_the_wire(msg: Message) -> tuple[Message, float]:
+    """The message as the receiving end gets it (decoded from its protobuf form, sharing
+    nothing with the sender's) and its size on the wire, from one encoding."""
     from flwr.common.serde import message_from_proto, message_to_proto
 
-    return message_from_proto(message_to_proto(msg))
+    proto = message_to_proto(msg)
+    return message_from_proto(proto), float(proto.ByteSize())
 
 
 @dataclass(frozen=True)

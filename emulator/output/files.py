@@ -108,15 +108,23 @@ def write_sessions_csv(r: Results, path: Path) -> None:
     path.write_bytes(encode([*SESSION_COLUMNS, *r.label_columns], columns))
 
 
+def round_columns(r: Results) -> dict[str, list[Any]]:
+    """rounds' columns in order: the round records' fields, then `duration_s` (a run
+    without rounds: the header `round` alone), whatever the file's format."""
+    if not r.rounds:
+        return {"round": []}
+    columns = {f.name: [getattr(row, f.name) for row in r.rounds]
+               for f in dataclasses.fields(type(r.rounds[0]))}
+    columns["duration_s"] = [row.end_s - row.start_s for row in r.rounds]
+    return columns
+
+
 def write_rounds_csv(r: Results, path: Path) -> None:
+    columns = round_columns(r)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        fields = [f.name for f in dataclasses.fields(type(r.rounds[0]))] if r.rounds else \
-            ["round"]
-        w.writerow([*fields, "duration_s"])
-        for row in r.rounds:
-            d = dataclasses.asdict(row)
-            w.writerow([_fmt(d[k]) for k in fields] + [_fmt(row.end_s - row.start_s)])
+        w.writerow(["round", "duration_s"] if not r.rounds else list(columns))
+        w.writerows([_fmt(v) for v in row] for row in zip(*columns.values(), strict=True))
 
 
 def write_summary(data: dict[str, Any], path: Path) -> None:

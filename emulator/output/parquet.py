@@ -6,7 +6,6 @@ DuckDB and Arrow read them directly. Needs pyarrow (`pip install 'edgetwin[parqu
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from edgetwin.common.errors import InputError
 from edgetwin.emulator.engine import Results
-from edgetwin.emulator.output.files import DECIMALS
+from edgetwin.emulator.output.files import DECIMALS, round_columns
 from edgetwin.emulator.records import SESSION_COLUMNS
 from edgetwin.emulator.session import STATUSES
 
@@ -54,15 +53,10 @@ def write_sessions_parquet(r: Results, path: Path) -> None:
 
 def write_rounds_parquet(r: Results, path: Path) -> None:
     pa, pq = pyarrow_modules()
-    if r.rounds:
-        columns = {f.name: [getattr(row, f.name) for row in r.rounds]
-                   for f in dataclasses.fields(type(r.rounds[0]))}
-        columns["duration_s"] = [row.end_s - row.start_s for row in r.rounds]
-        for name, values in columns.items():  # rounds.csv's resolution: 3 decimals
-            if values and isinstance(values[0], float):
-                columns[name] = [round(v, 3) for v in values]
-    else:
-        columns = {"round": []}
+    columns = round_columns(r)
+    for name, values in columns.items():  # rounds.csv's resolution: 3 decimals
+        if values and isinstance(values[0], float):
+            columns[name] = [round(v, 3) for v in values]
     pq.write_table(pa.table(columns), path, compression=COMPRESSION)
 
 
