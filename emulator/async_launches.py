@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgetwin.common.arrays import F64, I64
-from edgetwin.emulator.checkin import Selection
-from edgetwin.emulator.checkin import launches as select_launches
+from edgetwin.emulator.checkin import Selection, candidates, choose
 
 if TYPE_CHECKING:
     from edgetwin.emulator.engine import Engine
@@ -25,7 +24,8 @@ def select_batch(engine: Engine, at: F64, count: I64, ids: I64
     (a launch's choice depends only on those before it, so each pass settles at
     least one more; the rest are uncertain if it takes too many). Also each pass, with
     the first launch it selected."""
-    first = select_launches(engine, at, count, ids)
+    cands = candidates(engine, at, count, ids)[1]  # once: eligibility is the same each pass
+    first = choose(engine, cands)
     clients, launch = first.clients, first.launch
     passes = [(0, first)]
     start = 1
@@ -34,18 +34,33 @@ def select_batch(engine: Engine, at: F64, count: I64, ids: I64
             return clients, launch, len(at), passes
         order = np.lexsort((at[launch], clients))
         held = clients[order], at[launch][order]
-        sel = select_launches(engine, at[start:], count[start:], ids[start:], held=held)
+        sel = choose(engine, cands.after(start), held)
         passes.append((start, sel))
         again, again_launch = sel.clients, sel.launch + start
-        changed = [j for j in range(start, len(at)) if not np.array_equal(
-            clients[launch == j], again[again_launch == j])]
         keep = launch < start
+        changed = _first_change(clients[~keep], launch[~keep], again, again_launch)
         clients = np.concatenate([clients[keep], again])
         launch = np.concatenate([launch[keep], again_launch])
-        if not changed:
+        if changed is None:
             return clients, launch, len(at), passes
-        start = changed[0] + 1
+        start = changed + 1
     return clients, launch, start, passes
+
+
+def _first_change(clients: I64, launch: I64, again: I64, again_launch: I64) -> int | None:
+    """The first launch whose clients (in the policy's order) differ between two
+    choices, or None."""
+    if np.array_equal(launch, again_launch) and np.array_equal(clients, again):
+        return None
+    # launch by launch, each launch's clients in the policy's order
+    a, b = np.argsort(launch, kind="stable"), np.argsort(again_launch, kind="stable")
+    clients, launch, again, again_launch = clients[a], launch[a], again[b], again_launch[b]
+    n = min(len(launch), len(again_launch))
+    differs = np.flatnonzero((launch[:n] != again_launch[:n]) | (clients[:n] != again[:n]))
+    at = int(differs[0]) if len(differs) else n
+    # the first differing place belongs to the earlier of the two launches there
+    candidates_at = [x[at] for x in (launch, again_launch) if at < len(x)]
+    return int(min(candidates_at))
 
 
 def tell_observer(engine: Engine, passes: list[tuple[int, Selection]], valid: int,

@@ -19,6 +19,7 @@ from edgetwin.emulator.csvfile import read_rows
 from edgetwin.emulator.streams import Streams
 
 HOUR = 3600.0
+CHURN_LOOK = 8  # churn epochs looked at in one call
 
 
 def in_daily_window(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> B:
@@ -157,7 +158,8 @@ class Availability:
                                             np.full(clients.shape, -1)) * self.epoch_s
 
     def plugged(self, c: I64, t_s: F64) -> B:
-        return self.charger.subset(c).on(t_s)
+        ch = self.charger
+        return in_daily_window(t_s, ch.tz_h[c], ch.start_h[c], ch.length_h[c])
 
     def _churn_on(self, c: I64, epoch: I64) -> B:
         return self.streams.uniform("availability", c, epoch) < self.online_fraction
@@ -191,16 +193,24 @@ class Availability:
             ch = self.charger.subset(c)
             end = np.minimum(end, window_end_s(t_s, ch.tz_h, ch.start_h, ch.length_h))
         if self.epoch_s > 0:
-            phase = self.phase_s[c]
-            epoch = self._epoch(c, t_s) + 1
-            churn_end = np.full(c.shape, np.inf)
-            todo = np.ones(c.shape, dtype=bool)
-            for _ in range(400):  # spells are geometric: a few epochs on average
-                off = todo & ~self._churn_on(c, epoch)
-                churn_end[off] = epoch[off] * self.epoch_s - phase[off]
-                todo &= ~off
-                if not todo.any():
-                    break
-                epoch = epoch + 1
-            end = np.minimum(end, churn_end)
+            end = np.minimum(end, self._churn_end_s(c, self._epoch(c, t_s) + 1))
+        return end
+
+    def _churn_end_s(self, c: I64, epoch: I64) -> F64:
+        """When each client's churn spell ends: the start of its first epoch from `epoch`
+        on that is off (inf after 400 epochs on). Spells are geometric, a few epochs on
+        average: the epochs are looked at CHURN_LOOK at a time."""
+        end = np.full(c.shape, np.inf)
+        todo = np.arange(len(c))
+        ahead = np.arange(CHURN_LOOK)
+        for first in range(0, 400, CHURN_LOOK):
+            if not len(todo):
+                break
+            epochs = epoch[todo, None] + first + ahead[: min(CHURN_LOOK, 400 - first)]
+            off = ~self._churn_on(c[todo, None], epochs)
+            found = off.any(axis=1)
+            at = np.argmax(off, axis=1)[found]
+            done = todo[found]
+            end[done] = epochs[found, at] * self.epoch_s - self.phase_s[c[done]]
+            todo = todo[~found]
         return end

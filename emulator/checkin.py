@@ -12,12 +12,13 @@ does not depend on how many.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetwin.common.arrays import F64, I64
+from edgetwin.common.arrays import F64, I64, B
 from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
@@ -47,57 +48,118 @@ def one_launch(engine: Engine, k: int, rnd: int, launch: int) -> I64:
     return sel.clients
 
 
-def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64, *,
-             held: tuple[I64, F64] | None = None) -> Selection:
-    """The clients of one or more launches (launch `i` at `now_s[i]` for `k[i]` slots, its
-    draws keyed by `launch_id[i]`), and the launch each is for. `held` clients (sorted,
-    each with its first instant) are busy after that instant: an earlier launch of the
-    same batch invited them. Each client's state is read as of its launch; nothing is
-    written."""
-    n, model, streams = engine.fleet.n, engine.model, engine.streams
-    want = np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
-    found_c: list[I64] = []
-    found_g: list[I64] = []
-    found_b: list[F64] = []
-    have = np.zeros(len(k), dtype=np.int64)
-    seen = Drawn(n, len(k), int(np.minimum(want, n).sum()) * REDRAWS)
-    for redraw in range(REDRAWS):
-        todo = np.flatnonzero((have < want) & (k > 0))
-        if not len(todo):
-            break
-        size = np.minimum(want[todo], n)
-        g = np.repeat(todo, size)
-        draw = np.arange(len(g)) - np.repeat(np.cumsum(size) - size, size)
-        every = np.repeat(size >= n, size)  # a pool as large as the fleet is the fleet
-        u = streams.uniform("checkin", (launch_id[g] * REDRAWS + redraw) << 32 | draw)
-        c = np.where(every, draw, np.minimum((u * n).astype(np.int64), n - 1))
-        g, c = seen.new(g, c)
-        t = now_s[g]
-        idle = engine.busy_until_s[c] <= t
-        if held is not None and len(held[0]):
-            at = np.minimum(np.searchsorted(held[0], c), len(held[0]) - 1)
-            idle &= ~((held[0][at] == c) & (held[1][at] < t))
-        g, c, t = g[idle], c[idle], t[idle]
-        online = model.availability.online(c, t)  # the charge only of those online
-        g, c, t = g[online], c[online], t[online]
-        battery = model.battery_at(c, t)
-        ok = model.charged_enough(c, battery)
-        found_c.append(c[ok])
-        found_g.append(g[ok])
-        found_b.append(battery[ok])
-        have += np.bincount(g[ok], minlength=len(k))
-        if np.all(size >= n):
-            break
-    c, g, b = np.concatenate(found_c), np.concatenate(found_g), np.concatenate(found_b)
+@dataclass(frozen=True)
+class Candidates:
+    """The eligible candidates of one or more launches (launch `i` at `now_s[i]` for
+    `k[i]` slots, its draws keyed by `launch_id[i]`): each with its launch, the draw that
+    first drew it and its charge then, by launch and client. Who else a launch of the
+    same batch invites is not yet taken into account (`choose` does that)."""
+
+    clients: I64
+    launch: I64
+    redraw: I64
+    battery_j: F64
+    now_s: F64
+    k: I64
+    launch_id: I64
+
+    def after(self, first: int) -> Candidates:
+        """The launches from `first` on, numbered from 0."""
+        m = self.launch >= first
+        return Candidates(self.clients[m], self.launch[m] - first, self.redraw[m],
+                          self.battery_j[m], self.now_s[first:], self.k[first:],
+                          self.launch_id[first:])
+
+
+def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64) -> Selection:
+    """The clients of one or more launches (see `Candidates`), and the launch each is
+    for. Each client's state is read as of its launch; nothing is written.
+
+    The draws a launch would make one after another (again while too few are eligible)
+    are made in two passes: the first draw, then every later one at once, keeping the
+    candidates of those draws a loop would have reached. Eligibility is a pure function
+    of the client and the instant, so the pool is the loop's, at a fraction of the calls.
+    """
+    first = candidates(engine, now_s, k, launch_id, range(1))
+    seen, c = first
+    want = _want(engine, k)
+    short = np.bincount(c.launch, minlength=len(k)) < want
+    if short.any():
+        more = candidates(engine, now_s, np.where(short, k, 0), launch_id,
+                          range(1, REDRAWS), seen)[1]
+        c = _union(c, more)
+    return choose(engine, c)
+
+
+def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
+               redraws: range = range(REDRAWS), seen: Drawn | None = None
+               ) -> tuple[Drawn, Candidates]:
+    """Draws number `redraws` of the launches (those with `k` > 0): `pool_factor` per
+    slot, uniform over the fleet (the whole fleet in order where that is as many), those
+    drawn before (`seen`) left out; the eligible ones: idle, online and charged enough
+    at their launch's instant (the charge worked out only for those online)."""
+    n = engine.fleet.n
+    want = _want(engine, k)
+    size = np.minimum(want, n)
+    whole = size >= n  # a pool as large as the fleet is the fleet: one draw finds it all
+    seen = seen or Drawn(n, len(k), int(size.sum()) * REDRAWS)
+    todo = np.flatnonzero((k > 0) & (~whole if redraws.start else True))
+    per = np.repeat(size[todo], len(redraws))
+    g = np.repeat(np.repeat(todo, len(redraws)), per)
+    r = np.repeat(np.tile(np.arange(redraws.start, redraws.stop), len(todo)), per)
+    draw = np.arange(len(g)) - np.repeat(np.cumsum(per) - per, per)
+    u = engine.streams.uniform("checkin", (launch_id[g] * REDRAWS + r) << 32 | draw)
+    c = np.where(whole[g], draw, np.minimum((u * n).astype(np.int64), n - 1))
+    g, c, r = seen.new(g, c, r)
+    model = engine.model
+    t = now_s[g]
+    idle = engine.busy_until_s[c] <= t
+    g, c, r, t = g[idle], c[idle], r[idle], t[idle]
+    online = model.availability.online(c, t)
+    g, c, r, t = g[online], c[online], r[online], t[online]
+    battery = model.battery_at(c, t)
+    ok = model.charged_enough(c, battery)
+    return seen, Candidates(c[ok], g[ok], r[ok], battery[ok], now_s, k, launch_id)
+
+
+def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = None
+           ) -> Selection:
+    """The policy's choice for each launch among its candidates: those of the draws a
+    launch would have made (one after another while fewer than `pool_factor` per slot
+    were eligible), less the `held` clients (sorted, each with its first instant: busy
+    after that instant, as an earlier launch of the same batch invited them)."""
+    c, g, r, b = cands.clients, cands.launch, cands.redraw, cands.battery_j
+    if held is not None and len(held[0]):
+        at = np.minimum(np.searchsorted(held[0], c), len(held[0]) - 1)
+        free = ~((held[0][at] == c) & (held[1][at] < cands.now_s[g]))
+        c, g, r, b = c[free], g[free], r[free], b[free]
+    launches = len(cands.k)
+    per = np.bincount(g * REDRAWS + r, minlength=launches * REDRAWS).reshape(-1, REDRAWS)
+    before = np.cumsum(per, axis=1) - per  # eligible in the draws before each
+    made = (before < _want(engine, cands.k)[:, None])[g, r]
+    c, g, b = c[made], g[made], b[made]
     order = np.lexsort((c, g))
-    pool = Pool(clients=c[order], launch=g[order], slots=k, now_s=now_s,
+    pool = Pool(clients=c[order], launch=g[order], slots=cands.k, now_s=cands.now_s,
                 battery_j=b[order])
+    streams, launch_id = engine.streams, cands.launch_id
+
     def uniforms(clients: I64, launch: I64) -> F64:
         return streams.uniform("selection", launch_id[launch], clients)
 
     ctx = engine.context(uniforms)
     idx = engine.policy(ctx, pool)
     return Selection(pool.clients[idx], pool.launch[idx], ctx, pool, idx)
+
+
+def _want(engine: Engine, k: I64) -> I64:
+    """Candidates wanted per launch: `pool_factor` per slot."""
+    return np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
+
+
+def _union(a: Candidates, b: Candidates) -> Candidates:
+    """Two sets of candidates of the same launches, as one."""
+    return dataclasses.replace(a, **{name: np.concatenate([getattr(a, name), getattr(b, name)])
+                                     for name in ("clients", "launch", "redraw", "battery_j")})
 
 
 class Drawn:
@@ -110,21 +172,26 @@ class Drawn:
         self.mask = np.zeros(n, dtype=bool) if launches == 1 and most * 8 >= n else None
         self.keys = np.zeros(0, dtype=np.int64)
 
-    def new(self, g: I64, c: I64) -> tuple[I64, I64]:
-        """The distinct pairs among these not drawn before, by launch and client."""
+    def new(self, g: I64, c: I64, r: I64) -> tuple[I64, I64, I64]:
+        """The distinct pairs among these not drawn before, by launch and client, each
+        with the first draw number that drew it."""
         if self.mask is not None:
-            fresh = np.zeros(self.n, dtype=bool)
-            fresh[c] = True
-            fresh &= ~self.mask
-            self.mask |= fresh
-            c = np.flatnonzero(fresh)
-            return np.zeros(len(c), dtype=np.int64), c
-        keys = np.sort(g * self.n + c)
-        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
-        if len(self.keys):
+            first = np.full(self.n, REDRAWS, dtype=np.int8)
+            np.minimum.at(first, c, r.astype(np.int8))
+            first[self.mask] = REDRAWS
+            c = np.flatnonzero(first < REDRAWS)
+            self.mask[c] = True
+            return np.zeros(len(c), dtype=np.int64), c, first[c].astype(np.int64)
+        ranked = np.sort((g * self.n + c) * REDRAWS + r)  # by launch, client, then draw
+        keys, r = ranked // REDRAWS, ranked % REDRAWS
+        if len(keys):
+            firsts = np.concatenate(([True], keys[1:] != keys[:-1]))
+            keys, r = keys[firsts], r[firsts]
+        if len(self.keys) and len(keys):
             at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-            keys = keys[self.keys[at] != keys]
+            fresh = self.keys[at] != keys
+            keys, r = keys[fresh], r[fresh]
             self.keys = np.sort(np.concatenate([self.keys, keys]))
-        else:
+        elif len(keys):
             self.keys = keys
-        return keys // self.n, keys % self.n
+        return keys // self.n, keys % self.n, r

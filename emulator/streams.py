@@ -19,6 +19,7 @@ STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "se
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 
 class Streams:
@@ -45,16 +46,33 @@ class Streams:
 
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
-        h = np.full(np.broadcast(*[np.asarray(k) for k in keys]).shape, self._keys[name],
-                    dtype=np.uint64)
-        for k in keys:
-            h = _splitmix(h ^ (np.asarray(k, dtype=np.int64).astype(np.uint64) * _GOLDEN))
-        return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+        arrays = [np.asarray(k, dtype=np.int64) for k in keys]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        h = np.empty(shape, dtype=np.uint64)
+        mixed = np.empty(shape, dtype=np.uint64)
+        for i, a in enumerate(arrays):
+            # the key's bits as unsigned (two's complement), times the golden ratio
+            np.multiply(a.view(np.uint64), _GOLDEN, out=mixed if i else h)
+            if i:
+                h ^= mixed
+            else:
+                h ^= self._keys[name]
+            _splitmix_in_place(h, mixed)
+        h >>= np.uint64(11)
+        out = h.astype(np.float64)
+        out += 0.5
+        out *= 1.0 / float(1 << 53)
+        return out
 
 
-def _splitmix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    with np.errstate(over="ignore"):
-        x = x + _GOLDEN
-        x = (x ^ (x >> np.uint64(30))) * _M1
-        x = (x ^ (x >> np.uint64(27))) * _M2
-        return x ^ (x >> np.uint64(31))
+def _splitmix_in_place(x: npt.NDArray[np.uint64], scratch: npt.NDArray[np.uint64]) -> None:
+    """SplitMix64's finaliser, over `x` in place (unsigned arithmetic wraps, as it must)."""
+    x += _GOLDEN
+    np.right_shift(x, _S30, out=scratch)
+    x ^= scratch
+    x *= _M1
+    np.right_shift(x, _S27, out=scratch)
+    x ^= scratch
+    x *= _M2
+    np.right_shift(x, _S31, out=scratch)
+    x ^= scratch

@@ -9,8 +9,10 @@ Python itself. Infinities are written `inf` and `-inf`, as Python and pandas rea
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import numpy.typing as npt
 from edgetwin.common.arrays import I64
 
 MAX_DIGITS = 19
+CHUNK_ROWS = 1 << 16  # rows laid out at once by `write`
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,29 @@ def scaled(x: npt.NDArray[Any], decimals: int) -> I64:
 
 def encode(header: Sequence[str], columns: Sequence[Column]) -> bytes:
     """The CSV text of `columns` under `header`, one row per entry."""
+    return _head(header) + _rows(columns)
+
+
+def write(path: Path, header: Sequence[str], columns: Sequence[Column]) -> None:
+    """`encode`'s bytes into `path`, CHUNK_ROWS rows at a time: rows are laid out each
+    on its own, so the file is the same and the memory that of one chunk."""
     n = len(columns[0].values) if columns else 0
-    head = (",".join(header) + "\n").encode()
+    with path.open("wb") as fh:
+        fh.write(_head(header))
+        for first in range(0, n, CHUNK_ROWS):
+            fh.write(_rows([dataclasses.replace(c, values=np.asarray(c.values)[
+                first: first + CHUNK_ROWS]) for c in columns]))
+
+
+def _head(header: Sequence[str]) -> bytes:
+    return (",".join(header) + "\n").encode()
+
+
+def _rows(columns: Sequence[Column]) -> bytes:
+    """The rows of `columns`, each ended by a newline."""
+    n = len(columns[0].values) if columns else 0
     if n == 0:
-        return head
+        return b""
     fields: list[tuple[str, Any, I64]] = []  # kind, data, field length
     for col in columns:
         if col.labels is not None:
@@ -100,4 +122,4 @@ def encode(header: Sequence[str], columns: Sequence[Column]) -> bytes:
                 for j, byte in enumerate(text):
                     out[at[rows] + j] = byte
         at += length + 1
-    return head + out[:size].tobytes()
+    return out[:size].tobytes()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgetwin.emulator.engine import Results
-from edgetwin.emulator.output.fastcsv import Column, encode
+from edgetwin.emulator.output.fastcsv import Column, write
 from edgetwin.emulator.records import SESSION_COLUMNS
 from edgetwin.emulator.session import COMPLETED, STATUSES
 
@@ -105,7 +105,7 @@ def write_sessions_csv(r: Results, path: Path) -> None:
             columns.append(Column(v, decimals=DECIMALS.get(k, 0)))
     for codes, labels in r.label_columns.values():
         columns.append(Column(codes, labels=labels))
-    path.write_bytes(encode([*SESSION_COLUMNS, *r.label_columns], columns))
+    write(path, [*SESSION_COLUMNS, *r.label_columns], columns)
 
 
 def round_columns(r: Results) -> dict[str, list[Any]]:
