@@ -65,6 +65,7 @@ class AsyncRounds:
         self.until_s = math.inf if until is None else until
         # the sessions in flight (launched, their reports not yet taken), one batch
         self.flight: Planned | None = None
+        self.outcomes: Outcome | None = None  # theirs, as each would end by itself
         self.report_s: F64 = np.zeros(0)
         self.started_version: I64 = np.zeros(0, dtype=np.int64)  # each session's model version
         self.completed = np.zeros(0, dtype=bool)
@@ -273,6 +274,7 @@ class AsyncRounds:
         o = self._outcome(p)
         versions = np.array([x.version for x in made], dtype=np.int64)
         self.flight = p if self.flight is None else join([self.flight, p])
+        self.outcomes = o if self.outcomes is None else join([self.outcomes, o])
         self.report_s = np.concatenate([self.report_s, report])
         self.started_version = np.concatenate([self.started_version, versions[launch]])
         self.completed = np.concatenate([self.completed, o.status == COMPLETED])
@@ -296,7 +298,7 @@ class AsyncRounds:
         due = idx[~self.written[idx]]
         if len(due):
             p = take(self.flight, due)  # type: ignore[arg-type]
-            self.engine.model.settle(p, self._outcome(p))
+            self.engine.model.settle(p, take(self.outcomes, due))  # type: ignore[arg-type]
             self.written[due] = True
 
     def _outcome(self, p: Planned) -> Outcome:
@@ -309,7 +311,7 @@ class AsyncRounds:
         self._write(idx)
         p = take(self.flight, idx)  # type: ignore[arg-type]
         cut = p.start_s + self.orchestration.deadline_s
-        o = self._outcome(p)
+        o = take(self.outcomes, idx)  # type: ignore[arg-type]
         discarded = None if stale is None else np.isin(idx, stale)
         first = self.engine.record(p, o, self.started_version[idx], cut, DEADLINE,
                                    settle=False, stale=discarded)
@@ -322,13 +324,17 @@ class AsyncRounds:
         before the aggregation after which its report is too stale (the one that made the
         model `max_staleness` versions newer than the session's)."""
         closes = np.array([row.closed_s for row in self.engine.rounds] + [np.inf])
-        for first, p, status, version in self.untimed:
+        if self.untimed:
+            first = np.concatenate([f + np.arange(len(st), dtype=np.int64)
+                                    for f, _, st, _ in self.untimed])
+            p = join([x[1] for x in self.untimed])
+            status = np.concatenate([x[2] for x in self.untimed])
+            version = np.concatenate([x[3] for x in self.untimed])
             which = np.minimum(version + self.settings.max_staleness, len(closes) - 1)
             cut = Cut(at_s=p.start_s + self.orchestration.deadline_s,
                       status=np.full(len(status), DEADLINE, dtype=np.int64),
                       stale_s=closes[which])
-            rows = first + np.arange(len(status), dtype=np.int64)
-            self.engine.log.fill(rows, self.engine.timing(p, status, cut))
+            self.engine.log.fill(first, self.engine.timing(p, status, cut))
         self.untimed = []
 
     def _take(self, idx: I64, stale: I64) -> None:
@@ -344,6 +350,7 @@ class AsyncRounds:
     def _take_out(self, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> None:
         """Only the sessions `keep` stay in flight."""
         self.flight = take(self.flight, keep)  # type: ignore[arg-type]
+        self.outcomes = take(self.outcomes, keep)  # type: ignore[arg-type]
         for name in ("report_s", "started_version", "completed", "energy_j", "up_bytes",
                      "down_bytes", "written"):
             setattr(self, name, getattr(self, name)[keep])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetwin.common.arrays import F64, I64, B
+from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
@@ -73,22 +73,18 @@ class Candidates:
 
 def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64) -> Selection:
     """The clients of one or more launches (see `Candidates`), and the launch each is
-    for. Each client's state is read as of its launch; nothing is written.
-
-    The draws a launch would make one after another (again while too few are eligible)
-    are made in two passes: the first draw, then every later one at once, keeping the
-    candidates of those draws a loop would have reached. Eligibility is a pure function
-    of the client and the instant, so the pool is the loop's, at a fraction of the calls.
-    """
-    first = candidates(engine, now_s, k, launch_id, range(1))
-    seen, c = first
+    for: each launch draws again while fewer than it wants are eligible. Each client's
+    state is read as of its launch; nothing is written."""
     want = _want(engine, k)
-    short = np.bincount(c.launch, minlength=len(k)) < want
-    if short.any():
+    seen, found = candidates(engine, now_s, k, launch_id, range(1))
+    for redraw in range(1, REDRAWS):
+        short = np.bincount(found.launch, minlength=len(k)) < want
+        if not short.any():
+            break
         more = candidates(engine, now_s, np.where(short, k, 0), launch_id,
-                          range(1, REDRAWS), seen)[1]
-        c = _union(c, more)
-    return choose(engine, c)
+                          range(redraw, redraw + 1), seen)[1]
+        found = _union(found, more)
+    return choose(engine, found)
 
 
 def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
@@ -175,13 +171,12 @@ class Drawn:
     def new(self, g: I64, c: I64, r: I64) -> tuple[I64, I64, I64]:
         """The distinct pairs among these not drawn before, by launch and client, each
         with the first draw number that drew it."""
-        if self.mask is not None:
-            first = np.full(self.n, REDRAWS, dtype=np.int8)
-            np.minimum.at(first, c, r.astype(np.int8))
-            first[self.mask] = REDRAWS
-            c = np.flatnonzero(first < REDRAWS)
-            self.mask[c] = True
-            return np.zeros(len(c), dtype=np.int64), c, first[c].astype(np.int64)
+        if self.mask is not None:  # draw by draw, each client once, by client
+            numbers = np.unique(r) if len(r) and r[0] != r[-1] else r[:1]
+            parts = [self._fresh(c if len(numbers) == 1 else c[r == d]) for d in numbers]
+            c = np.concatenate(parts) if parts else c
+            r = np.repeat(numbers, [len(x) for x in parts])
+            return np.zeros(len(c), dtype=np.int64), c, r
         ranked = np.sort((g * self.n + c) * REDRAWS + r)  # by launch, client, then draw
         keys, r = ranked // REDRAWS, ranked % REDRAWS
         if len(keys):
@@ -195,3 +190,12 @@ class Drawn:
         elif len(keys):
             self.keys = keys
         return keys // self.n, keys % self.n, r
+
+    def _fresh(self, c: I64) -> I64:
+        """The clients among `c` not drawn before, in order; now drawn."""
+        assert self.mask is not None
+        fresh = np.zeros(self.n, dtype=bool)
+        fresh[c] = True
+        fresh &= ~self.mask
+        self.mask |= fresh
+        return np.flatnonzero(fresh)

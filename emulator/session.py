@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -74,17 +75,6 @@ class Planned:
     interrupt_s: F64
 
 
-def take(p: Planned, i: npt.NDArray[np.int64] | B) -> Planned:
-    """Sessions `i` of a batch, as a batch."""
-    return Planned(**{f.name: getattr(p, f.name)[i] for f in dataclasses.fields(Planned)})
-
-
-def join(batches: list[Planned]) -> Planned:
-    """Batches as one, in order."""
-    return Planned(**{f.name: np.concatenate([getattr(b, f.name) for b in batches])
-                      for f in dataclasses.fields(Planned)})
-
-
 @dataclass(frozen=True)
 class SessionCosts:
     """Nominal per-session costs that stand in for the group's in `plan`: what an
@@ -123,6 +113,20 @@ class Outcome:
     battery_end_j: F64
     temp_end_c: F64
     throttled_s: F64
+
+
+Batch = TypeVar("Batch", "Planned", "Outcome")
+
+
+def take(p: Batch, i: npt.NDArray[np.int64] | B) -> Batch:
+    """Sessions `i` of a batch (planned sessions or their outcomes), as a batch."""
+    return type(p)(**{f.name: getattr(p, f.name)[i] for f in dataclasses.fields(p)})
+
+
+def join(batches: list[Batch]) -> Batch:
+    """Batches as one, in order."""
+    return type(batches[0])(**{f.name: np.concatenate([getattr(b, f.name) for b in batches])
+                               for f in dataclasses.fields(batches[0])})
 
 
 @dataclass(frozen=True)
