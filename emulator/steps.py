@@ -173,35 +173,43 @@ def _step_by_step(x: StepInputs) -> StepResult:
     th = x.thermal
     for step in range(int(x.planned.max(initial=0))):
         active = (step < x.planned) & ~np.isfinite(battery_fail)
-        if not active.any():
+        every = bool(active.all())
+        if not every and not active.any():
             break
+
+        def moved(new: Any, old: Any) -> Any:
+            """`new` for the sessions that take this step, `old` for the others."""
+            return new if every else np.where(active, new, old)
+
         charging_w = np.where(x.charger.on(t), x.charger.charge_w, 0.0)
         if th is not None:
-            factor = th.speed_factor(temp)
+            factor, share = th.at_depth(th.depth(temp))
             busy_w = th.busy_power_w(x.busy_w, factor)
-            charging_w = charging_w * th.charge_share(temp)
+            charging_w = charging_w * share
         else:
             factor, busy_w = np.ones(n), x.busy_w
         compute_s = x.step_s / (x.speed * factor)
         dt = compute_s + x.split_s
         e = busy_w * compute_s + x.io_w * x.split_s
         if th is not None:
-            temp = np.where(active, th.relax(temp, busy_w, compute_s), temp)
+            temp = moved(th.relax(temp, busy_w, compute_s), temp)
         if x.sleep is not None:  # between optimizer steps, not after the last
             rest = np.where(step + 1 < x.planned,
                             x.sleep.sleep_s(batt.percent(bat - e, x.capacity_j), temp), 0.0)
             dt = dt + rest
             e = e + x.idle_w * rest
             if th is not None:
-                temp = np.where(active, th.relax(temp, x.idle_w, rest), temp)
+                temp = moved(th.relax(temp, x.idle_w, rest), temp)
         slow = active & (factor < 1.0)
-        onset = np.where(slow & np.isinf(onset), t, onset)
-        throttled = np.where(slow, throttled + compute_s, throttled)
-        t = np.where(active, t + dt, t)
-        energy = np.where(active, energy + e, energy)
-        bat = np.where(active, np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
-        done = np.where(active, done + 1, done)
+        if slow.any():
+            onset = np.where(slow & np.isinf(onset), t, onset)
+            throttled = np.where(slow, throttled + compute_s, throttled)
+        t = moved(t + dt, t)
+        energy = moved(energy + e, energy)
+        bat = moved(np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
+        done = moved(done + 1, done)
         died = active & finite & (bat <= x.abort_j)
-        battery_fail[died] = t[died]
+        if died.any():
+            battery_fail[died] = t[died]
     return StepResult(end_s=t, energy_j=energy, done=done, battery_fail_s=battery_fail,
                       temp_c=temp, throttled_s=throttled, throttle_onset_s=onset, battery_j=bat)

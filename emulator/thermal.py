@@ -23,8 +23,13 @@ def relax_c(temp_c: F64, power_w: F64, dt_s: F64, ambient_c: F64, resistance_c_p
 
 def speed_factor(temp_c: F64, start_c: F64, full_c: F64, min_factor: F64) -> F64:
     """1 below the throttle threshold, falling linearly to `min_factor` at `full_c`."""
-    frac = np.clip((temp_c - start_c) / (full_c - start_c), 0.0, 1.0)
-    return 1.0 - frac * (1.0 - min_factor)
+    return 1.0 - throttle_depth(temp_c, start_c, full_c) * (1.0 - min_factor)
+
+
+def throttle_depth(temp_c: F64, start_c: F64, full_c: F64) -> F64:
+    """How far into the throttle band: 0 at `start_c` and below, 1 at `full_c` and above."""
+    # min(max()) rather than clip: the same numbers, at a fraction of the calls' cost
+    return np.minimum(np.maximum((temp_c - start_c) / (full_c - start_c), 0.0), 1.0)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,10 @@ class ThermalArrays:
         return speed_factor(temp_c, self.throttle_start_c, self.throttle_full_c,
                             self.min_speed_factor)
 
+    def depth(self, temp_c: F64) -> F64:
+        """How far into the throttle band each device is (see `throttle_depth`)."""
+        return throttle_depth(temp_c, self.throttle_start_c, self.throttle_full_c)
+
     def busy_power_w(self, busy_w: F64, factor: F64) -> F64:
         """Power while busy at speed factor `factor` (1: cold)."""
         return busy_w * factor ** self.power_exponent
@@ -57,6 +66,11 @@ class ThermalArrays:
         falling linearly to `hot_charge_share` at throttle_full_c."""
         return speed_factor(temp_c, self.throttle_start_c, self.throttle_full_c,
                             self.hot_charge_share)
+
+    def at_depth(self, depth: F64) -> tuple[F64, F64]:
+        """The speed factor and the share of the charge rate at a throttle depth."""
+        return 1.0 - depth * (1.0 - self.min_speed_factor), \
+            1.0 - depth * (1.0 - self.hot_charge_share)
 
     def cannot_throttle(self, temp_c: F64, power_w: F64) -> B:
         """Below the throttle point now and at the equilibrium of `power_w`: the device
