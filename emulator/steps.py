@@ -156,6 +156,12 @@ def _closed_form(x: StepInputs) -> StepResult:
                       battery_j=np.minimum(x.battery_j + done * gain, x.capacity_j))
 
 
+def moved(some: B | None, new: Any, old: Any) -> Any:
+    """`new` for the sessions that take this step (`some`; None: every one), `old` for
+    the others."""
+    return new if some is None else np.where(some, new, old)
+
+
 def _step_by_step(x: StepInputs) -> StepResult:
     """Step by step, vectorised over the batch: throttling, sleeps and the charger change
     each step. A throttled step runs slower at lower power (DVFS), a hot phone charges
@@ -173,14 +179,9 @@ def _step_by_step(x: StepInputs) -> StepResult:
     th = x.thermal
     for step in range(int(x.planned.max(initial=0))):
         active = (step < x.planned) & ~np.isfinite(battery_fail)
-        every = bool(active.all())
-        if not every and not active.any():
+        if not active.any():
             break
-
-        def moved(new: Any, old: Any) -> Any:
-            """`new` for the sessions that take this step, `old` for the others."""
-            return new if every else np.where(active, new, old)
-
+        some = None if active.all() else active
         charging_w = np.where(x.charger.on(t), x.charger.charge_w, 0.0)
         if th is not None:
             factor, share = th.at_depth(th.depth(temp))
@@ -192,22 +193,22 @@ def _step_by_step(x: StepInputs) -> StepResult:
         dt = compute_s + x.split_s
         e = busy_w * compute_s + x.io_w * x.split_s
         if th is not None:
-            temp = moved(th.relax(temp, busy_w, compute_s), temp)
+            temp = moved(some, th.relax(temp, busy_w, compute_s), temp)
         if x.sleep is not None:  # between optimizer steps, not after the last
             rest = np.where(step + 1 < x.planned,
                             x.sleep.sleep_s(batt.percent(bat - e, x.capacity_j), temp), 0.0)
             dt = dt + rest
             e = e + x.idle_w * rest
             if th is not None:
-                temp = moved(th.relax(temp, x.idle_w, rest), temp)
+                temp = moved(some, th.relax(temp, x.idle_w, rest), temp)
         slow = active & (factor < 1.0)
         if slow.any():
             onset = np.where(slow & np.isinf(onset), t, onset)
             throttled = np.where(slow, throttled + compute_s, throttled)
-        t = moved(t + dt, t)
-        energy = moved(energy + e, energy)
-        bat = moved(np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
-        done = moved(done + 1, done)
+        t = moved(some, t + dt, t)
+        energy = moved(some, energy + e, energy)
+        bat = moved(some, np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
+        done = moved(some, done + 1, done)
         died = active & finite & (bat <= x.abort_j)
         if died.any():
             battery_fail[died] = t[died]
