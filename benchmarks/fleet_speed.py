@@ -3,48 +3,46 @@
 Per case: the engine's time (from the scenario loaded to the results in memory: the
 fleet's build and the events, as run.json records it; no interpreter start, no files,
 no plots), end to end (the whole command), client sessions per engine second, and the
-command's peak memory.
+command's peak memory. Each case's goal is checked and said met or missed, and by how
+much; goals that are ratios compare cases measured in the same run.
 
-Usage: python benchmarks/fleet_speed.py [--repeats N] [--only SUBSTRING]
+`--baseline DIR` measures an earlier edgetwin beside this one, case by case and
+alternating, so that both see the same machine: DIR holds that version installed
+(`pip install --no-deps --target DIR <its checkout>`), and the table gains its
+figures and the speed-up.
+
+Usage: python benchmarks/fleet_speed.py [--repeats N] [--only SUBSTRING] [--baseline DIR]
+       [--huge]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "thousand_clients.yaml"
-BIG = ["fleet.clients=100000", "orchestration.clients_per_round=1000"]
-IDLE = ["fleet.clients=1000000", "orchestration.clients_per_round=1000"]
+SYNC_100K = ["fleet.clients=100000", "orchestration.clients_per_round=1000"]
+ASYNC_1K = ["orchestration.mode=async", "stop.rounds=2000"]
+ASYNC_100K = ["orchestration.mode=async", "fleet.clients=100000",
+              "orchestration.async={concurrency: 1000, buffer_size: 100}", "stop.rounds=300"]
 MILLION = ["fleet.clients=1000000", "orchestration.clients_per_round=10000"]
-
-
-@dataclass(frozen=True)
-class Case:
-    label: str
-    overrides: list[str]
-    plots: bool
-    target: str
-
-
-CASES = [
-    Case("thousand_clients.yaml, plots", [], True, "e2e <= 10 s"),
-    Case("100k clients x 1,000 a round x 100", BIG, False,
-         ">= 200,000 sessions/s; e2e <= 2 s"),
-    Case("thousand_clients.yaml, async", ["orchestration.mode=async"], False,
-         ">= 50,000 sessions/s"),
-    Case("1M clients x 10,000 a round x 100", MILLION, False, "e2e <= 15 s, <= 4 GB"),
-    Case("1M clients x 1,000 a round x 100 (idle)", IDLE, False, "< 1.3x the 100k case"),
-]
+IDLE = ["fleet.clients=1000000", "orchestration.clients_per_round=1000"]
+TEN_MILLION = ["fleet.clients=10000000", "orchestration.clients_per_round=10000",
+               "stop.rounds=10"]
+HUNDRED_MILLION = ["fleet.clients=100000000", "orchestration.clients_per_round=10000",
+                   "stop.rounds=10"]
+GIB = 1024.0
 
 
 @dataclass(frozen=True)
@@ -54,67 +52,221 @@ class Run:
     peak_mib: float
     sessions: int
 
+    @property
+    def rate(self) -> float:
+        """Client sessions per engine second."""
+        return self.sessions / self.engine_s
 
-def run_case(case: Case) -> Run:
-    """One `edgetwin simulate` in a fresh process."""
+
+@dataclass
+class Measured:
+    """A case's medians, now and (with --baseline) before."""
+
+    now: Run
+    before: Run | None = None
+
+
+Goal = Callable[[dict[str, Measured]], list[str]]  # lines: each goal, met or missed
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    label: str
+    overrides: list[str]
+    plots: bool = False
+    goals: list[Goal] = field(default_factory=list)
+    huge: bool = False  # run only with --huge
+
+
+def verdict(name: str, value: float, goal: float, *, at_most: bool, unit: str = "") -> str:
+    """One goal's line: the value, the goal, met or missed and by how much."""
+    met = value <= goal if at_most else value >= goal
+    by = goal / value if at_most else value / goal
+    word = "met" if met else "missed"
+    return f"  {name}: {value:,.2f}{unit} against {'<=' if at_most else '>='} " \
+           f"{goal:,.2f}{unit}: {word} ({by:.2f}x the goal)"
+
+
+def rate_at_least(key: str, goal: float) -> Goal:
+    return lambda m: [verdict(f"{key} sessions/s", m[key].now.rate, goal, at_most=False)]
+
+
+def share_of(key: str, of: str, share: float) -> Goal:
+    def check(m: dict[str, Measured]) -> list[str]:
+        if of not in m:
+            return [f"  {key} against {of}: not measured ({of} not run)"]
+        return [verdict(f"{key} rate / {of} rate", m[key].now.rate / m[of].now.rate, share,
+                        at_most=False)]
+    return check
+
+
+def peak_at_most(key: str, gib: float) -> Goal:
+    return lambda m: [verdict(f"{key} peak GiB", m[key].now.peak_mib / GIB, gib,
+                              at_most=True)]
+
+
+def wall_at_most(key: str, seconds: float) -> Goal:
+    return lambda m: [verdict(f"{key} end to end s", m[key].now.wall_s, seconds,
+                              at_most=True)]
+
+
+def faster_than_before(key: str, share: float) -> Goal:
+    def check(m: dict[str, Measured]) -> list[str]:
+        before = m[key].before
+        if before is None:
+            return [f"  {key} end to end against before: needs --baseline"]
+        return [verdict(f"{key} end to end now / before", m[key].now.wall_s / before.wall_s,
+                        share, at_most=True)]
+    return check
+
+
+def tenfold(key: str, of: str, most: float) -> Goal:
+    def check(m: dict[str, Measured]) -> list[str]:
+        if of not in m:
+            return [f"  {key} against {of}: not measured ({of} not run)"]
+        a, b = m[key].now, m[of].now
+        return [verdict(f"{key} / {of} engine", a.engine_s / b.engine_s, most, at_most=True),
+                verdict(f"{key} / {of} end to end", a.wall_s / b.wall_s, most, at_most=True)]
+    return check
+
+
+CASES = [
+    Case("plots", "thousand_clients.yaml, plots", [], plots=True,
+         goals=[wall_at_most("plots", 10.0)]),
+    Case("sync-100k", "100k clients x 1,000 a round x 100, sync", SYNC_100K,
+         goals=[rate_at_least("sync-100k", 400_000)]),
+    Case("async-1k", "thousand_clients.yaml, async, 2,000 aggregations", ASYNC_1K,
+         goals=[rate_at_least("async-1k", 50_000), share_of("async-1k", "sync-100k", 0.25)]),
+    Case("async-100k", "100k clients, async, 1,000 in flight, 300 aggregations", ASYNC_100K,
+         goals=[rate_at_least("async-100k", 100_000)]),
+    Case("million", "1M clients x 10,000 a round x 100", MILLION,
+         goals=[faster_than_before("million", 0.5), peak_at_most("million", 1.0)]),
+    Case("idle", "1M clients x 1,000 a round x 100 (idle)", IDLE,
+         goals=[tenfold("idle", "sync-100k", 1.3)]),
+    Case("10M", "10M clients x 10,000 a round x 10", TEN_MILLION),
+    Case("100M", "100M clients x 10,000 a round x 10", HUNDRED_MILLION, huge=True,
+         goals=[peak_at_most("100M", 4.0), wall_at_most("100M", 30.0)]),
+]
+
+
+def run_case(case: Case, baseline: str | None) -> Run:
+    """One `edgetwin simulate` in a fresh process: this edgetwin, or the one installed
+    in `baseline` (run from outside the checkout, so that it imports that one)."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "edgetwin.cli", "simulate", str(SCENARIO), "--out", out,
-               "--quiet"]
+        cmd = [sys.executable, "-m", "edgetwin.cli", "simulate", str(SCENARIO), "--out",
+               str(Path(out) / "run"), "--quiet"]
         for o in case.overrides:
             cmd += ["--set", o]
         if not case.plots:
             cmd.append("--no-plots")
+        env = dict(os.environ)
+        if baseline:
+            env["PYTHONPATH"] = baseline
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=ROOT)
+        subprocess.run(cmd, check=True, cwd=out if baseline else ROOT, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         # ru_maxrss of children is the largest child so far: each case runs in a
-        # fresh benchmark process (see main), so this is this case's
+        # fresh benchmark process (see measure), so this is this case's
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        info = json.loads((Path(out) / "run.json").read_text())
-        sessions = json.loads((Path(out) / "summary.json").read_text())["client_sessions"]
+        folder = Path(out) / "run"
+        info = json.loads((folder / "run.json").read_text())
+        sessions = json.loads((folder / "summary.json").read_text())["client_sessions"]
     return Run(float(info["engine_s"]), wall, peak, int(sessions))
 
 
-def measure(case: Case, repeats: int) -> list[Run]:
-    """`repeats` runs of a case, each from a fresh benchmark process (so that the peak
-    memory read is this case's alone)."""
-    runs = []
-    for _ in range(repeats):
-        done = subprocess.run([sys.executable, __file__, "--one", case.label],
-                              check=True, capture_output=True, text=True, cwd=ROOT)
-        runs.append(Run(**json.loads(done.stdout)))
-    return runs
+def measure_once(case: Case, baseline: str | None) -> Run:
+    """One run of a case from a fresh benchmark process (so that the peak memory read
+    is this case's alone)."""
+    cmd = [sys.executable, __file__, "--one", case.key]
+    if baseline:
+        cmd += ["--baseline", baseline]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return Run(**json.loads(done.stdout))
+
+
+def median_run(runs: list[Run]) -> Run:
+    return Run(statistics.median(r.engine_s for r in runs),
+               statistics.median(r.wall_s for r in runs), max(r.peak_mib for r in runs),
+               runs[0].sessions)
+
+
+def available_mib() -> float:
+    """Memory this machine has free for a run, MiB (MemAvailable)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def row(label: str, r: Run) -> str:
+    return (f"{label:58} {r.engine_s:9.2f} {r.wall_s:7.2f} {r.sessions:10,} "
+            f"{r.rate:11,.0f} {r.peak_mib:9,.0f}")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", default="", help="run the cases whose label contains this")
+    ap.add_argument("--only", default="", help="run the cases whose key or label has this")
+    ap.add_argument("--baseline", default=None,
+                    help="a folder holding an earlier edgetwin, measured beside this one")
+    ap.add_argument("--huge", action="store_true",
+                    help="also the 100-million-client case (when the memory it needs is free)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
-        r = run_case(next(c for c in CASES if c.label == args.one))
+        r = run_case(next(c for c in CASES if c.key == args.one), args.baseline)
         print(json.dumps(r.__dict__))
         return 0
-    print(f"{'case':42} {'engine s':>9} {'e2e s':>7} {'sessions':>10} {'sessions/s':>11} "
-          f"{'peak MiB':>9}  target")
-    medians: dict[str, Run] = {}
+    print(f"{'case':58} {'engine s':>9} {'e2e s':>7} {'sessions':>10} {'sessions/s':>11} "
+          f"{'peak MiB':>9}")
+    measured: dict[str, Measured] = {}
+    per_client_mib: float | None = None
     for case in CASES:
-        if args.only not in case.label:
+        if args.only not in case.key and args.only not in case.label:
             continue
-        runs = measure(case, args.repeats)
-        m = Run(statistics.median(r.engine_s for r in runs),
-                statistics.median(r.wall_s for r in runs), max(r.peak_mib for r in runs),
-                runs[0].sessions)
-        medians[case.label] = m
-        print(f"{case.label:42} {m.engine_s:9.2f} {m.wall_s:7.2f} {m.sessions:10,} "
-              f"{m.sessions / m.engine_s:11,.0f} {m.peak_mib:9,.0f}  {case.target}")
-        print(f"{'':42} runs: engine {', '.join(f'{r.engine_s:.2f}' for r in runs)}; "
-              f"e2e {', '.join(f'{r.wall_s:.2f}' for r in runs)}")
-    big, idle = medians.get(CASES[1].label), medians.get(CASES[4].label)
-    if big and idle:
-        print(f"tenfold idle fleet: engine {idle.engine_s / big.engine_s:.2f}x, end to end "
-              f"{idle.wall_s / big.wall_s:.2f}x the time (target < 1.3x)")
+        if case.huge and not args.huge:
+            print(f"{case.label}: not run (add --huge)")
+            continue
+        if case.huge and per_client_mib is None:
+            print(f"{case.label}: not run: the 10M case sizes it first")
+            continue
+        if case.huge and per_client_mib is not None:
+            need = per_client_mib * 100_000_000
+            if need > available_mib():
+                print(f"{case.label}: not run: at {per_client_mib * 2**20:,.0f} bytes a client "
+                      f"(the 10M case's) it needs about {need / GIB:,.1f} GiB; "
+                      f"{available_mib() / GIB:,.1f} GiB are free")
+                measured[case.key] = Measured(Run(float("inf"), float("inf"),
+                                                  need, 0))
+                continue
+        now_runs, before_runs = [], []
+        for _ in range(args.repeats):  # alternating: both see the same machine
+            if args.baseline and not case.huge:  # before, it needed about 21 GB
+                before_runs.append(measure_once(case, args.baseline))
+            now_runs.append(measure_once(case, None))
+        m = Measured(median_run(now_runs), median_run(before_runs) if before_runs else None)
+        measured[case.key] = m
+        print(row(case.label, m.now))
+        print(f"{'':58} runs: engine {', '.join(f'{r.engine_s:.2f}' for r in now_runs)}; "
+              f"e2e {', '.join(f'{r.wall_s:.2f}' for r in now_runs)}")
+        if m.before is not None:
+            print(row("  before", m.before))
+            print(f"{'':58} speed-up: engine {m.before.engine_s / m.now.engine_s:.2f}x, "
+                  f"end to end {m.before.wall_s / m.now.wall_s:.2f}x, peak memory "
+                  f"{m.now.peak_mib / m.before.peak_mib:.2f}x")
+        if case.key == "10M":
+            per_client_mib = m.now.peak_mib / 10_000_000
+            print(f"{'':58} {per_client_mib * 2**20:,.0f} bytes a client at peak "
+                  f"(100M clients: about {per_client_mib * 1e8 / GIB:,.1f} GiB)")
+    print("goals:")
+    for case in CASES:
+        if case.key in measured and measured[case.key].now.sessions:
+            for goal in case.goals:
+                for line in goal(measured):
+                    print(line)
     return 0
 
 

@@ -273,8 +273,7 @@ class SessionModel:
     def compute_factor(self, c: I64, keys: I64) -> F64:
         """Each session's draw of its profile's variability (`compute.session_cv`): a
         lognormal factor of mean 1 on its compute (set-up and steps), keyed by client and
-        session; ones
-        where the scenario turns variability off or the profile states none."""
+        session; ones where the scenario turns variability off or the profile states none."""
         cv = self.costs.session_cv[self.fleet.cost_index[c]]
         if not self.scenario.variability.enabled or not np.any(cv > 0):
             return np.ones(len(c))
