@@ -1,0 +1,143 @@
+"""The engine's fast paths against the plain algorithms they stand for: each gives the
+same numbers, bit for bit, so that speed never changes a result (the golden outputs
+check whole runs; these check each path where it is easy to see why)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetwin.emulator import checkin
+from edgetwin.emulator.availability import Availability, Charger
+from edgetwin.emulator.engine import Engine
+from edgetwin.emulator.output import fastcsv
+from edgetwin.emulator.streams import Streams
+
+from .emulator_helpers import SCENARIOS, build, small_scenario
+
+
+def _engine(clients: int = 300, thin: bool = True) -> Engine:
+    """A fleet, some of it busy, with thin availability (churn, daily windows,
+    batteries: every draw counts) or ample (most launches stop drawing early)."""
+    data = small_scenario(fleet__clients=clients, availability__online_fraction=0.5,
+                          availability__mean_session_s=3600.0)
+    if thin:
+        data["availability"]["diurnal"] = {
+            "timezones_h": {"dist": "choice", "values": [0, 8]},
+            "window_start_h": {"dist": "uniform", "low": 0, "high": 24},
+            "window_length_h": 10}
+    else:
+        data["availability"] = {"online_fraction": 1.0, "mean_session_s": None}
+    s = build(data)
+    engine = Engine(s, SCENARIOS, 11)
+    rng = np.random.default_rng(0)
+    engine.busy_until_s[rng.choice(clients, clients // 5, replace=False)] = 1e9
+    return engine
+
+
+def _loop_pool(engine: Engine, now_s: np.ndarray, k: np.ndarray, launch_id: np.ndarray,
+               redraws: int = checkin.REDRAWS, held: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> set[tuple[int, int, float]]:
+    """The check-in as a plain loop: each launch draws `pool_factor` per slot, again
+    while fewer than that are eligible, each client once; (launch, client, charge)."""
+    n, model = engine.fleet.n, engine.model
+    want = np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
+    out: set[tuple[int, int, float]] = set()
+    for j in range(len(k)):
+        seen: set[int] = set()
+        have = 0
+        for r in range(redraws):
+            if k[j] == 0 or have >= want[j] or (r > 0 and want[j] >= n):
+                break
+            size = min(int(want[j]), n)
+            draw = np.arange(size)
+            u = engine.streams.uniform("checkin", (launch_id[j] * checkin.REDRAWS + r) << 32
+                                       | draw)
+            drawn = draw if size >= n else np.minimum((u * n).astype(np.int64), n - 1)
+            for c in dict.fromkeys(drawn.tolist()):
+                if c in seen:
+                    continue
+                seen.add(c)
+                t = float(now_s[j])
+                if engine.busy_until_s[c] > t:
+                    continue
+                if held is not None and any(h == c and at < t for h, at in zip(*held,
+                                                                            strict=True)):
+                    continue
+                one, when = np.array([c]), np.array([t])
+                if not model.availability.online(one, when)[0]:
+                    continue
+                charge = model.battery_at(one, when)
+                if model.charged_enough(one, charge)[0]:
+                    out.add((j, c, float(charge[0])))
+                    have += 1
+    return out
+
+
+def _pool(sel: checkin.Selection) -> set[tuple[int, int, float]]:
+    p = sel.pool
+    return set(zip(p.launch.tolist(), p.clients.tolist(), p.battery_j.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("thin", [True, False])
+def test_one_launch_pool_is_the_loops(thin: bool) -> None:
+    engine = _engine(thin=thin)
+    for k, t in ((10, 3_600.0), (4, 40_000.0), (30, 7_000.0)):  # 30 ask the whole fleet
+        args = np.array([t]), np.array([k]), np.array([k + 1])
+        assert _pool(checkin.launches(engine, *args)) == _loop_pool(engine, *args)
+
+
+@pytest.mark.parametrize("thin", [True, False])
+def test_a_batch_of_launches_with_held_clients_is_the_loops(thin: bool) -> None:
+    engine = _engine(thin=thin)
+    at = np.array([100.0, 200.0, 200.0, 5_000.0])
+    k, ids = np.array([3, 1, 0, 6]), np.array([7, 8, 9, 10])
+    cands = checkin.candidates(engine, at, k, ids)[1]  # drawn once, chosen per pass
+    held = (np.array([4, 17, 30, 120]), np.array([150.0, 50.0, 4_000.0, 0.0]))
+    assert _pool(checkin.choose(engine, cands, held)) == _loop_pool(engine, at, k, ids,
+                                                                   held=held)
+    assert _pool(checkin.choose(engine, cands)) == _loop_pool(engine, at, k, ids)
+
+
+def test_the_loop_is_a_sharp_reference() -> None:
+    """A check-in that drew one time fewer is told apart: thin availability makes every
+    draw count."""
+    engine = _engine()
+    args = np.array([3_600.0]), np.array([10]), np.array([11])
+    assert _pool(checkin.launches(engine, *args)) != _loop_pool(engine, *args, redraws=3)
+
+
+def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them() -> None:
+    n = 2_000
+    av = Availability(Streams(5), tz_h=np.zeros(n), window_start_h=np.zeros(n),
+                      window_length_h=np.full(n, 24.0),
+                      charger=Charger(charge_w=np.zeros(n), tz_h=np.zeros(n),
+                                      start_h=np.zeros(n), length_h=np.zeros(n)),
+                      charging_only=False, mean_session_s=3600.0, online_fraction=0.9,
+                      trace=None)
+    c = np.arange(n)
+    t = np.full(n, 12_345.0)
+    on = av.online(c, t)
+    c, t = c[on], t[on]
+    walked = np.full(len(c), np.inf)  # the plain walk: one epoch at a time
+    epoch = np.floor((t + av.phase_s[c]) / av.epoch_s).astype(np.int64) + 1
+    for i in range(len(c)):
+        for e in range(int(epoch[i]), int(epoch[i]) + 400):
+            if not av.streams.uniform("availability", c[i:i + 1], np.array([e]))[0] < 0.9:
+                walked[i] = e * av.epoch_s - av.phase_s[c[i]]
+                break
+    assert np.array_equal(av.offline_at(c, t), walked)
+    assert (walked - t > 10 * av.epoch_s).any()  # spells longer than one look of epochs
+
+
+def test_csv_written_in_chunks_is_the_whole_file(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    columns = [fastcsv.Column(rng.normal(size=50) * 1e3, decimals=3),
+               fastcsv.Column(rng.integers(0, 2, 50), labels=["yes", "no"]),
+               fastcsv.Column(np.where(rng.random(50) < 0.1, np.inf, rng.random(50)), 2)]
+    monkeypatch.setattr(fastcsv, "CHUNK_ROWS", 7)
+    fastcsv.write(tmp_path / "t.csv", ["a", "b", "c"], columns)
+    assert (tmp_path / "t.csv").read_bytes() == fastcsv.encode(["a", "b", "c"], columns)
