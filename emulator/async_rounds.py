@@ -304,9 +304,17 @@ class AsyncRounds:
         busy until then, as their launch set)."""
         due = idx[~self.written[idx]]
         if len(due):
-            p = take(self.flight, due)  # type: ignore[arg-type]
-            self.engine.model.settle(p, take(self.outcomes, due))  # type: ignore[arg-type]
+            p = take(self._planned(), due)
+            self.engine.model.settle(p, take(self._outcomes(), due))
             self.written[due] = True
+
+    def _planned(self) -> Planned:
+        assert self.flight is not None, "sessions in flight"
+        return self.flight
+
+    def _outcomes(self) -> Outcome:
+        assert self.outcomes is not None, "sessions in flight"
+        return self.outcomes
 
     def _outcome(self, p: Planned) -> Outcome:
         return self.engine.model.account(p, p.start_s + self.orchestration.deadline_s, DEADLINE)
@@ -316,9 +324,9 @@ class AsyncRounds:
         yet written to their clients are written now; the others were, and their clients
         may be in newer sessions. Their energy, J."""
         self._write(idx)
-        p = take(self.flight, idx)  # type: ignore[arg-type]
+        p = take(self._planned(), idx)
         cut = p.start_s + self.orchestration.deadline_s
-        o = take(self.outcomes, idx)  # type: ignore[arg-type]
+        o = take(self._outcomes(), idx)
         discarded = None if stale is None else np.isin(idx, stale)
         first = self.engine.record(p, o, self.started_version[idx], cut, DEADLINE,
                                    settle=False, stale=discarded)
@@ -356,8 +364,8 @@ class AsyncRounds:
 
     def _take_out(self, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> None:
         """Only the sessions `keep` stay in flight."""
-        self.flight = take(self.flight, keep)  # type: ignore[arg-type]
-        self.outcomes = take(self.outcomes, keep)  # type: ignore[arg-type]
+        self.flight = take(self._planned(), keep)
+        self.outcomes = take(self._outcomes(), keep)
         for name in ("report_s", "started_version", "completed", "energy_j", "up_bytes",
                      "down_bytes", "written"):
             setattr(self, name, getattr(self, name)[keep])

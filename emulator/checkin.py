@@ -149,7 +149,8 @@ def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = Non
 
 def _want(engine: Engine, k: I64) -> I64:
     """Candidates wanted per launch: `pool_factor` per slot."""
-    return np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
+    want: I64 = np.ceil(engine.scenario.selection.pool_factor * k).astype(np.int64)
+    return want
 
 
 def _union(a: Candidates, b: Candidates) -> Candidates:
