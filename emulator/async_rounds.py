@@ -31,6 +31,7 @@ import numpy as np
 from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.async_launches import select_batch, tell_observer
 from edgetwin.emulator.async_state import Launch, Scan, ServerState
+from edgetwin.emulator.batches import join, take
 from edgetwin.emulator.margins import Cut
 from edgetwin.emulator.rounds import IDLE_RETRY_S, MAX_IDLE_S, RoundRow
 from edgetwin.emulator.session import (
@@ -40,8 +41,6 @@ from edgetwin.emulator.session import (
     STALE,
     Outcome,
     Planned,
-    join,
-    take,
 )
 
 if TYPE_CHECKING:

@@ -10,13 +10,10 @@ says what a session had done by then, and `settle` writes it back to the client.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from edgetwin.common.arrays import F64, I64, B
 from edgetwin.emulator import battery as batt
@@ -26,7 +23,7 @@ from edgetwin.emulator.fleet import Fleet
 from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
 from edgetwin.emulator.steps import StepInputs, run_steps
 from edgetwin.emulator.streams import Streams
-from edgetwin.emulator.thermal import ThermalArrays
+from edgetwin.emulator.thermal import ThermalArrays, relax_c
 from edgetwin.profiles import variability
 from edgetwin.profiles.device import BatterySpec
 from edgetwin.profiles.training_setup import EnergyAwareSleep
@@ -115,20 +112,6 @@ class Outcome:
     throttled_s: F64
 
 
-Batch = TypeVar("Batch", "Planned", "Outcome")
-
-
-def take(p: Batch, i: npt.NDArray[np.int64] | B) -> Batch:
-    """Sessions `i` of a batch (planned sessions or their outcomes), as a batch."""
-    return type(p)(**{f.name: getattr(p, f.name)[i] for f in dataclasses.fields(p)})
-
-
-def join(batches: list[Batch]) -> Batch:
-    """Batches as one, in order."""
-    return type(batches[0])(**{f.name: np.concatenate([getattr(b, f.name) for b in batches])
-                               for f in dataclasses.fields(batches[0])})
-
-
 @dataclass(frozen=True)
 class _Links:
     down_mbps: F64
@@ -183,8 +166,9 @@ class SessionModel:
         f = self.fleet
         t_s = np.broadcast_to(t_s, c.shape)
         idle_s = np.maximum(t_s - f.last_touch_s[c], 0.0)
-        temp = self.group_thermal.subset(f.group[c]).relax(f.temperature_c[c],
-                                                           np.zeros(c.shape), idle_s)
+        th, g = self.group_thermal, f.group[c]
+        temp = relax_c(f.temperature_c[c], np.zeros(c.shape), idle_s, th.ambient_c[g],
+                       th.resistance_c_per_w[g], th.time_constant_s[g])
         return self.battery_at(c, t_s), temp
 
     def battery_at(self, c: I64, t_s: F64) -> F64:

@@ -94,8 +94,9 @@ def _steps(x: StepInputs) -> StepResult:
         return _closed_form(x)
     parts: list[tuple[B, StepResult]] = []
     if steady.any():
-        closed = _closed_form(_subset(x, steady))
-        kept = x.charger.subset(steady).steady_over(x.start_s[steady], closed.end_s)
+        steady_x = _subset(x, steady)
+        closed = _closed_form(steady_x)
+        kept = steady_x.charger.steady_over(steady_x.start_s, closed.end_s)
         parts.append((_mask(steady, kept), _subset_result(closed, kept)))
         steady = _mask(steady, kept)
     if not steady.all():
@@ -120,10 +121,14 @@ def _mask(outer: B, inner: B) -> B:
 
 
 def _subset_result(r: StepResult, m: B) -> StepResult:
+    if m.all():  # the same numbers without copying them
+        return r
     return StepResult(**{f.name: getattr(r, f.name)[m] for f in dataclasses.fields(r)})
 
 
 def _subset(x: StepInputs, m: B) -> StepInputs:
+    if m.all():
+        return x
     th = x.thermal.subset(m) if x.thermal is not None else None
     arrays: dict[str, Any] = {k: v[m] for k, v in vars(x).items() if isinstance(v, np.ndarray)}
     return dataclasses.replace(x, thermal=th, charger=x.charger.subset(m), **arrays)
