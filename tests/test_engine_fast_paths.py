@@ -141,3 +141,18 @@ def test_csv_written_in_chunks_is_the_whole_file(tmp_path: Path,
     monkeypatch.setattr(fastcsv, "CHUNK_ROWS", 7)
     fastcsv.write(tmp_path / "t.csv", ["a", "b", "c"], columns)
     assert (tmp_path / "t.csv").read_bytes() == fastcsv.encode(["a", "b", "c"], columns)
+
+
+def test_csv_numbers_are_pythons_to_the_last_digit() -> None:
+    """Every number as `'%.{d}f' % x` writes it: ties and near-ties (the decimal
+    expansions Python rounds on the exact binary value), large and negative numbers."""
+    rng = np.random.default_rng(2)
+    ties = np.array([0.125, 0.375, 2.5e-3, 1.0005, 1234.5675, -0.0625, 0.0])
+    near = (np.round(rng.random(2_000) * 1e5) + 0.5) / 1e3 * (1 + rng.normal(0, 1e-15, 2_000))
+    wide = rng.normal(0, 1, 5_000) * 10.0 ** rng.integers(-4, 12, 5_000)
+    values = np.concatenate([ties, near, wide, [np.inf, -np.inf]])
+    for decimals in (1, 2, 3, 6):
+        text = fastcsv.encode(["x"], [fastcsv.Column(values, decimals)]).decode()
+        want = [("inf" if v > 0 else "-inf") if np.isinf(v) else f"{v:.{decimals}f}"
+                for v in values.tolist()]
+        assert text.splitlines()[1:] == want

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from edgetwin.common.arrays import I64
 
 MAX_DIGITS = 19
+POWERS_OF_TEN = 10 ** np.arange(1, MAX_DIGITS, dtype=np.int64)  # 10 .. 10**18
 CHUNK_ROWS = 1 << 16  # rows laid out at once by `write`
 
 
@@ -38,7 +39,9 @@ def scaled(x: npt.NDArray[Any], decimals: int) -> I64:
     x = np.asarray(x, dtype=np.float64)
     y = x * 10.0 ** decimals
     q = np.rint(y).astype(np.int64)
-    near = np.abs(np.abs(y - np.trunc(y)) - 0.5) < 1e-9 * np.maximum(1.0, np.abs(y))
+    # y is x * 10**decimals rounded once (10**decimals is exact): off by at most half a
+    # unit in its last place, 1.1e-16 of it; nearer a tie than 1e-15 of it, Python decides
+    near = np.abs(np.abs(y - np.trunc(y)) - 0.5) < 1e-15 * np.maximum(1.0, np.abs(y))
     for i in np.flatnonzero(near):  # within rounding error of a tie: Python decides
         q[i] = int(f"{x[i]:.{decimals}f}".replace(".", ""))
     return q
@@ -80,11 +83,10 @@ def _rows(columns: Sequence[Column]) -> bytes:
         infinite = np.isinf(values) if values.dtype.kind == "f" else np.zeros(n, dtype=bool)
         finite = np.where(infinite, 0, values)
         v = scaled(finite, col.decimals) if col.decimals else finite.astype(np.int64)
-        neg = v < 0
+        # as Python writes it: a negative number that rounds to zero keeps its sign
+        neg = np.signbit(finite) if col.decimals and finite.dtype.kind == "f" else v < 0
         mag = np.abs(v)
-        digits = np.ones(n, dtype=np.int64)
-        for p in range(1, MAX_DIGITS):
-            digits += mag >= 10 ** p
+        digits = 1 + np.searchsorted(POWERS_OF_TEN, mag, side="right")
         digits = np.maximum(digits, col.decimals + 1)
         length = np.where(infinite, 3 + (values < 0), digits + (col.decimals > 0) + neg)
         fields.append(("number", (mag, neg, col.decimals, digits, infinite, values < 0),
