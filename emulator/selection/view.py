@@ -5,7 +5,6 @@ charge of the candidates comes with the pool, as of when they checked in."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,18 +40,12 @@ class ClientView:
 
     def predicted_duration_s(self, c: I64) -> F64:
         """The server's estimate of a session: nominal transfers and steps at the
-        client's speed."""
-        return self._predicted_duration_s[c]
-
-    @functools.cached_property
-    def _predicted_duration_s(self) -> F64:
-        """`predicted_duration_s` of every client, worked out once: it is asked of every
-        candidate of every check-in, and depends on nothing that changes."""
-        k = self.cost_index
-        transfer = (self.costs.download_bytes[k] * 8 / (self.downlink_mbps * 1e6)
-                    + self.costs.upload_bytes[k] * 8 / (self.uplink_mbps * 1e6)
-                    + 2 * self.latency_s)
-        out: F64 = transfer + self.local_steps * self.costs.step_s[k] / self.speed
+        client's speed (worked out for the clients asked: an idle client costs nothing)."""
+        k = self.cost_index[c]
+        transfer = (self.costs.download_bytes[k] * 8 / (self.downlink_mbps[c] * 1e6)
+                    + self.costs.upload_bytes[k] * 8 / (self.uplink_mbps[c] * 1e6)
+                    + 2 * self.latency_s[c])
+        out: F64 = transfer + self.local_steps[c] * self.costs.step_s[k] / self.speed[c]
         return out
 
     def predicted_energy_j(self, c: I64) -> F64:
