@@ -19,7 +19,7 @@ from edgetwin.emulator.csvfile import read_rows
 from edgetwin.emulator.streams import Streams
 
 HOUR = 3600.0
-CHURN_LOOK = 8  # churn epochs looked at in one call
+CHURN_EPOCHS = 400  # a spell longer than this many epochs does not end
 
 
 def in_daily_window(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> B:
@@ -198,19 +198,20 @@ class Availability:
 
     def _churn_end_s(self, c: I64, epoch: I64) -> F64:
         """When each client's churn spell ends: the start of its first epoch from `epoch`
-        on that is off (inf after 400 epochs on). Spells are geometric, a few epochs on
-        average: the epochs are looked at CHURN_LOOK at a time."""
+        on that is off (inf after CHURN_EPOCHS epochs on). Spells are geometric, a few
+        epochs on average: the epochs are looked at one, then two, four, ... at a time,
+        so that few calls find most ends and few epochs are looked at in vain."""
         end = np.full(c.shape, np.inf)
         todo = np.arange(len(c))
-        ahead = np.arange(CHURN_LOOK)
-        for first in range(0, 400, CHURN_LOOK):
-            if not len(todo):
-                break
-            epochs = epoch[todo, None] + first + ahead[: min(CHURN_LOOK, 400 - first)]
+        first, width = 0, 1
+        while len(todo) and first < CHURN_EPOCHS:
+            width = min(width, CHURN_EPOCHS - first)
+            epochs = epoch[todo, None] + first + np.arange(width)
             off = ~self._churn_on(c[todo, None], epochs)
             found = off.any(axis=1)
             at = np.argmax(off, axis=1)[found]
             done = todo[found]
             end[done] = epochs[found, at] * self.epoch_s - self.phase_s[c[done]]
+            first, width = first + width, 2 * width
             todo = todo[~found]
         return end
