@@ -233,14 +233,12 @@ def main() -> int:
         if case.huge and per_client_mib is None:
             print(f"{case.label}: not run: the 10M case sizes it first")
             continue
-        if case.huge and per_client_mib is not None:
+        if case.huge:
             need = per_client_mib * 100_000_000
             if need > 0.8 * available_mib():  # leave the machine room to work
                 print(f"{case.label}: not run: at {per_client_mib * 2**20:,.0f} bytes a client "
                       f"(the 10M case's) it needs about {need / GIB:,.1f} GiB; "
                       f"{available_mib() / GIB:,.1f} GiB are free")
-                measured[case.key] = Measured(Run(float("inf"), float("inf"),
-                                                  need, 0))
                 continue
         now_runs, before_runs = [], []
         for _ in range(args.repeats):  # alternating: both see the same machine
@@ -263,7 +261,7 @@ def main() -> int:
                   f"(100M clients: about {per_client_mib * 1e8 / GIB:,.1f} GiB)")
     print("goals:")
     for case in CASES:
-        if case.key in measured and measured[case.key].now.sessions:
+        if case.key in measured:
             for goal in case.goals:
                 for line in goal(measured):
                     print(line)

@@ -67,10 +67,6 @@ class AsyncRounds:
         self.outcomes: Outcome | None = None  # theirs, as each would end by itself
         self.report_s: F64 = np.zeros(0)
         self.started_version: I64 = np.zeros(0, dtype=np.int64)  # each session's model version
-        self.completed = np.zeros(0, dtype=bool)
-        self.energy_j: F64 = np.zeros(0)
-        self.up_bytes: F64 = np.zeros(0)
-        self.down_bytes: F64 = np.zeros(0)
         self.written = np.zeros(0, dtype=bool)  # the session's end written to its client
         # sessions recorded before the aggregations that decide whether they could have
         # come too stale: (first row, sessions, status, model version), timed at the end
@@ -156,9 +152,17 @@ class AsyncRounds:
         horizon = min(launch_bound, self.until_s)
         ahead = order[: most]
         # the reports' numbers as Python's, read once: the loop below is Python's
-        report_s, version, completed, energy_j, up_bytes, down_bytes = (
-            x[ahead].tolist() for x in (self.report_s, self.started_version, self.completed,
-                                        self.energy_j, self.up_bytes, self.down_bytes))
+        report_s, version = self.report_s[ahead].tolist(), self.started_version[ahead].tolist()
+        o = self.outcomes
+        completed: list[bool] = []
+        energy_j: list[float] = []
+        up_bytes: list[float] = []
+        down_bytes: list[float] = []
+        if o is not None:  # sessions in flight: what each reports, as it would end by itself
+            completed = (o.status[ahead] == COMPLETED).tolist()
+            energy_j = o.energy_j[ahead].tolist()
+            up_bytes = np.round(o.upload_bytes[ahead]).tolist()
+            down_bytes = np.round(o.download_bytes[ahead]).tolist()
         for j, i in enumerate(ahead.tolist()):
             now = max(report_s[j], st.free_s)
             if now >= horizon:  # launches before it are made; it waits for the next look
@@ -283,10 +287,6 @@ class AsyncRounds:
         self.outcomes = o if self.outcomes is None else join([self.outcomes, o])
         self.report_s = np.concatenate([self.report_s, report])
         self.started_version = np.concatenate([self.started_version, versions[launch]])
-        self.completed = np.concatenate([self.completed, o.status == COMPLETED])
-        self.energy_j = np.concatenate([self.energy_j, o.energy_j])
-        self.up_bytes = np.concatenate([self.up_bytes, np.round(o.upload_bytes)])
-        self.down_bytes = np.concatenate([self.down_bytes, np.round(o.download_bytes)])
         self.written = np.concatenate([self.written, np.zeros(len(report), dtype=bool)])
         self.next_seq += len(report)
         self.state.launches += len(made)
@@ -365,8 +365,7 @@ class AsyncRounds:
         """Only the sessions `keep` stay in flight."""
         self.flight = take(self._planned(), keep)
         self.outcomes = take(self._outcomes(), keep)
-        for name in ("report_s", "started_version", "completed", "energy_j", "up_bytes",
-                     "down_bytes", "written"):
+        for name in ("report_s", "started_version", "written"):
             setattr(self, name, getattr(self, name)[keep])
 
     def finish(self, now_s: float) -> None:

@@ -56,6 +56,10 @@ class Charger:
     def on(self, t_s: F64) -> B:
         return in_daily_window(t_s, self.tz_h, self.start_h, self.length_h)
 
+    def on_for(self, c: I64, t_s: F64) -> B:
+        """`on` for clients `c` of the fleet, without taking their subset first."""
+        return in_daily_window(t_s, self.tz_h[c], self.start_h[c], self.length_h[c])
+
     def plugged_s(self, t0_s: F64, t1_s: F64) -> F64:
         """Seconds of [t0, t1] on the charger."""
         return window_seconds(t0_s, t1_s, self.tz_h, self.start_h, self.length_h)
@@ -158,8 +162,7 @@ class Availability:
                                             np.full(clients.shape, -1)) * self.epoch_s
 
     def plugged(self, c: I64, t_s: F64) -> B:
-        ch = self.charger
-        return in_daily_window(t_s, ch.tz_h[c], ch.start_h[c], ch.length_h[c])
+        return self.charger.on_for(c, t_s)
 
     def _churn_on(self, c: I64, epoch: I64) -> B:
         return self.streams.uniform("availability", c, epoch) < self.online_fraction

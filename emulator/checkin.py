@@ -106,7 +106,7 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     draw = np.arange(len(g)) - np.repeat(np.cumsum(per) - per, per)
     u = engine.streams.uniform("checkin", (launch_id[g] * REDRAWS + r) << 32 | draw)
     c = np.where(whole[g], draw, np.minimum((u * n).astype(np.int64), n - 1))
-    g, c, r = seen.new(g, c, r)
+    g, c, r = seen.new(g, c, r, redraws)
     model = engine.model
     t = now_s[g]
     idle = engine.busy_until_s[c] <= t
@@ -169,14 +169,13 @@ class Drawn:
         self.mask = np.zeros(n, dtype=bool) if launches == 1 and most * 8 >= n else None
         self.keys = np.zeros(0, dtype=np.int64)
 
-    def new(self, g: I64, c: I64, r: I64) -> tuple[I64, I64, I64]:
-        """The distinct pairs among these not drawn before, by launch and client, each
-        with the first draw number that drew it."""
+    def new(self, g: I64, c: I64, r: I64, numbers: range) -> tuple[I64, I64, I64]:
+        """The distinct pairs among these not drawn before (made by the draws `numbers`,
+        draw `r` each), by launch and client, each with the first draw that drew it."""
         if self.mask is not None:  # draw by draw, each client once, by client
-            numbers = np.unique(r) if len(r) and r[0] != r[-1] else r[:1]
             parts = [self._fresh(c if len(numbers) == 1 else c[r == d]) for d in numbers]
-            c = np.concatenate(parts) if parts else c
-            r = np.repeat(numbers, [len(x) for x in parts])
+            c = np.concatenate(parts)
+            r = np.repeat(np.array(numbers, dtype=np.int64), [len(x) for x in parts])
             return np.zeros(len(c), dtype=np.int64), c, r
         ranked = np.sort((g * self.n + c) * REDRAWS + r)  # by launch, client, then draw
         keys, r = ranked // REDRAWS, ranked % REDRAWS

@@ -161,7 +161,7 @@ def _closed_form(x: StepInputs) -> StepResult:
                       battery_j=np.minimum(x.battery_j + done * gain, x.capacity_j))
 
 
-def moved(some: B | None, new: Any, old: Any) -> Any:
+def _moved(some: B | None, new: Any, old: Any) -> Any:
     """`new` for the sessions that take this step (`some`; None: every one), `old` for
     the others."""
     return new if some is None else np.where(some, new, old)
@@ -189,7 +189,7 @@ def _step_by_step(x: StepInputs) -> StepResult:
         some = None if active.all() else active
         charging_w = np.where(x.charger.on(t), x.charger.charge_w, 0.0)
         if th is not None:
-            factor, share = th.at_depth(th.depth(temp))
+            factor, share = th.factor_and_share(temp)
             busy_w = th.busy_power_w(x.busy_w, factor)
             charging_w = charging_w * share
         else:
@@ -198,22 +198,22 @@ def _step_by_step(x: StepInputs) -> StepResult:
         dt = compute_s + x.split_s
         e = busy_w * compute_s + x.io_w * x.split_s
         if th is not None:
-            temp = moved(some, th.relax(temp, busy_w, compute_s), temp)
+            temp = _moved(some, th.relax(temp, busy_w, compute_s), temp)
         if x.sleep is not None:  # between optimizer steps, not after the last
             rest = np.where(step + 1 < x.planned,
                             x.sleep.sleep_s(batt.percent(bat - e, x.capacity_j), temp), 0.0)
             dt = dt + rest
             e = e + x.idle_w * rest
             if th is not None:
-                temp = moved(some, th.relax(temp, x.idle_w, rest), temp)
+                temp = _moved(some, th.relax(temp, x.idle_w, rest), temp)
         slow = active & (factor < 1.0)
         if slow.any():
             onset = np.where(slow & np.isinf(onset), t, onset)
             throttled = np.where(slow, throttled + compute_s, throttled)
-        t = moved(some, t + dt, t)
-        energy = moved(some, energy + e, energy)
-        bat = moved(some, np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
-        done = moved(some, done + 1, done)
+        t = _moved(some, t + dt, t)
+        energy = _moved(some, energy + e, energy)
+        bat = _moved(some, np.minimum(bat - e + charging_w * dt, x.capacity_j), bat)
+        done = _moved(some, done + 1, done)
         died = active & finite & (bat <= x.abort_j)
         if died.any():
             battery_fail[died] = t[died]

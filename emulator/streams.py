@@ -19,7 +19,7 @@ STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "se
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
 
 
 class Streams:
@@ -48,17 +48,14 @@ class Streams:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
         arrays = [np.asarray(k, dtype=np.int64) for k in keys]
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        h = np.empty(shape, dtype=np.uint64)
-        mixed = np.empty(shape, dtype=np.uint64)
-        for i, a in enumerate(arrays):
+        h = np.full(shape, self._keys[name], dtype=np.uint64)
+        scratch = np.empty(shape, dtype=np.uint64)
+        for a in arrays:
             # the key's bits as unsigned (two's complement), times the golden ratio
-            np.multiply(a.view(np.uint64), _GOLDEN, out=mixed if i else h)
-            if i:
-                h ^= mixed
-            else:
-                h ^= self._keys[name]
-            _splitmix_in_place(h, mixed)
-        h >>= np.uint64(11)
+            np.multiply(a.view(np.uint64), _GOLDEN, out=scratch)
+            h ^= scratch
+            _splitmix_in_place(h, scratch)
+        h >>= _S11
         out = h.astype(np.float64)
         out += 0.5
         out *= 1.0 / float(1 << 53)

@@ -23,7 +23,12 @@ def relax_c(temp_c: F64, power_w: F64, dt_s: F64, ambient_c: F64, resistance_c_p
 
 def speed_factor(temp_c: F64, start_c: F64, full_c: F64, min_factor: F64) -> F64:
     """1 below the throttle threshold, falling linearly to `min_factor` at `full_c`."""
-    return 1.0 - throttle_depth(temp_c, start_c, full_c) * (1.0 - min_factor)
+    return _fall(throttle_depth(temp_c, start_c, full_c), min_factor)
+
+
+def _fall(depth: F64, floor: F64) -> F64:
+    """1 at depth 0, falling linearly to `floor` at depth 1."""
+    return 1.0 - depth * (1.0 - floor)
 
 
 def throttle_depth(temp_c: F64, start_c: F64, full_c: F64) -> F64:
@@ -53,10 +58,6 @@ class ThermalArrays:
         return speed_factor(temp_c, self.throttle_start_c, self.throttle_full_c,
                             self.min_speed_factor)
 
-    def depth(self, temp_c: F64) -> F64:
-        """How far into the throttle band each device is (see `throttle_depth`)."""
-        return throttle_depth(temp_c, self.throttle_start_c, self.throttle_full_c)
-
     def busy_power_w(self, busy_w: F64, factor: F64) -> F64:
         """Power while busy at speed factor `factor` (1: cold)."""
         return busy_w * factor ** self.power_exponent
@@ -67,10 +68,10 @@ class ThermalArrays:
         return speed_factor(temp_c, self.throttle_start_c, self.throttle_full_c,
                             self.hot_charge_share)
 
-    def at_depth(self, depth: F64) -> tuple[F64, F64]:
-        """The speed factor and the share of the charge rate at a throttle depth."""
-        return 1.0 - depth * (1.0 - self.min_speed_factor), \
-            1.0 - depth * (1.0 - self.hot_charge_share)
+    def factor_and_share(self, temp_c: F64) -> tuple[F64, F64]:
+        """`speed_factor` and `charge_share` at once, from one throttle depth."""
+        depth = throttle_depth(temp_c, self.throttle_start_c, self.throttle_full_c)
+        return _fall(depth, self.min_speed_factor), _fall(depth, self.hot_charge_share)
 
     def cannot_throttle(self, temp_c: F64, power_w: F64) -> B:
         """Below the throttle point now and at the equilibrium of `power_w`: the device

@@ -40,13 +40,12 @@ class ClientView:
 
     def predicted_duration_s(self, c: I64) -> F64:
         """The server's estimate of a session: nominal transfers and steps at the
-        client's speed (worked out for the clients asked: an idle client costs nothing)."""
+        client's speed."""
         k = self.cost_index[c]
         transfer = (self.costs.download_bytes[k] * 8 / (self.downlink_mbps[c] * 1e6)
                     + self.costs.upload_bytes[k] * 8 / (self.uplink_mbps[c] * 1e6)
                     + 2 * self.latency_s[c])
-        out: F64 = transfer + self.local_steps[c] * self.costs.step_s[k] / self.speed[c]
-        return out
+        return transfer + self.local_steps[c] * self.costs.step_s[k] / self.speed[c]
 
     def predicted_energy_j(self, c: I64) -> F64:
         """Nominal energy of the local steps."""
