@@ -220,6 +220,14 @@ def main() -> int:
         r = run_case(next(c for c in CASES if c.key == args.one), args.baseline)
         print(json.dumps(r.__dict__))
         return 0
+    if args.baseline and not (Path(args.baseline) / "edgetwin" / "__init__.py").is_file():
+        print(f"fleet_speed: --baseline {args.baseline}: no edgetwin installed there (pip "
+              "install --no-deps --target DIR <an edgetwin checkout>)", file=sys.stderr)
+        return 2
+    if not any(args.only in c.key or args.only in c.label for c in CASES):
+        print(f"fleet_speed: --only {args.only!r} names no case (cases: "
+              f"{', '.join(c.key for c in CASES)})", file=sys.stderr)
+        return 2
     print(f"{'case':58} {'engine s':>9} {'e2e s':>7} {'sessions':>10} {'sessions/s':>11} "
           f"{'peak MiB':>9}")
     measured: dict[str, Measured] = {}
