@@ -8,6 +8,7 @@ drawn from the availability stream, so an idle client costs nothing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,12 @@ import numpy as np
 import numpy.typing as npt
 
 from edgetwin.common.arrays import F64, I64, B
+from edgetwin.emulator.columns import Column, Of
 from edgetwin.emulator.csvfile import read_rows
 from edgetwin.emulator.streams import Streams
 
 HOUR = 3600.0
+ColumnOf = Callable[[Of], Column]  # a per-client column of a function, as the fleet holds its own
 CHURN_EPOCHS = 400  # a spell longer than this many epochs does not end
 
 
@@ -56,10 +59,6 @@ class Charger:
     def on(self, t_s: F64) -> B:
         return in_daily_window(t_s, self.tz_h, self.start_h, self.length_h)
 
-    def on_for(self, c: I64, t_s: F64) -> B:
-        """`on` for clients `c` of the fleet, without taking their subset first."""
-        return in_daily_window(t_s, self.tz_h[c], self.start_h[c], self.length_h[c])
-
     def plugged_s(self, t0_s: F64, t1_s: F64) -> F64:
         """Seconds of [t0, t1] on the charger."""
         return window_seconds(t0_s, t1_s, self.tz_h, self.start_h, self.length_h)
@@ -71,6 +70,24 @@ class Charger:
 
     def subset(self, m: B | npt.NDArray[np.int64]) -> Charger:
         return Charger(**{f.name: getattr(self, f.name)[m] for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class Chargers:
+    """The fleet's chargers as per-client columns: `Charger`s taken for the clients
+    asked."""
+
+    charge_w: Column
+    tz_h: Column
+    start_h: Column
+    length_h: Column
+
+    def on_for(self, c: I64, t_s: F64) -> B:
+        """Whether clients `c` are on their chargers at `t_s`."""
+        return in_daily_window(t_s, self.tz_h[c], self.start_h[c], self.length_h[c])
+
+    def subset(self, c: I64) -> Charger:
+        return Charger(self.charge_w[c], self.tz_h[c], self.start_h[c], self.length_h[c])
 
 
 @dataclass(frozen=True)
@@ -142,8 +159,8 @@ class Trace:
 class Availability:
     """Online and next-offline times for any clients at any time."""
 
-    def __init__(self, streams: Streams, *, tz_h: F64, window_start_h: F64,
-                 window_length_h: F64, charger: Charger,
+    def __init__(self, streams: Streams, *, tz_h: Column, window_start_h: Column,
+                 window_length_h: Column, charger: Chargers, column: ColumnOf,
                  charging_only: bool, mean_session_s: float | None, online_fraction: float,
                  trace: Trace | None) -> None:
         self.streams = streams
@@ -157,9 +174,9 @@ class Availability:
         self.epoch_s = (mean_session_s or 0.0) * (1.0 - online_fraction) \
             if mean_session_s and online_fraction < 1 else 0.0
         self.trace = trace
-        clients = np.arange(len(tz_h))
-        self.phase_s = self.streams.uniform("availability", clients,
-                                            np.full(clients.shape, -1)) * self.epoch_s
+        epoch_s = self.epoch_s
+        self.phase_s = column(lambda c: self.streams.uniform(
+            "availability", c, np.full(c.shape, -1)) * epoch_s)
 
     def plugged(self, c: I64, t_s: F64) -> B:
         return self.charger.on_for(c, t_s)
@@ -170,7 +187,8 @@ class Availability:
     def _epoch(self, c: I64, t_s: F64) -> I64:
         """Churn epochs start at a phase of each client's own, so spells do not all
         begin and end together."""
-        return np.floor((t_s + self.phase_s[c]) / self.epoch_s).astype(np.int64)
+        phase_s: F64 = self.phase_s[c]
+        return np.floor((t_s + phase_s) / self.epoch_s).astype(np.int64)
 
     def online(self, c: I64, t_s: F64) -> B:
         t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)

@@ -52,8 +52,9 @@ def one_launch(engine: Engine, k: int, rnd: int, launch: int) -> I64:
 class Candidates:
     """The eligible candidates of one or more launches (launch `i` at `now_s[i]` for
     `k[i]` slots, its draws keyed by `launch_id[i]`): each with its launch, the draw that
-    first drew it and its charge then, by launch and client. Who else a launch of the
-    same batch invites is not yet taken into account (`choose` does that)."""
+    first drew it and its charge then, in no particular order (`choose` sorts its pool).
+    Who else a launch of the same batch invites is not yet taken into account (`choose`
+    does that)."""
 
     clients: I64
     launch: I64
@@ -98,7 +99,7 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     want = _want(engine, k)
     size = np.minimum(want, n)
     whole = size >= n  # a pool as large as the fleet is the fleet: one draw finds it all
-    seen = seen or Drawn(n, len(k), int(size.sum()) * REDRAWS)
+    seen = seen or Drawn(n, len(k))
     todo = np.flatnonzero((k > 0) & (~whole if redraws.start else True))
     per = np.repeat(size[todo], len(redraws))
     g = np.repeat(np.repeat(todo, len(redraws)), per)
@@ -160,19 +161,20 @@ def _union(a: Candidates, b: Candidates) -> Candidates:
 
 
 class Drawn:
-    """The (launch, client) pairs drawn so far: a mask over the fleet for one launch that
-    draws a good share of it, sorted keys otherwise (a cost that grows with the draws,
-    not with the fleet)."""
+    """The (launch, client) pairs drawn so far: for a single launch, marks over the
+    fleet (zeroed memory, touched only where drawn); sorted keys otherwise (a cost that
+    grows with the draws, not with the fleet)."""
 
-    def __init__(self, n: int, launches: int, most: int) -> None:
+    def __init__(self, n: int, launches: int) -> None:
         self.n = n
-        self.mask = np.zeros(n, dtype=bool) if launches == 1 and most * 8 >= n else None
+        self.mask = np.zeros(n, dtype=bool) if launches == 1 else None
+        self.stamp = np.zeros(n, dtype=np.int32) if launches == 1 else None
         self.keys = np.zeros(0, dtype=np.int64)
 
     def new(self, g: I64, c: I64, r: I64, numbers: range) -> tuple[I64, I64, I64]:
         """The distinct pairs among these not drawn before (made by the draws `numbers`,
-        draw `r` each), by launch and client, each with the first draw that drew it."""
-        if self.mask is not None:  # draw by draw, each client once, by client
+        draw `r` each), each with the first draw that drew it."""
+        if self.mask is not None:  # draw by draw, each client once
             parts = [self._fresh(c if len(numbers) == 1 else c[r == d]) for d in numbers]
             c = np.concatenate(parts)
             r = np.repeat(np.array(numbers, dtype=np.int64), [len(x) for x in parts])
@@ -192,10 +194,13 @@ class Drawn:
         return keys // self.n, keys % self.n, r
 
     def _fresh(self, c: I64) -> I64:
-        """The clients among `c` not drawn before, in order; now drawn."""
-        assert self.mask is not None
-        fresh = np.zeros(self.n, dtype=bool)
-        fresh[c] = True
-        fresh &= ~self.mask
-        self.mask |= fresh
-        return np.flatnonzero(fresh)
+        """The clients among `c` not drawn before, each once; now drawn. Of a client
+        drawn twice, the one place whose number its stamp kept stays (either: they are
+        the same draw)."""
+        assert self.mask is not None and self.stamp is not None
+        c = c[~self.mask[c]]
+        place = np.arange(len(c), dtype=np.int32)
+        self.stamp[c] = place
+        c = c[self.stamp[c] == place]
+        self.mask[c] = True
+        return c

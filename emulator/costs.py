@@ -77,12 +77,11 @@ class CostTable:
                                    peak_memory_mb=self.peak_memory_mb * peak)
 
 
-def group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,
-                 rank: I64, base: Path) -> tuple[list[GroupCost], I64]:
-    """One cost table entry per (group, rank) pair in use: computed once, looked up after."""
+def group_costs(s: Scenario, profiles: list[DeviceProfile], keys: I64, width: int,
+                base: Path) -> list[GroupCost]:
+    """One cost table entry per (group, rank) pair in use (`keys`, each
+    `group * width + rank`): computed once, looked up after."""
     model = resolve_model(s.workload.model, base)
-    width = int(rank.max()) + 1
-    keys, cost_index = np.unique(group * width + rank, return_inverse=True)
     costs: list[GroupCost] = []
     for key in keys.tolist():
         gi, r = divmod(int(key), width)
@@ -105,4 +104,4 @@ def group_costs(s: Scenario, profiles: list[DeviceProfile], group: I64,
             split_step_bytes=split_bytes, split_server_s=server_s,
             setup_s=profiles[gi].session.setup_s(w.total_params, step_s),
             session_cv=profiles[gi].session.session_cv))
-    return costs, cost_index.astype(np.int64)
+    return costs

@@ -1,4 +1,5 @@
-"""Distributions a scenario writes as mappings, drawn vectorised from a named stream."""
+"""Distributions a scenario writes as mappings, drawn through their quantile functions
+at keyed uniforms."""
 
 from __future__ import annotations
 
@@ -103,21 +104,35 @@ class Dist:
             return self.high
         return float("inf")
 
-    def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+    def quantile(self, u: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The draws at uniforms `u` in (0, 1) (the inverse of the distribution's CDF), so
+        that a keyed uniform gives a client's value without drawing anyone else's."""
         if self.dist == "const":
-            out = np.full(n, self.value, dtype=np.float64)
+            out = np.full(u.shape, self.value, dtype=np.float64)
         elif self.dist == "uniform":
             assert self.low is not None and self.high is not None
-            out = rng.uniform(self.low, self.high, n)
+            out = self.low + (self.high - self.low) * u
         elif self.dist == "normal":
-            out = rng.normal(self.mean, self.std, n)
+            out = self.mean + self.std * _ndtri(u)
         elif self.dist == "lognormal":
             sigma2 = np.log1p(self.cv ** 2)
-            out = rng.lognormal(np.log(self.mean) - sigma2 / 2, np.sqrt(sigma2), n)
+            out = np.exp(np.log(self.mean) - sigma2 / 2 + np.sqrt(sigma2) * _ndtri(u))
         else:
-            p = np.asarray(self.weights) if self.weights else None
-            out = rng.choice(np.asarray(self.values, dtype=np.float64), n, p=p)
+            values = np.asarray(self.values, dtype=np.float64)
+            if self.weights:
+                edges = np.cumsum(self.weights)
+                at = np.searchsorted(edges / edges[-1], u, side="right")
+            else:
+                at = (u * len(values)).astype(np.int64)
+            out = values[np.minimum(at, len(values) - 1)]
         if self.dist in ("normal", "lognormal") and (self.low is not None or
                                                      self.high is not None):
             out = np.clip(out, self.low, self.high)
         return out
+
+
+def _ndtri(u: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The standard normal's quantiles (scipy loaded only when a draw needs it)."""
+    from scipy.special import ndtri
+
+    return np.asarray(ndtri(u), dtype=np.float64)

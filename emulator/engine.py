@@ -69,8 +69,10 @@ class Engine:
         self.warnings: tuple[str, ...] = (*scenario.warnings, *memory_warnings(self.fleet))
         self.model = SessionModel(scenario, self.fleet, self.streams, base)
         self.env = simpy.Environment()
-        self.busy_until_s = np.zeros(self.fleet.n)  # when each client's session ends
-        self.participations = np.zeros(self.fleet.n, dtype=np.int64)
+        # when each client's session ends, and how many it has started
+        self.busy_until_s = self.fleet.state(lambda c: np.zeros(c.shape))
+        self.participations = self.fleet.state(lambda c: np.zeros(c.shape, dtype=np.int64),
+                                               np.int64)
         self.policy, self.policy_params = policy_for(scenario.selection)
         self.clients = self._client_view()
         self.rounds: list[RoundRow] = []

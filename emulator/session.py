@@ -17,7 +17,7 @@ import numpy as np
 
 from edgetwin.common.arrays import F64, I64, B
 from edgetwin.emulator import battery as batt
-from edgetwin.emulator.availability import Availability, Charger, Trace
+from edgetwin.emulator.availability import Availability, Charger, Chargers, Trace
 from edgetwin.emulator.config import Scenario
 from edgetwin.emulator.fleet import Fleet
 from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
@@ -131,11 +131,13 @@ class SessionModel:
         ps = fleet.profiles
         # each group's charger: the profile's own, or one rate the scenario sets for all
         self.charge_w = np.array([_charge_w(p.battery, s.battery.charge_w) for p in ps])
-        self.charger = Charger(charge_w=self.charge_w[fleet.group], tz_h=fleet.tz_h,
-                               start_h=fleet.plug_start_h, length_h=fleet.plug_length_h)
+        charge_w = self.charge_w
+        self.charger = Chargers(charge_w=fleet.column(lambda c: charge_w[fleet.group[c]]),
+                                tz_h=fleet.tz_h, start_h=fleet.plug_start_h,
+                                length_h=fleet.plug_length_h)
         self.availability = Availability(
             streams, tz_h=fleet.tz_h, window_start_h=fleet.window_start_h,
-            window_length_h=fleet.window_length_h, charger=self.charger,
+            window_length_h=fleet.window_length_h, charger=self.charger, column=fleet.column,
             charging_only=av.charging_only, mean_session_s=av.mean_session_s,
             online_fraction=av.online_fraction, trace=trace)
         self.bw_traces = [BandwidthTrace.load(base / g.network.trace.file, g.network.trace.mode)
@@ -174,7 +176,7 @@ class SessionModel:
     def battery_at(self, c: I64, t_s: F64) -> F64:
         """Each client's charge at `t_s` (see `state_at`); mains power stays infinite."""
         f = self.fleet
-        out = f.battery_j[c]
+        out: F64 = f.battery_j[c]
         i = np.flatnonzero(np.isfinite(f.battery_capacity_j[c]))
         if len(i):
             ci = c[i]

@@ -46,11 +46,14 @@ class Streams:
 
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
-        arrays = [np.asarray(k, dtype=np.int64) for k in keys]
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        h = np.full(shape, self._keys[name], dtype=np.uint64)
-        scratch = np.empty(shape, dtype=np.uint64)
-        for a in arrays:
+        h = np.array(self._keys[name], dtype=np.uint64)
+        scratch = np.empty((), dtype=np.uint64)
+        for k in keys:
+            a = np.asarray(k, dtype=np.int64)
+            shape = np.broadcast_shapes(h.shape, a.shape)
+            if shape != h.shape:  # leading scalar keys are mixed once, not per element
+                h = np.broadcast_to(h, shape).copy()
+                scratch = np.empty(shape, dtype=np.uint64)
             # the key's bits as unsigned (two's complement), times the golden ratio
             np.multiply(a.view(np.uint64), _GOLDEN, out=scratch)
             h ^= scratch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,13 @@ from edgetwin.emulator import battery, thermal
 from edgetwin.emulator.availability import (
     Availability,
     Charger,
+    Chargers,
     Trace,
     in_daily_window,
     window_end_s,
     window_seconds,
 )
+from edgetwin.emulator.columns import column
 from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
 from edgetwin.emulator.session import DEADLINE, OOM, SessionModel
 from edgetwin.emulator.streams import Streams
@@ -72,9 +75,9 @@ def test_window_seconds_over_several_days() -> None:
 def _availability(n: int, frac: float, session_s: float | None) -> Availability:
     return Availability(Streams(5), tz_h=np.zeros(n), window_start_h=np.zeros(n),
                         window_length_h=np.full(n, 24.0),
-                        charger=Charger(charge_w=np.zeros(n), tz_h=np.zeros(n),
-                                        start_h=np.zeros(n), length_h=np.zeros(n)),
-                        charging_only=False,
+                        charger=Chargers(charge_w=np.zeros(n), tz_h=np.zeros(n),
+                                         start_h=np.zeros(n), length_h=np.zeros(n)),
+                        column=partial(column, n, whole=True), charging_only=False,
                         mean_session_s=session_s, online_fraction=frac, trace=None)
 
 

@@ -4,13 +4,15 @@ check whole runs; these check each path where it is easy to see why)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgetwin.emulator import checkin
-from edgetwin.emulator.availability import Availability, Charger
+from edgetwin.emulator.availability import Availability, Chargers
+from edgetwin.emulator.columns import column
 from edgetwin.emulator.engine import Engine
 from edgetwin.emulator.output import fastcsv
 from edgetwin.emulator.streams import Streams
@@ -78,7 +80,10 @@ def _loop_pool(engine: Engine, now_s: np.ndarray, k: np.ndarray, launch_id: np.n
 
 def _pool(sel: checkin.Selection) -> set[tuple[int, int, float]]:
     p = sel.pool
-    return set(zip(p.launch.tolist(), p.clients.tolist(), p.battery_j.tolist(), strict=True))
+    entries = list(zip(p.launch.tolist(), p.clients.tolist(), p.battery_j.tolist(),
+                       strict=True))
+    assert len(set(entries)) == len(entries), "a client twice in one launch's pool"
+    return set(entries)
 
 
 @pytest.mark.parametrize("thin", [True, False])
@@ -113,10 +118,10 @@ def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them() -> None:
     n = 2_000
     av = Availability(Streams(5), tz_h=np.zeros(n), window_start_h=np.zeros(n),
                       window_length_h=np.full(n, 24.0),
-                      charger=Charger(charge_w=np.zeros(n), tz_h=np.zeros(n),
-                                      start_h=np.zeros(n), length_h=np.zeros(n)),
-                      charging_only=False, mean_session_s=3600.0, online_fraction=0.9,
-                      trace=None)
+                      charger=Chargers(charge_w=np.zeros(n), tz_h=np.zeros(n),
+                                       start_h=np.zeros(n), length_h=np.zeros(n)),
+                      column=partial(column, n, whole=True), charging_only=False,
+                      mean_session_s=3600.0, online_fraction=0.9, trace=None)
     c = np.arange(n)
     t = np.full(n, 12_345.0)
     on = av.online(c, t)

@@ -74,10 +74,12 @@ def test_the_run_is_reproduced_and_replanning_without_measurements_changes_nothi
     entries = [{"session": s.row, "measured": as_emulated(s)} for s in prepared.sessions]
     decided = decisions.decide(model, prepared.results, prepared.sessions, entries)
     assert all(decided[s.row] == s.outcome for s in prepared.sessions)
-    # and a slowdown of ten times cuts the sessions that had completed
+    # and the sessions that had completed, ten times slower, are cut by those that had not
+    assert {s.outcome for s in prepared.sessions} == {"completed", "cancelled"}
     slow = [{"session": e["session"], "measured": {
         **e["measured"], "step_time_s": [10 * t for t in e["measured"]["step_time_s"]]}}
-        for e in entries]
+        if s.outcome == "completed" else e for s, e in zip(prepared.sessions, entries,
+                                                           strict=True)]
     slower = decisions.decide(model, prepared.results, prepared.sessions, slow)
     assert any(slower[s.row] != s.outcome for s in prepared.sessions if s.outcome == "completed")
 
@@ -88,7 +90,8 @@ def test_a_run_that_no_longer_reproduces_is_refused(tiny_run: tuple[Path, Path],
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     lines = (copy / "client_sessions.csv").read_text().splitlines()
-    lines[1] = lines[1].replace(",completed", ",deadline")
+    first = next(i for i, line in enumerate(lines) if ",completed," in line)
+    lines[first] = lines[first].replace(",completed,", ",deadline,")
     (copy / "client_sessions.csv").write_text("\n".join(lines) + "\n")
     out = edgetwin("replay", str(copy), "--devices", str(devices), "--sample", "2")
     assert out.returncode == 2

@@ -104,10 +104,12 @@ class VirtualGrid(Grid):
         self._waiting_since_s: float | None = None
         f = engine.fleet
         groups = [g.name for g in engine.scenario.fleet.groups]
+        every = np.arange(f.n)
         self.contexts = [Context(run_id=run_id, node_id=c + FIRST_NODE_ID, node_config={
-            "partition-id": c, "num-partitions": f.n, "edgetwin-group": groups[f.group[c]],
-            "lora-rank": int(f.rank[c])}, state=RecordDict(), run_config=dict(run_config))
-            for c in range(f.n)]
+            "partition-id": c, "num-partitions": f.n, "edgetwin-group": groups[g],
+            "lora-rank": r}, state=RecordDict(), run_config=dict(run_config))
+            for c, g, r in zip(range(f.n), f.group[every].tolist(), f.rank[every].tolist(),
+                               strict=True)]
 
     # --- the Grid interface ---------------------------------------------------------------
     def set_run(self, run: Run) -> None:
@@ -135,7 +137,7 @@ class VirtualGrid(Grid):
         model, f = self.engine.model, self.engine.fleet
         c = np.arange(f.n)
         t = np.full(f.n, self.now_s)
-        ok = model.availability.online(c, t) & (self.engine.busy_until_s <= self.now_s)
+        ok = model.availability.online(c, t) & (self.engine.busy_until_s[c] <= self.now_s)
         ok &= model.charged_enough(c, model.battery_at(c, t))
         return [int(i) + FIRST_NODE_ID for i in np.flatnonzero(ok)]
 

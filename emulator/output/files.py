@@ -54,12 +54,14 @@ def _energy_parts(r: Results) -> dict[str, float]:
 def _standby_j(r: Results) -> float:
     """Every client's standby power (its profile's `power.standby_w`) over the run's
     virtual time outside its own sessions: what the fleet spends not training."""
-    standby_w = np.array([p.power.standby_w for p in r.fleet.profiles])[r.fleet.group]
-    idle_s = np.full(r.fleet.n, r.virtual_time_s)
-    if r.sessions:
-        busy_s = r.sessions["end_s"] - r.sessions["start_s"]
-        idle_s -= np.bincount(r.sessions["client"], weights=busy_s, minlength=r.fleet.n)
-    return float(np.sum(standby_w * np.maximum(idle_s, 0.0)))
+    standby_w = np.array([p.power.standby_w for p in r.fleet.profiles])
+    whole_fleet_j = float(np.dot(r.fleet.counts, standby_w)) * r.virtual_time_s
+    if not r.sessions:
+        return whole_fleet_j
+    clients, which = np.unique(r.sessions["client"], return_inverse=True)
+    busy_s = np.bincount(which, weights=r.sessions["end_s"] - r.sessions["start_s"])
+    in_sessions_j = standby_w[r.fleet.group[clients]] * np.minimum(busy_s, r.virtual_time_s)
+    return whole_fleet_j - float(np.sum(in_sessions_j))
 
 
 def summary(r: Results, version: str, profile_hashes: dict[str, str]) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def summary(r: Results, version: str, profile_hashes: dict[str, str]) -> dict[st
     }
     for gi, g in enumerate(r.fleet.groups):
         mask = s["group"] == gi if n else np.zeros(0, dtype=bool)
-        out["groups"][g.name] = {"profile": g.profile, "clients": int(np.sum(r.fleet.group == gi)),
+        out["groups"][g.name] = {"profile": g.profile, "clients": r.fleet.counts[gi],
                                  **_totals(s, mask)}
     return out
 

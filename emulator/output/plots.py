@@ -173,14 +173,14 @@ def _energy_per_client(ax: Any, r: Results) -> None:
     if not s:
         _empty(ax, "no session ran")
         return
-    per_client = np.bincount(s["client"].astype(np.int64), weights=s["energy_j"],
-                             minlength=r.fleet.n)
-    took_part = np.bincount(s["client"].astype(np.int64), minlength=r.fleet.n) > 0
+    clients, which = np.unique(s["client"].astype(np.int64), return_inverse=True)
+    per_client = np.bincount(which, weights=s["energy_j"])
+    group = r.fleet.group[clients]
     scale, unit = (1.0, "J") if per_client.max() < 1e3 else \
         (1e3, "kJ") if per_client.max() < 1e6 else (1e6, "MJ")
     labels, data = [], []
     for gi, g in enumerate(r.fleet.groups):
-        v = per_client[(r.fleet.group == gi) & took_part] / scale
+        v = per_client[group == gi] / scale
         data.append(v)
         labels.append(f"{g.name}\n{len(v):,} clients" if len(v) else f"{g.name}\nnone took part")
     # each client a dot under its group's box: a box of a handful of clients hides them

@@ -7,34 +7,53 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from edgetwin.common.arrays import F64, I64, B
 from edgetwin.emulator.battery import percent
+from edgetwin.emulator.columns import Column
 from edgetwin.emulator.costs import CostTable
 
 
-def read_only(a: I64) -> I64:
+def read_only(a: Column) -> Column:
     """A view of `a` that sees its updates but cannot write them."""
-    v = a.view()
-    v.flags.writeable = False
-    return v
+    if isinstance(a, np.ndarray):
+        v = a.view()
+        v.flags.writeable = False
+        return v
+    return _ReadOnly(a)
+
+
+class _ReadOnly:
+    """A column read through, never written."""
+
+    def __init__(self, column: Column) -> None:
+        self._column = column
+
+    def __getitem__(self, c: I64) -> Any:
+        return self._column[c]
+
+    def __len__(self) -> int:
+        return len(self._column)
 
 
 @dataclass(frozen=True)
 class ClientView:
-    """Per-client arrays indexed by client id; `costs` by `cost_index`."""
+    """Per-client columns read by client id; `costs` by `cost_index`."""
 
     costs: CostTable
-    cost_index: I64
-    group: I64
-    speed: F64
-    local_steps: I64
-    examples: F64
-    downlink_mbps: F64
-    uplink_mbps: F64
-    latency_s: F64
-    capacity_j: F64  # inf for mains power
-    participations: I64  # sessions started so far
+    cost_index: Column
+    group: Column
+    speed: Column
+    local_steps: Column
+    examples: Column
+    downlink_mbps: Column
+    uplink_mbps: Column
+    latency_s: Column
+    capacity_j: Column  # inf for mains power
+    participations: Column  # sessions started so far
     plugged_at: Callable[[I64, F64], B]
     abort_below_pct: float
 
@@ -42,15 +61,18 @@ class ClientView:
         """The server's estimate of a session: nominal transfers and steps at the
         client's speed."""
         k = self.cost_index[c]
-        transfer = (self.costs.download_bytes[k] * 8 / (self.downlink_mbps[c] * 1e6)
+        transfer: F64 = (self.costs.download_bytes[k] * 8 / (self.downlink_mbps[c] * 1e6)
                     + self.costs.upload_bytes[k] * 8 / (self.uplink_mbps[c] * 1e6)
                     + 2 * self.latency_s[c])
-        return transfer + self.local_steps[c] * self.costs.step_s[k] / self.speed[c]
+        steps_s: F64 = self.local_steps[c] * self.costs.step_s[k] / self.speed[c]
+        return transfer + steps_s
 
     def predicted_energy_j(self, c: I64) -> F64:
         """Nominal energy of the local steps."""
         k = self.cost_index[c]
-        return self.local_steps[c] * self.costs.step_s[k] / self.speed[c] * self.costs.busy_w[k]
+        energy_j: F64 = self.local_steps[c] * self.costs.step_s[k] / self.speed[c] * \
+            self.costs.busy_w[k]
+        return energy_j
 
     def battery_pct(self, battery_j: F64, c: I64, minus_j: F64 | float = 0.0) -> F64:
         """Clients `c` at charge `battery_j`, less `minus_j`, in percent; mains reads 100."""

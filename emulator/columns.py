@@ -1,0 +1,137 @@
+"""Per-client columns that cost nothing for a client never asked.
+
+A client's drawn attributes are pure functions of its id (keyed draws), so a column
+is a function: `Computed` works values out for the clients asked. A fleet small enough
+holds them whole instead (a gather is cheaper than working a value out again); the
+values are the same either way. What a run writes of a client (its charge, its
+temperature, when its session ends) is `Kept`: held only for the clients written,
+every other client reading its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edgetwin.common.arrays import I64
+
+# fleets up to this many clients hold their columns whole; larger ones work them out
+EAGER_CLIENTS = 250_000
+
+Values = npt.NDArray[Any]
+Of = Callable[[I64], Values]
+
+
+class Column(Protocol):
+    """Per-client values read by client ids."""
+
+    def __getitem__(self, c: Any, /) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+class StateColumn(Column, Protocol):
+    """Per-client values a run writes."""
+
+    def __setitem__(self, c: Any, value: Any, /) -> None: ...
+
+
+class Computed:
+    """A read-only column worked out for the clients asked: `of(clients)`."""
+
+    def __init__(self, n: int, of: Of) -> None:
+        self.n, self.of = n, of
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, c: Any) -> Any:
+        c = np.asarray(c)
+        if c.dtype == bool:
+            raise TypeError("a computed column is read by client ids, not by a mask")
+        return self.of(c.astype(np.int64, copy=False))
+
+
+def column(n: int, of: Of, whole: bool) -> Column:
+    """The column of `of` over `n` clients: held whole, or worked out when asked."""
+    return of(np.arange(n, dtype=np.int64)) if whole else Computed(n, of)
+
+
+class Kept:
+    """Values a run writes, for the clients it wrote, over several columns: a slot map
+    over the fleet (zeroed memory: the system commits its pages only where written)
+    into compact arrays that grow with the clients written."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.slot = np.zeros(n, dtype=np.int32 if n < 2 ** 31 - 1 else np.int64)
+        self.columns: list[KeptColumn] = []
+        self.size = 0
+
+    def add(self, default: Of, dtype: npt.DTypeLike = np.float64) -> KeptColumn:
+        col = KeptColumn(self, default, np.dtype(dtype))
+        self.columns.append(col)
+        return col
+
+    def slots(self, c: I64) -> I64:
+        """Each client's place in the compact arrays (-1: not written)."""
+        s: I64 = self.slot[c].astype(np.int64) - 1
+        return s
+
+    def place(self, c: I64) -> I64:
+        """Places for clients `c`, given now to those written for the first time (each
+        column starts them at their defaults)."""
+        s = self.slots(c)
+        new = s < 0
+        if new.any():
+            fresh = np.unique(c[new])
+            self.slot[fresh] = np.arange(self.size + 1, self.size + 1 + len(fresh))
+            for col in self.columns:
+                col.extend(fresh, self.size + len(fresh))
+            self.size += len(fresh)
+            s = self.slots(c)
+        return s
+
+
+class KeptColumn:
+    """One column of a `Kept` state: its default for a client not yet written."""
+
+    def __init__(self, kept: Kept, default: Of, dtype: np.dtype[Any]) -> None:
+        self.kept, self.default, self.values = kept, default, np.zeros(16, dtype=dtype)
+
+    def __len__(self) -> int:
+        return self.kept.n
+
+    def extend(self, clients: I64, size: int) -> None:
+        if size > len(self.values):
+            grown = np.zeros(max(size, 2 * len(self.values)), dtype=self.values.dtype)
+            grown[:self.kept.size] = self.values[:self.kept.size]
+            self.values = grown
+        self.values[self.kept.size:size] = self.default(clients)
+
+    def __getitem__(self, c: Any) -> Any:
+        c = np.asarray(c, dtype=np.int64)
+        s = self.kept.slots(c)
+        written = s >= 0
+        if written.all():
+            return self.values[s]
+        out = np.empty(c.shape, dtype=self.values.dtype)
+        out[written] = self.values[s[written]]
+        out[~written] = self.default(c[~written])
+        return out
+
+    def __setitem__(self, c: Any, value: Any) -> None:
+        at = self.kept.place(np.asarray(c, dtype=np.int64))  # may grow `values`: first
+        self.values[at] = value
+
+
+def state(n: int, default: Of, kept: Kept | None, dtype: npt.DTypeLike = np.float64
+          ) -> StateColumn:
+    """A column a run writes: a whole array, or `kept` for the clients written."""
+    if kept is None:
+        whole: StateColumn = np.asarray(default(np.arange(n, dtype=np.int64)), dtype=dtype)
+        return whole
+    return kept.add(default, dtype)

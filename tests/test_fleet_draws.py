@@ -1,0 +1,129 @@
+"""A client's attributes are keyed draws through each distribution's quantiles: the same
+whether the fleet is held whole or worked out per client as it is asked, and what a
+run writes is kept only for the clients it wrote."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from edgetwin.emulator import fleet as fleet_module
+from edgetwin.emulator.columns import Computed, Kept
+from edgetwin.emulator.dist import Dist
+from edgetwin.emulator.engine import Engine, Results
+
+from .emulator_helpers import SCENARIOS, build, run, small_scenario
+
+U = (np.arange(1, 2_000) - 0.5) / 2_000  # a grid over (0, 1)
+
+
+def _digest(r: Results) -> str:
+    h = hashlib.sha256()
+    for name in sorted(r.sessions):
+        h.update(name.encode() + np.ascontiguousarray(r.sessions[name]).tobytes())
+    for row in r.rounds:
+        h.update(repr(row).encode())
+    return h.hexdigest()
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "sync": {"fleet__clients": 300, "orchestration__clients_per_round": 10, "stop__rounds": 8},
+    "async": {"fleet__clients": 300, "orchestration__mode": "async", "stop__rounds": 12},
+    "flexlora, dirichlet, hot, charging only": {
+        "fleet__clients": 200, "workload__algorithm": "flexlora", "stop__rounds": 12,
+        "orchestration__clients_per_round": 8,
+        "data": {"dirichlet_alpha": 0.5, "total_examples": 20_000, "local_epochs": 1.0},
+        "thermal__hot": True, "availability__charging_only": True,
+        "fleet__groups": [
+            {"name": "phones", "profile": "flagship-phone-sd8gen3", "share": 0.6,
+             "plugged_share": 0.6, "setup": {"batch": 2, "seq": 64},
+             "lora_rank": {"dist": "choice", "values": [4, 8, 16]}},
+            {"name": "nanos", "profile": "jetson-nano-4gb", "share": 0.4,
+             "setup": {"batch": 1, "seq": 64, "grad_accum": 2}}]},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_fleet_worked_out_per_client_runs_as_one_held_whole(
+        variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = small_scenario(**VARIANTS[variant])
+    whole = run(data)
+    monkeypatch.setattr(fleet_module, "EAGER_CLIENTS", 0)
+    per_client = run(data)
+    assert whole.fleet.whole and not per_client.fleet.whole
+    assert isinstance(per_client.fleet.speed, Computed)
+    assert len(whole.sessions["client"]) >= 60
+    assert _digest(per_client) == _digest(whole)
+
+
+def test_a_client_s_draws_do_not_depend_on_who_else_is_asked() -> None:
+    s = build(small_scenario(fleet__clients=1_000))
+    f = Engine(s, SCENARIOS, 3).fleet
+    assert f.whole
+    lazy = fleet_module.build_fleet(s, Engine(s, SCENARIOS, 3).streams, SCENARIOS, whole=False)
+    some = np.array([999, 0, 417, 600, 417])
+    for name in ("speed", "usable_ram_mb", "downlink_mbps", "latency_s", "tz_h",
+                 "window_start_h", "examples", "cost_index"):
+        assert np.array_equal(getattr(lazy, name)[some], getattr(f, name)[some]), name
+    assert np.array_equal(lazy.battery_j[some], f.battery_j[some])
+
+
+@pytest.mark.parametrize(("dist", "reference"), [
+    (Dist("normal", mean=5.0, std=2.0), stats.norm(5.0, 2.0)),
+    (Dist("lognormal", mean=80.0, cv=0.5),
+     stats.lognorm(s=np.sqrt(np.log1p(0.25)), scale=80.0 / np.sqrt(1.25))),
+    (Dist("uniform", low=6.0, high=16.0), stats.uniform(6.0, 10.0)),
+])
+def test_quantiles_are_the_distributions(dist: Dist, reference: Any) -> None:
+    assert np.allclose(dist.quantile(U), reference.ppf(U), rtol=1e-12, atol=1e-12)
+
+
+def test_a_lognormal_has_the_mean_and_cv_it_is_given_and_clips() -> None:
+    x = Dist("lognormal", mean=80.0, cv=0.5).quantile(U)
+    assert np.mean(x) == pytest.approx(80.0, rel=0.01)
+    assert np.std(x) / np.mean(x) == pytest.approx(0.5, rel=0.03)
+    clipped = Dist("lognormal", mean=80.0, cv=0.5, low=50.0, high=100.0).quantile(U)
+    assert clipped.min() == 50.0 and clipped.max() == 100.0
+
+
+def test_choices_come_in_their_weights() -> None:
+    weighted = Dist("choice", values=(4.0, 8.0, 16.0), weights=(0.5, 0.3, 0.2)).quantile(U)
+    share = [np.mean(weighted == v) for v in (4.0, 8.0, 16.0)]
+    assert share == pytest.approx([0.5, 0.3, 0.2], abs=1e-3)
+    even = Dist("choice", values=(-8.0, 0.0, 5.5)).quantile(U)
+    assert [np.mean(even == v) for v in (-8.0, 0.0, 5.5)] == pytest.approx([1 / 3] * 3, abs=1e-3)
+    assert Dist("const", value=3.0).quantile(U).tolist() == [3.0] * len(U)
+
+
+def test_kept_state_holds_only_the_clients_written() -> None:
+    kept = Kept(50_000_000)
+    battery = kept.add(lambda c: c * 2.0)
+    count = kept.add(lambda c: np.zeros(c.shape, dtype=np.int64), np.int64)
+    ids = np.array([5, 49_999_999, 123_456])
+    assert battery[ids].tolist() == [10.0, 99_999_998.0, 246_912.0]  # defaults
+    battery[ids] = np.array([1.0, 2.0, 3.0])
+    count[ids[:2]] += 1
+    count[ids[:1]] += 1
+    assert battery[np.array([123_456, 7, 5])].tolist() == [3.0, 14.0, 1.0]
+    assert count[np.array([5, 49_999_999, 123_456, 8])].tolist() == [2, 1, 0, 0]
+    assert kept.size == 3 and len(battery.values) <= 16  # three clients, not fifty million
+    battery[np.arange(1_000, 1_100)] = 7.0
+    assert kept.size == 103 and battery[np.array([1_050])].tolist() == [7.0]
+    assert battery[ids].tolist() == [1.0, 2.0, 3.0]  # kept through the growth
+
+
+@pytest.mark.parametrize(("clients", "sampled"), [(3_000, False), (300_000, True)])
+def test_a_group_that_cannot_fit_a_session_is_named_before_the_run(
+        clients: int, sampled: bool) -> None:
+    data = small_scenario(fleet__clients=clients)
+    data["fleet"]["groups"][1]["spread"] = {"usable_ram": 0.01}  # 1 % of a Nano's RAM
+    e = Engine(build(data), SCENARIOS, 3)
+    assert e.fleet.whole == (clients <= fleet_module.EAGER_CLIENTS)
+    lines = [w for w in e.warnings if "less usable RAM" in w]
+    assert len(lines) == 1 and "fleet group 'nanos'" in lines[0]
+    assert f"100% of its {int(clients * 0.4):,} clients" in lines[0]
+    assert ("(judged on 100,000 of them)" in lines[0]) == sampled
