@@ -23,7 +23,6 @@ ATTRIBUTES = ("speed", "background_load", "usable_ram", "downlink_mbps", "uplink
 CHUNK = 1 << 20  # clients at a time where the whole fleet must be looked at
 
 
-
 class Draws:
     """Each attribute of any clients, a pure function of the client: its group's
     distribution at the client's keyed uniform."""
@@ -40,6 +39,14 @@ class Draws:
         self.plug_h = np.array([24.0 * g.plugged_share if p.battery else 24.0  # mains
                                 for g, p in zip(self.groups, ps, strict=True)])
         self.per_step = np.array([g.setup.batch * g.setup.grad_accum for g in self.groups])
+        gs = self.groups
+        self.nominal_speed = self.by_group("speed", [g.spread.speed for g in gs])
+        self.load = self.by_group("background_load", [g.spread.background_load for g in gs])
+        self.ram_spread = self.by_group("usable_ram", [g.spread.usable_ram for g in gs])
+        self.downlink_mbps = self.by_group("downlink_mbps", [g.network.downlink_mbps for g in gs])
+        self.uplink_mbps = self.by_group("uplink_mbps", [g.network.uplink_mbps for g in gs])
+        self.latency_ms = self.by_group("latency_ms", [g.network.latency_ms for g in gs])
+        self.drawn_rank = self.by_group("lora_rank", [g.lora_rank or Dist() for g in gs])
         self.dirichlet_sum = self._dirichlet_sum(sum(counts))
 
     def group(self, c: I64) -> I64:
@@ -51,9 +58,10 @@ class Draws:
 
     def by_group(self, name: str, dists: list[Dist]) -> Of:
         """The column of attribute `name`, drawn from each group's own distribution."""
+        if all(x == dists[0] for x in dists):
+            return lambda c: dists[0].quantile(self.uniform(c, name))
+
         def of(c: I64) -> F64:
-            if all(x == dists[0] for x in dists):
-                return dists[0].quantile(self.uniform(c, name))
             u, g = self.uniform(c, name), self.group(c)
             out = np.empty(c.shape)
             for gi in np.unique(g).tolist():
@@ -63,18 +71,14 @@ class Draws:
         return of
 
     def speed(self, c: I64) -> F64:
-        load = np.clip(self.by_group("background_load", [
-            g.spread.background_load for g in self.groups])(c), 0.0, 0.95)
-        nominal = self.by_group("speed", [g.spread.speed for g in self.groups])(c)
-        return np.maximum(nominal, 1e-3) * (1.0 - load)
+        load = np.clip(self.load(c), 0.0, 0.95)
+        return np.maximum(self.nominal_speed(c), 1e-3) * (1.0 - load)
 
     def usable_ram_mb(self, c: I64) -> F64:
-        spread = self.by_group("usable_ram", [g.spread.usable_ram for g in self.groups])(c)
-        return self.ram_mb[self.group(c)] * np.maximum(spread, 1e-3)
+        return self.ram_mb[self.group(c)] * np.maximum(self.ram_spread(c), 1e-3)
 
     def latency_s(self, c: I64) -> F64:
-        return self.by_group("latency_ms", [g.network.latency_ms for g in self.groups])(c) \
-            / 1000.0
+        return self.latency_ms(c) / 1000.0
 
     def capacity_j(self, c: I64) -> F64:
         return self.capacity[self.group(c)]
@@ -86,11 +90,8 @@ class Draws:
         rank = np.full(c.shape, self.s.workload.lora_rank, dtype=np.int64)
         if self.s.workload.algorithm != "flexlora":
             return rank
-        dists = [g.lora_rank for g in self.groups]
-        drawn = self.by_group("lora_rank", [x or Dist() for x in dists])(c)
-        g = self.group(c)
-        own = np.array([x is not None for x in dists])[g]
-        rank[own] = np.maximum(1, np.round(drawn[own])).astype(np.int64)
+        own = np.array([g.lora_rank is not None for g in self.groups])[self.group(c)]
+        rank[own] = np.maximum(1, np.round(self.drawn_rank(c)[own])).astype(np.int64)
         return rank
 
     def examples(self, c: I64) -> F64:
