@@ -196,8 +196,9 @@ class Availability:
             on = self.trace.online(c, t_s)
         else:
             on = in_daily_window(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
-        if self.charging_only:
-            on &= self.plugged(c, t_s)
+        if self.charging_only:  # the charger, for those the daily window lets on
+            i = np.flatnonzero(on)
+            on[i] = self.plugged(c[i], t_s[i])
         if self.epoch_s > 0:  # churn, for those the windows let on
             i = np.flatnonzero(on)
             on[i] = self._churn_on(c[i], self._epoch(c[i], t_s[i]))

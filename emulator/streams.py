@@ -20,6 +20,7 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+_MASK, _GOLDEN_INT, _M1_INT, _M2_INT = (1 << 64) - 1, int(_GOLDEN), int(_M1), int(_M2)
 
 
 class Streams:
@@ -46,23 +47,37 @@ class Streams:
 
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
-        h = np.array(self._keys[name], dtype=np.uint64)
+        h = int(self._keys[name])
+        first = 0  # leading scalar keys (an attribute's number) are mixed once, as integers
+        while first < len(keys) and np.ndim(keys[first]) == 0:
+            key = int(np.asarray(keys[first], dtype=np.int64)) & _MASK  # two's complement
+            h = _splitmix_int(h ^ key * _GOLDEN_INT & _MASK)
+            first += 1
+        x = np.array(h, dtype=np.uint64)
         scratch = np.empty((), dtype=np.uint64)
-        for k in keys:
+        for k in keys[first:]:
             a = np.asarray(k, dtype=np.int64)
-            shape = np.broadcast_shapes(h.shape, a.shape)
-            if shape != h.shape:  # leading scalar keys are mixed once, not per element
-                h = np.broadcast_to(h, shape).copy()
+            shape = np.broadcast_shapes(x.shape, a.shape)
+            if shape != x.shape:
+                x = np.broadcast_to(x, shape).copy()
                 scratch = np.empty(shape, dtype=np.uint64)
             # the key's bits as unsigned (two's complement), times the golden ratio
             np.multiply(a.view(np.uint64), _GOLDEN, out=scratch)
-            h ^= scratch
-            _splitmix_in_place(h, scratch)
-        h >>= _S11
-        out = h.astype(np.float64)
+            x ^= scratch
+            _splitmix_in_place(x, scratch)
+        x >>= _S11
+        out = x.astype(np.float64)
         out += 0.5
         out *= 1.0 / float(1 << 53)
         return out
+
+
+def _splitmix_int(x: int) -> int:
+    """SplitMix64's finaliser on a Python integer (as `_splitmix_in_place`, wrapped)."""
+    x = (x + _GOLDEN_INT) & _MASK
+    x = ((x ^ (x >> 30)) * _M1_INT) & _MASK
+    x = ((x ^ (x >> 27)) * _M2_INT) & _MASK
+    return x ^ (x >> 31)
 
 
 def _splitmix_in_place(x: npt.NDArray[np.uint64], scratch: npt.NDArray[np.uint64]) -> None:

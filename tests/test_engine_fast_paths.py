@@ -161,3 +161,28 @@ def test_csv_numbers_are_pythons_to_the_last_digit() -> None:
         want = [("inf" if v > 0 else "-inf") if np.isinf(v) else f"{v:.{decimals}f}"
                 for v in values.tolist()]
         assert text.splitlines()[1:] == want
+
+
+def _splitmix_reference(seed: int, keys: tuple[int, ...]) -> float:
+    """The counter-based uniform, one key at a time in plain integers."""
+    mask = (1 << 64) - 1
+    h = seed
+    for k in keys:
+        h ^= ((k & mask) * 0x9E3779B97F4A7C15) & mask
+        h = (h + 0x9E3779B97F4A7C15) & mask
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & mask
+        h ^= h >> 31
+    return ((h >> 11) + 0.5) / float(1 << 53)
+
+
+def test_keyed_uniforms_are_splitmix_whatever_mix_of_scalars_and_arrays() -> None:
+    s = Streams(42)
+    seed = int(s._keys["fleet"])
+    c = np.array([0, 1, 7, 123_456_789, -3])
+    epochs = np.array([[2], [-1]])
+    for keys in [(5, c), (c, 5), (5, -2, c), (c, epochs), (7,), (3, 4)]:
+        got = s.uniform("fleet", *keys)
+        grid = np.broadcast_arrays(*(np.asarray(k) for k in keys))
+        want = np.vectorize(lambda *k: _splitmix_reference(seed, tuple(int(x) for x in k)))(*grid)
+        assert got.shape == want.shape and np.array_equal(got, want), keys
