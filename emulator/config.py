@@ -294,3 +294,12 @@ class Scenario:
         for i in order[: n - sum(counts)]:
             counts[i] += 1
         return counts
+
+    @property
+    def expected_sessions(self) -> int:
+        """About how many sessions a run of fixed rounds records (100 rounds where the
+        stop names none)."""
+        o = self.orchestration
+        per = math.ceil(o.clients_per_round * (1 + o.overcommit)) if o.mode == "sync" else \
+            o.async_.buffer_size + o.async_.concurrency // 10
+        return min(per * (self.stop.rounds or 100) + o.async_.concurrency, 50_000_000)

@@ -64,7 +64,7 @@ class Draws:
         def of(c: I64) -> F64:
             u, g = self.uniform(c, name), self.group(c)
             out = np.empty(c.shape)
-            for gi in np.unique(g).tolist():
+            for gi in np.flatnonzero(np.bincount(g, minlength=len(dists))).tolist():
                 m = g == gi
                 out[m] = dists[gi].quantile(u[m])
             return out

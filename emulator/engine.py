@@ -76,7 +76,7 @@ class Engine:
         self.policy, self.policy_params = policy_for(scenario.selection)
         self.clients = self._client_view()
         self.rounds: list[RoundRow] = []
-        self.log = SessionLog(_expected_sessions(scenario))
+        self.log = SessionLog(scenario.expected_sessions)  # room; it grows past it
         self.progress = progress
         self.observer = observer or Observer()
         self.stop_reason = ""
@@ -186,9 +186,4 @@ class Engine:
                        warnings=self.warnings)
 
 
-def _expected_sessions(s: Scenario) -> int:
-    """Room for the rows a run of fixed rounds will record (the log grows past it)."""
-    o = s.orchestration
-    per = math.ceil(o.clients_per_round * (1 + o.overcommit)) if o.mode == "sync" else \
-        o.async_.buffer_size + o.async_.concurrency // 10
-    return min(per * (s.stop.rounds or 100) + o.async_.concurrency, 50_000_000)
+

@@ -74,11 +74,11 @@ class Fleet:
 
 def build_fleet(s: Scenario, streams: Streams, base: Path, whole: bool | None = None
                 ) -> Fleet:
-    """The fleet of scenario `s`: held whole up to `EAGER_CLIENTS` clients (or as
-    `whole` says), worked out per client beyond; the same values either way."""
+    """The fleet of scenario `s`: held whole or worked out per client as `holds_whole`
+    (or `whole`) says; the same values either way."""
     counts = [int(k) for k in s.group_counts]
     n = sum(counts)
-    whole = n <= EAGER_CLIENTS if whole is None else whole
+    whole = holds_whole(s, n) if whole is None else whole
     profiles = [resolve_profile(g.profile, base) for g in s.fleet.groups]
     d = Draws(s, streams, profiles, counts)
     col = partial(column, n, whole=whole)
@@ -107,6 +107,14 @@ def build_fleet(s: Scenario, streams: Streams, base: Path, whole: bool | None = 
                  tz_h=col(d.tz_h), window_start_h=col(d.window_start_h),
                  window_length_h=col(d.window_length_h), plug_start_h=col(d.plug_start_h),
                  plug_length_h=col(d.plug_length_h), kept=kept)
+
+
+def holds_whole(s: Scenario, n: int) -> bool:
+    """Whether a fleet of `n` clients is held whole: up to `EAGER_CLIENTS`, or where the
+    run's check-ins will draw about as many candidates as it has clients (most of them
+    are asked anyway, and one pass over them costs less than working them out at every
+    ask)."""
+    return n <= EAGER_CLIENTS or n <= s.expected_sessions * s.selection.pool_factor
 
 
 def memory_warnings(f: Fleet, share: float = MEMORY_WARN_SHARE) -> list[str]:

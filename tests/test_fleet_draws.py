@@ -52,7 +52,7 @@ def test_a_fleet_worked_out_per_client_runs_as_one_held_whole(
         variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     data = small_scenario(**VARIANTS[variant])
     whole = run(data)
-    monkeypatch.setattr(fleet_module, "EAGER_CLIENTS", 0)
+    monkeypatch.setattr(fleet_module, "holds_whole", lambda s, n: False)
     per_client = run(data)
     assert whole.fleet.whole and not per_client.fleet.whole
     assert isinstance(per_client.fleet.speed, Computed)
