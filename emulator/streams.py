@@ -1,10 +1,11 @@
 """One root seed, split into named random streams.
 
-Two kinds of randomness: `generator(name)` gives a numpy Generator for draws made
-before the run (per-client attributes, traces); `uniform(name, a, b)` gives
-counter-based uniforms keyed by integers (client, round, step), so an event's
-randomness depends on who and when, never on how many draws came before it: a
-different selection policy cannot shift another stream.
+Two kinds of randomness: `uniform(name, a, b)` gives counter-based uniforms keyed by
+integers (attribute, client, round, step), so a client's attributes and an event's
+randomness depend on who and when, never on how many draws came before: a different
+selection policy cannot shift another stream, and any client can be worked out alone;
+`generator(name)` gives a numpy Generator for the few draws made once (the seed a
+Flower app is handed).
 """
 
 from __future__ import annotations
