@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-# append only: a stream's draws depend on its place in this list
+# append only: a stream's draws depend on its place in this list ("data", "battery" and
+# "flexlora" drew client attributes before those became keyed draws of "fleet")
 STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "selection",
            "checkin", "flexlora", "validation", "flower", "compute")
 
