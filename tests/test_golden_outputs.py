@@ -30,7 +30,14 @@ every synchronous golden byte for byte first:
   every shipped profile states one), and client_sessions.csv's `compute_factor`,
   `timing_margin`, `p_complete`, `session_s_p05` and `session_s_p95`. Before those columns
   were added, the engine with `variability.enabled: false` gave every golden output of
-  the engine before it byte for byte.
+  the engine before it byte for byte;
+- a client never asked holds nothing (issue: engine speed, second step): each client's
+  attributes (speed, load, RAM, links, data, rank, first charge, time zone, daily and
+  charger windows) are its distribution's quantile at a uniform of stream `fleet` keyed
+  by attribute and client, in place of sequential draws from the `fleet`, `data`,
+  `battery`, `flexlora` and `availability` generators: the same distributions, other
+  numbers. Every other change of that work kept every golden byte (tests/
+  test_fleet_draws.py: a fleet worked out per client runs as one held whole).
 """
 
 from __future__ import annotations
