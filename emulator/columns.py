@@ -52,6 +52,8 @@ class Computed:
         c = np.asarray(c)
         if c.dtype == bool:
             raise TypeError("a computed column is read by client ids, not by a mask")
+        if c.ndim == 0:  # one client: its value, as an array element reads
+            return self.of(c.astype(np.int64).reshape(1))[0]
         return self.of(c.astype(np.int64, copy=False))
 
 
@@ -114,6 +116,8 @@ class KeptColumn:
 
     def __getitem__(self, c: Any) -> Any:
         c = np.asarray(c, dtype=np.int64)
+        if c.ndim == 0:  # one client: its value, as an array element reads
+            return self[c.reshape(1)][0]
         s = self.kept.slots(c)
         written = s >= 0
         if written.all():

@@ -61,7 +61,9 @@ def test_a_fleet_worked_out_per_client_runs_as_one_held_whole(
 
 
 def test_a_client_s_draws_do_not_depend_on_who_else_is_asked() -> None:
-    s = build(small_scenario(fleet__clients=1_000))
+    data = small_scenario(fleet__clients=1_000)
+    data["fleet"]["groups"][1]["network"] = {"link": "wifi"}  # links drawn per group
+    s = build(data)
     f = Engine(s, SCENARIOS, 3).fleet
     assert f.whole
     lazy = fleet_module.build_fleet(s, Engine(s, SCENARIOS, 3).streams, SCENARIOS, whole=False)
@@ -70,6 +72,9 @@ def test_a_client_s_draws_do_not_depend_on_who_else_is_asked() -> None:
                  "window_start_h", "examples", "cost_index"):
         assert np.array_equal(getattr(lazy, name)[some], getattr(f, name)[some]), name
     assert np.array_equal(lazy.battery_j[some], f.battery_j[some])
+    for one in (0, 417, np.int64(999)):  # one client reads as an element of the array
+        assert lazy.downlink_mbps[one] == f.downlink_mbps[one] and lazy.group[one] == f.group[one]
+        assert lazy.battery_j[one] == f.battery_j[one]
 
 
 @pytest.mark.parametrize(("dist", "reference"), [
