@@ -161,20 +161,21 @@ def _union(a: Candidates, b: Candidates) -> Candidates:
 
 
 class Drawn:
-    """The (launch, client) pairs drawn so far: for a single launch, marks over the
-    fleet (zeroed memory, touched only where drawn); sorted keys otherwise (a cost that
-    grows with the draws, not with the fleet)."""
+    """The (launch, client) pairs drawn so far: for a single launch, stamps over the
+    fleet (zeroed memory, touched only where drawn; DRAWN marks a client drawn); sorted
+    keys otherwise (a cost that grows with the draws, not with the fleet)."""
+
+    DRAWN = -1
 
     def __init__(self, n: int, launches: int) -> None:
         self.n = n
-        self.mask = np.zeros(n, dtype=bool) if launches == 1 else None
         self.stamp = np.zeros(n, dtype=np.int32) if launches == 1 else None
         self.keys = np.zeros(0, dtype=np.int64)
 
     def new(self, g: I64, c: I64, r: I64, numbers: range) -> tuple[I64, I64, I64]:
         """The distinct pairs among these not drawn before (made by the draws `numbers`,
         draw `r` each), each with the first draw that drew it."""
-        if self.mask is not None:  # draw by draw, each client once
+        if self.stamp is not None:  # draw by draw, each client once
             parts = [self._fresh(c if len(numbers) == 1 else c[r == d]) for d in numbers]
             c = np.concatenate(parts)
             r = np.repeat(np.array(numbers, dtype=np.int64), [len(x) for x in parts])
@@ -197,10 +198,10 @@ class Drawn:
         """The clients among `c` not drawn before, each once; now drawn. Of a client
         drawn twice, the one place whose number its stamp kept stays (either: they are
         the same draw)."""
-        assert self.mask is not None and self.stamp is not None
-        c = c[~self.mask[c]]
+        assert self.stamp is not None
+        c = c[self.stamp[c] != self.DRAWN]
         place = np.arange(len(c), dtype=np.int32)
         self.stamp[c] = place
         c = c[self.stamp[c] == place]
-        self.mask[c] = True
+        self.stamp[c] = self.DRAWN
         return c

@@ -31,7 +31,8 @@ class Draws:
                  counts: list[int]) -> None:
         self.s, self.streams, self.profiles = s, streams, profiles
         self.groups = list(s.fleet.groups)
-        self.starts = np.cumsum([0, *counts])[1:-1]
+        self.counts = counts
+        self.starts = np.cumsum([0, *counts])[1:-1]  # the first client of groups 1, 2, ...
         ps = profiles
         self.ram_mb = np.array([p.memory.usable_ram_mb for p in ps], dtype=np.float64)
         self.capacity = np.array([p.battery.capacity_wh * 3600.0 if p.battery else math.inf
@@ -117,14 +118,14 @@ class Draws:
         return math.fsum(float(self._gamma(np.arange(a, min(a + CHUNK, n))).sum())
                          for a in range(0, n, CHUNK))
 
-    def local_steps(self, c: I64) -> I64:
-        """As given, or each client's epochs over its examples, capped at
+    def local_steps(self, c: I64, examples: F64) -> I64:
+        """As given, or each client's epochs over its `examples`, capped at
         `max_local_steps`."""
         data = self.s.data
         if data.local_steps is not None:
             return np.full(c.shape, data.local_steps, dtype=np.int64)
         epochs = data.local_epochs or 1.0
-        steps: I64 = np.clip(np.ceil(self.examples(c) * epochs / self.per_step[self.group(c)])
+        steps: I64 = np.clip(np.ceil(examples * epochs / self.per_step[self.group(c)])
                              .astype(np.int64), 1, data.max_local_steps)
         return steps
 
@@ -161,7 +162,7 @@ def pairs_in_use(d: Draws, n: int) -> tuple[I64, int]:
     if d.s.workload.algorithm != "flexlora" or all(g.lora_rank is None for g in d.groups):
         width = d.s.workload.lora_rank + 1
         keys = np.arange(len(d.groups)) * width + d.s.workload.lora_rank
-        return keys[[k > 0 for k in np.diff(np.r_[0, d.starts, n])]], width
+        return keys[np.array(d.counts) > 0], width
     chunks = [np.arange(a, min(a + CHUNK, n)) for a in range(0, n, CHUNK)]
     width = max(int(d.rank(c).max()) for c in chunks) + 1
     keys = np.unique(np.concatenate([np.unique(d.group(c) * width + d.rank(c))

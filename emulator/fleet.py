@@ -34,7 +34,7 @@ class Fleet:
     n: int
     groups: list[GroupConfig]
     profiles: list[DeviceProfile]
-    counts: list[int]  # clients per group: group g is ids starts[g] .. starts[g + 1] - 1
+    counts: list[int]  # clients per group, in order: a group's clients have consecutive ids
     group: Column
     speed: Column
     usable_ram_mb: Column
@@ -60,7 +60,7 @@ class Fleet:
 
     @property
     def whole(self) -> bool:
-        """Whether the columns are held whole (see `columns.EAGER_CLIENTS`)."""
+        """Whether the columns are held whole (see `holds_whole`)."""
         return self.kept is None
 
     def column(self, of: Of) -> Column:
@@ -91,13 +91,15 @@ def build_fleet(s: Scenario, streams: Streams, base: Path, whole: bool | None = 
         at: I64 = np.searchsorted(keys, d.group(c) * width + d.rank(c))
         return at
 
+    examples = col(d.examples)
     kept = None if whole else Kept(n)
     temp0 = np.array([s.thermal.initial_c if s.thermal.initial_c is not None
                       else p.thermal.throttle_full_c if s.thermal.hot
                       else p.thermal.ambient_c for p in profiles], dtype=np.float64)
     return Fleet(n=n, groups=list(s.fleet.groups), profiles=profiles, counts=counts,
                  group=group, speed=col(d.speed), usable_ram_mb=col(d.usable_ram_mb),
-                 examples=col(d.examples), local_steps=col(d.local_steps), rank=rank,
+                 examples=examples,
+                 local_steps=col(lambda c: d.local_steps(c, examples[c])), rank=rank,
                  cost_index=col(cost_index), costs=costs, cost_table=CostTable.of(costs),
                  downlink_mbps=col(d.downlink_mbps), uplink_mbps=col(d.uplink_mbps),
                  latency_s=col(d.latency_s), battery_capacity_j=col(d.capacity_j),
