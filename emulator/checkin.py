@@ -17,19 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
-from edgetwin.common.arrays import F64, I64, B
-from edgetwin.emulator.kernels import DRAWN, ELIGIBLE, FRESH_DRAWS
+from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
     from edgetwin.emulator.engine import Engine
 
 REDRAWS = 4  # draws per launch if availability is thin
-# a single launch compiled reads its draws in client order where it draws at least one
-# client in this many (a pass over the fleet's stamps costs less than scattered reads)
-DENSE_DRAWS = 128
 
 
 @dataclass(frozen=True)
@@ -105,9 +100,6 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     size = np.minimum(want, n)
     whole = size >= n  # a pool as large as the fleet is the fleet: one draw finds it all
     seen = seen or Drawn(n, len(k))
-    if seen.stamp is not None and len(redraws) == 1 and ELIGIBLE.get() is not None \
-            and _compiled_filter(engine):
-        return seen, _drawn_compiled(engine, now_s, k, launch_id, redraws.start, seen.stamp)
     todo = np.flatnonzero((k > 0) & (~whole if redraws.start else True))
     per = np.repeat(size[todo], len(redraws))
     g = np.repeat(np.repeat(todo, len(redraws)), per)
@@ -118,57 +110,13 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     g, c, r = seen.new(g, c, r, redraws)
     model = engine.model
     t = now_s[g]
-    if ELIGIBLE.get() is not None and _compiled_filter(engine):
-        ok, battery = _eligible_compiled(engine, c, t)
-    else:
-        idle = engine.busy_until_s[c] <= t
-        g, c, r, t = g[idle], c[idle], r[idle], t[idle]
-        online = model.availability.online(c, t)
-        g, c, r, t = g[online], c[online], r[online], t[online]
-        battery = model.battery_at(c, t)
-        ok = model.charged_enough(c, battery)
+    idle = engine.busy_until_s[c] <= t
+    g, c, r, t = g[idle], c[idle], r[idle], t[idle]
+    online = model.availability.online(c, t)
+    g, c, r, t = g[online], c[online], r[online], t[online]
+    battery = model.battery_at(c, t)
+    ok = model.charged_enough(c, battery)
     return seen, Candidates(c[ok], g[ok], r[ok], battery[ok], now_s, k, launch_id)
-
-
-def _compiled_filter(engine: Engine) -> bool:
-    """Whether the compiled check-in applies: the fleet is held whole (its columns are
-    arrays) and availability is not a recorded trace."""
-    return engine.fleet.whole and engine.model.availability.trace is None
-
-
-def _drawn_compiled(engine: Engine, now_s: F64, k: I64, launch_id: I64, redraw: int,
-                    stamp: npt.NDArray[np.int32]) -> Candidates:
-    """Draw `redraw` of a single launch, compiled (`kernels.FRESH_DRAWS`, then the
-    filter): the same candidates as the numpy path, in client order where the draws are
-    dense enough that reading the stamps in order is cheaper than reading the columns
-    in draw order."""
-    n = engine.fleet.n
-    size = min(int(_want(engine, k)[0]), n)
-    c = np.empty(size, dtype=np.int64)
-    draws = FRESH_DRAWS.get()
-    assert draws is not None
-    found = draws(engine.streams.key("checkin"), (int(launch_id[0]) * REDRAWS + redraw) << 32,
-                  size, n, size >= n, stamp, size * DENSE_DRAWS >= n, c)
-    c = c[:found]
-    ok, battery = _eligible_compiled(engine, c, np.full(found, now_s[0]))
-    return Candidates(c[ok], np.zeros(int(ok.sum()), dtype=np.int64),
-                      np.full(int(ok.sum()), redraw, dtype=np.int64), battery[ok], now_s, k,
-                      launch_id)
-
-
-def _eligible_compiled(engine: Engine, c: I64, t_s: F64) -> tuple[B, F64]:
-    """The filter above in one compiled pass (`kernels.ELIGIBLE`: the same bytes)."""
-    kernel = ELIGIBLE.get()
-    assert kernel is not None
-    model, f = engine.model, engine.fleet
-    av = model.availability
-    ok, charge_j = np.empty(len(c), dtype=bool), np.empty(len(c))
-    kernel(c, t_s, engine.busy_until_s, av.tz_h, av.window_start_h, av.window_length_h,
-           av.charging_only, av.charger.tz_h, av.charger.start_h, av.charger.length_h,
-           av.charger.charge_w, engine.streams.key("availability"), av.epoch_s, av.phase_s,
-           av.online_fraction, f.battery_j, f.battery_capacity_j, f.last_touch_s,
-           model.standby_w, f.group, model.scenario.battery.min_pct_to_join, ok, charge_j)
-    return ok, charge_j
 
 
 def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = None
@@ -217,6 +165,8 @@ class Drawn:
     fleet (zeroed memory, touched only where drawn; DRAWN marks a client drawn); sorted
     keys otherwise (a cost that grows with the draws, not with the fleet)."""
 
+    DRAWN = -1
+
     def __init__(self, n: int, launches: int) -> None:
         self.n = n
         self.stamp = np.zeros(n, dtype=np.int32) if launches == 1 else None
@@ -249,9 +199,9 @@ class Drawn:
         drawn twice, the one place whose number its stamp kept stays (either: they are
         the same draw)."""
         assert self.stamp is not None
-        c = c[self.stamp[c] != DRAWN]
+        c = c[self.stamp[c] != self.DRAWN]
         place = np.arange(len(c), dtype=np.int32)
         self.stamp[c] = place
         c = c[self.stamp[c] == place]
-        self.stamp[c] = DRAWN
+        self.stamp[c] = self.DRAWN
         return c

@@ -13,14 +13,16 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.emulator.kernels import GOLDEN, M1, M2, MIX, S11, S27, S30, S31
-
 # append only: a stream's draws depend on its place in this list ("data", "battery" and
 # "flexlora" drew client attributes before those became keyed draws of "fleet")
 STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "selection",
            "checkin", "flexlora", "validation", "flower", "compute")
 
-_MASK, _GOLDEN_INT, _M1_INT, _M2_INT = (1 << 64) - 1, int(GOLDEN), int(M1), int(M2)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+_MASK, _GOLDEN_INT, _M1_INT, _M2_INT = (1 << 64) - 1, int(_GOLDEN), int(_M1), int(_M2)
 
 
 class Streams:
@@ -45,10 +47,6 @@ class Streams:
         return np.random.default_rng(np.random.SeedSequence(
             seq.entropy, spawn_key=(*seq.spawn_key, *keys)))
 
-    def key(self, name: str) -> np.uint64:
-        """Stream `name`'s own key (what `uniform` mixes its keys into)."""
-        return self._keys[name]
-
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
         h = int(self._keys[name])
@@ -57,27 +55,19 @@ class Streams:
             key = int(np.asarray(keys[first], dtype=np.int64)) & _MASK  # two's complement
             h = _splitmix_int(h ^ key * _GOLDEN_INT & _MASK)
             first += 1
-        arrays = [np.asarray(k, dtype=np.int64) for k in keys[first:]]
-        kernel = MIX.get() if arrays else None
-        if kernel is not None:
-            shape = np.broadcast_shapes(*(a.shape for a in arrays))
-            flat = [np.broadcast_to(a, shape).reshape(-1) for a in arrays]  # copies a broadcast
-            rows = np.stack(flat) if len(flat) > 1 else flat[0].reshape(1, -1)
-            out = np.empty(rows.shape[1], dtype=np.float64)
-            kernel(np.uint64(h), rows, out)
-            return out.reshape(shape)
         x = np.array(h, dtype=np.uint64)
         scratch = np.empty((), dtype=np.uint64)
-        for a in arrays:
+        for k in keys[first:]:
+            a = np.asarray(k, dtype=np.int64)
             shape = np.broadcast_shapes(x.shape, a.shape)
             if shape != x.shape:
                 x = np.broadcast_to(x, shape).copy()
                 scratch = np.empty(shape, dtype=np.uint64)
             # the key's bits as unsigned (two's complement), times the golden ratio
-            np.multiply(a.view(np.uint64), GOLDEN, out=scratch)
+            np.multiply(a.view(np.uint64), _GOLDEN, out=scratch)
             x ^= scratch
             _splitmix_in_place(x, scratch)
-        x >>= S11
+        x >>= _S11
         out = x.astype(np.float64)
         out += 0.5
         out *= 1.0 / float(1 << 53)
@@ -94,13 +84,12 @@ def _splitmix_int(x: int) -> int:
 
 def _splitmix_in_place(x: npt.NDArray[np.uint64], scratch: npt.NDArray[np.uint64]) -> None:
     """SplitMix64's finaliser, over `x` in place (unsigned arithmetic wraps, as it must)."""
-    x += GOLDEN
-    np.right_shift(x, S30, out=scratch)
+    x += _GOLDEN
+    np.right_shift(x, _S30, out=scratch)
     x ^= scratch
-    x *= M1
-    np.right_shift(x, S27, out=scratch)
+    x *= _M1
+    np.right_shift(x, _S27, out=scratch)
     x ^= scratch
-    x *= M2
-    np.right_shift(x, S31, out=scratch)
+    x *= _M2
+    np.right_shift(x, _S31, out=scratch)
     x ^= scratch
-
