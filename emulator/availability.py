@@ -156,6 +156,11 @@ class Trace:
         return np.where(inside, t_s + (self.ends[idx] - (tc * 2 * self.period_s + local)), t_s)
 
 
+def _at(t_s: F64, i: I64) -> F64:
+    """The instants of the clients at places `i`: one instant for all stays one."""
+    return t_s if t_s.ndim == 0 else t_s[i]
+
+
 class Availability:
     """Online and next-offline times for any clients at any time."""
 
@@ -190,18 +195,19 @@ class Availability:
         phase_s: F64 = self.phase_s[c]
         return np.floor((t_s + phase_s) / self.epoch_s).astype(np.int64)
 
-    def online(self, c: I64, t_s: F64) -> B:
-        t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
+    def online(self, c: I64, t_s: F64 | float) -> B:
+        """Whether clients `c` are online at `t_s` (one instant for all, or one each)."""
+        t_s = np.asarray(t_s, dtype=np.float64)
         if self.trace is not None:
             on = self.trace.online(c, t_s)
         else:
             on = in_daily_window(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:  # the charger, for those the daily window lets on
             i = np.flatnonzero(on)
-            on[i] = self.plugged(c[i], t_s[i])
+            on[i] = self.plugged(c[i], _at(t_s, i))
         if self.epoch_s > 0:  # churn, for those the windows let on
             i = np.flatnonzero(on)
-            on[i] = self._churn_on(c[i], self._epoch(c[i], t_s[i]))
+            on[i] = self._churn_on(c[i], self._epoch(c[i], _at(t_s, i)))
         return on
 
     def offline_at(self, c: I64, t_s: F64) -> F64:

@@ -100,6 +100,8 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     size = np.minimum(want, n)
     whole = size >= n  # a pool as large as the fleet is the fleet: one draw finds it all
     seen = seen or Drawn(n, len(k))
+    if seen.stamp is not None:
+        return seen, _single(engine, now_s, k, launch_id, redraws, seen)
     todo = np.flatnonzero((k > 0) & (~whole if redraws.start else True))
     per = np.repeat(size[todo], len(redraws))
     g = np.repeat(np.repeat(todo, len(redraws)), per)
@@ -107,7 +109,7 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     draw = np.arange(len(g)) - np.repeat(np.cumsum(per) - per, per)
     u = engine.streams.uniform("checkin", (launch_id[g] * REDRAWS + r) << 32 | draw)
     c = np.where(whole[g], draw, np.minimum((u * n).astype(np.int64), n - 1))
-    g, c, r = seen.new(g, c, r, redraws)
+    g, c, r = seen.new(g, c, r)
     model = engine.model
     t = now_s[g]
     idle = engine.busy_until_s[c] <= t
@@ -117,6 +119,36 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     battery = model.battery_at(c, t)
     ok = model.charged_enough(c, battery)
     return seen, Candidates(c[ok], g[ok], r[ok], battery[ok], now_s, k, launch_id)
+
+
+def _single(engine: Engine, now_s: F64, k: I64, launch_id: I64, redraws: range,
+            seen: Drawn) -> Candidates:
+    """`candidates` of a single launch: one instant for all its candidates, its draws one
+    after another (the same candidates, with fewer arrays carried along)."""
+    n, model = engine.fleet.n, engine.model
+    size = min(int(_want(engine, k)[0]), n)
+    t = float(now_s[0])
+    clients, charge, numbers = [], [], []
+    for r in redraws:
+        if k[0] <= 0 or (size >= n and r > 0):
+            break
+        draw = np.arange(size, dtype=np.int64)
+        if size < n:
+            u = engine.streams.uniform("checkin",
+                                       (int(launch_id[0]) * REDRAWS + r) << 32 | draw)
+            draw = np.minimum((u * n).astype(np.int64), n - 1)
+        c = seen.fresh(draw)
+        c = c[engine.busy_until_s[c] <= t]
+        c = c[model.availability.online(c, t)]
+        battery = model.battery_at(c, t)
+        ok = model.charged_enough(c, battery)
+        clients.append(c[ok])
+        charge.append(battery[ok])
+        numbers.append(np.full(len(clients[-1]), r, dtype=np.int64))
+    c = np.concatenate(clients) if clients else np.zeros(0, dtype=np.int64)
+    return Candidates(c, np.zeros(len(c), dtype=np.int64),
+                      np.concatenate(numbers) if numbers else np.zeros(0, dtype=np.int64),
+                      np.concatenate(charge) if charge else np.zeros(0), now_s, k, launch_id)
 
 
 def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = None
@@ -172,14 +204,10 @@ class Drawn:
         self.stamp = np.zeros(n, dtype=np.int32) if launches == 1 else None
         self.keys = np.zeros(0, dtype=np.int64)
 
-    def new(self, g: I64, c: I64, r: I64, numbers: range) -> tuple[I64, I64, I64]:
-        """The distinct pairs among these not drawn before (made by the draws `numbers`,
-        draw `r` each), each with the first draw that drew it."""
-        if self.stamp is not None:  # draw by draw, each client once
-            parts = [self._fresh(c if len(numbers) == 1 else c[r == d]) for d in numbers]
-            c = np.concatenate(parts)
-            r = np.repeat(np.array(numbers, dtype=np.int64), [len(x) for x in parts])
-            return np.zeros(len(c), dtype=np.int64), c, r
+    def new(self, g: I64, c: I64, r: I64) -> tuple[I64, I64, I64]:
+        """The distinct pairs among these not drawn before (made by draw `r` each), each
+        with the first draw that drew it (several launches; a single one draws by
+        `fresh`)."""
         ranked = np.sort((g * self.n + c) * REDRAWS + r)  # by launch, client, then draw
         keys, r = ranked // REDRAWS, ranked % REDRAWS
         if len(keys):
@@ -194,7 +222,7 @@ class Drawn:
             self.keys = keys
         return keys // self.n, keys % self.n, r
 
-    def _fresh(self, c: I64) -> I64:
+    def fresh(self, c: I64) -> I64:
         """The clients among `c` not drawn before, each once; now drawn. Of a client
         drawn twice, the one place whose number its stamp kept stays (either: they are
         the same draw)."""

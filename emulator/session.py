@@ -173,16 +173,18 @@ class SessionModel:
                        th.resistance_c_per_w[g], th.time_constant_s[g])
         return self.battery_at(c, t_s), temp
 
-    def battery_at(self, c: I64, t_s: F64) -> F64:
-        """Each client's charge at `t_s` (see `state_at`); mains power stays infinite."""
+    def battery_at(self, c: I64, t_s: F64 | float) -> F64:
+        """Each client's charge at `t_s` (one instant for all, or one each; see
+        `state_at`); mains power stays infinite."""
         f = self.fleet
         out: F64 = f.battery_j[c]
         i = np.flatnonzero(np.isfinite(f.battery_capacity_j[c]))
         if len(i):
             ci = c[i]
+            t = np.asarray(t_s, dtype=np.float64)
             out[i] = batt.idle_update_j(
                 out[i], f.battery_capacity_j[ci], f.last_touch_s[ci],
-                np.broadcast_to(t_s, c.shape)[i], self.charger.subset(ci),
+                t if t.ndim == 0 else np.broadcast_to(t, c.shape)[i], self.charger.subset(ci),
                 self.standby_w[f.group[ci]])
         return out
 
