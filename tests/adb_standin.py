@@ -76,10 +76,13 @@ def _shell(phone: Path, command: str) -> int:
     assert child.stdin is not None and child.stdout is not None
 
     def feed() -> None:  # the host's stdin to the phone's command
+        # read from the descriptor, not sys.stdin: a daemon thread blocked inside
+        # sys.stdin's buffer holds its lock, and the interpreter's shutdown then aborts
+        # ("could not acquire lock ... at interpreter shutdown"), failing the command
         assert child.stdin is not None
         with contextlib.suppress(ValueError, OSError):
-            for line in sys.stdin.buffer:
-                child.stdin.write(line)
+            while chunk := os.read(0, 1 << 16):
+                child.stdin.write(chunk)
                 child.stdin.flush()
         with contextlib.suppress(OSError):
             child.stdin.close()
