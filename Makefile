@@ -62,8 +62,18 @@ test: lint
 wheel-check: $(VENV)/.full
 	PYTHON=$(PYTHON) .ci/wheel_check
 
-bench: $(VENV)/.full
-	$(BIN)/python benchmarks/fleet_speed.py
+# the engine fleet_speed.py compares against (before its second speed step), installed
+# apart from this checkout from the repository's history
+BASELINE ?= 6c26870
+build/baseline-%/edgetwin/__init__.py: | $(VENV)/.full
+	rm -rf build/baseline-src-$* build/baseline-$*
+	mkdir -p build/baseline-src-$*
+	git archive $* | tar -x -C build/baseline-src-$*
+	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/baseline-$* build/baseline-src-$*
+	rm -rf build/baseline-src-$*
+
+bench: build/baseline-$(BASELINE)/edgetwin/__init__.py
+	$(BIN)/python benchmarks/fleet_speed.py --baseline build/baseline-$(BASELINE)
 	$(BIN)/python benchmarks/memory_vs_measured.py
 
 clean:
