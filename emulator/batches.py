@@ -12,15 +12,18 @@ from edgetwin.common.arrays import I64, B
 from edgetwin.emulator.session import Outcome, Planned
 
 Batch = TypeVar("Batch", Planned, Outcome)
+# each batch type's columns, named once
+_NAMES = {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in (Planned, Outcome)}
 
 
 def take(batch: Batch, i: I64 | B) -> Batch:
     """Sessions `i` of a batch, as a batch."""
-    return type(batch)(**{f.name: getattr(batch, f.name)[i]
-                          for f in dataclasses.fields(batch)})
+    if i.dtype == bool:  # a mask's places found once, not once a column
+        i = np.flatnonzero(i)
+    return type(batch)(**{name: getattr(batch, name)[i] for name in _NAMES[type(batch)]})
 
 
 def join(batches: list[Batch]) -> Batch:
     """Batches as one, in order."""
-    return type(batches[0])(**{f.name: np.concatenate([getattr(b, f.name) for b in batches])
-                               for f in dataclasses.fields(batches[0])})
+    return type(batches[0])(**{name: np.concatenate([getattr(b, name) for b in batches])
+                               for name in _NAMES[type(batches[0])]})

@@ -57,8 +57,14 @@ class Streams:
             first += 1
         x = np.array(h, dtype=np.uint64)
         scratch = np.empty((), dtype=np.uint64)
-        for k in keys[first:]:
+        for i, k in enumerate(keys[first:]):
             a = np.asarray(k, dtype=np.int64)
+            if i == 0:  # h ^ the first key's product, as product ^ h: h is not broadcast
+                scratch = np.empty(a.shape, dtype=np.uint64)
+                x = np.multiply(a.view(np.uint64), _GOLDEN, out=np.empty(a.shape, np.uint64))
+                x ^= np.uint64(h)
+                _splitmix_in_place(x, scratch)
+                continue
             shape = np.broadcast_shapes(x.shape, a.shape)
             if shape != x.shape:
                 x = np.broadcast_to(x, shape).copy()
