@@ -69,7 +69,7 @@ build/baseline-%/edgetwin/__init__.py: | $(VENV)/.full
 	rm -rf build/baseline-src-$* build/baseline-$*
 	mkdir -p build/baseline-src-$*
 	git archive $* | tar -x -C build/baseline-src-$*
-	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/baseline-$* build/baseline-src-$*
+	$(BIN)/pip install -q --no-deps --target build/baseline-$* build/baseline-src-$*
 	rm -rf build/baseline-src-$*
 
 bench: build/baseline-$(BASELINE)/edgetwin/__init__.py

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.common.arrays import F64, I64, B
+from edgetwin.common.arrays import F64, I64, B, at_places
 from edgetwin.emulator.columns import Column, Of
 from edgetwin.emulator.csvfile import read_rows
 from edgetwin.emulator.streams import Streams
@@ -156,11 +156,6 @@ class Trace:
         return np.where(inside, t_s + (self.ends[idx] - (tc * 2 * self.period_s + local)), t_s)
 
 
-def _at(t_s: F64, i: I64) -> F64:
-    """The instants of the clients at places `i`: one instant for all stays one."""
-    return t_s if t_s.ndim == 0 else t_s[i]
-
-
 class Availability:
     """Online and next-offline times for any clients at any time."""
 
@@ -204,10 +199,10 @@ class Availability:
             on = in_daily_window(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:  # the charger, for those the daily window lets on
             i = np.flatnonzero(on)
-            on[i] = self.plugged(c[i], _at(t_s, i))
+            on[i] = self.plugged(c[i], at_places(t_s, i))
         if self.epoch_s > 0:  # churn, for those the windows let on
             i = np.flatnonzero(on)
-            on[i] = self._churn_on(c[i], self._epoch(c[i], _at(t_s, i)))
+            on[i] = self._churn_on(c[i], self._epoch(c[i], at_places(t_s, i)))
         return on
 
     def offline_at(self, c: I64, t_s: F64) -> F64:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetwin.common.arrays import F64, I64
+from edgetwin.common.arrays import F64, I64, at_places
 from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
@@ -96,12 +96,11 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     drawn before (`seen`) left out; the eligible ones: idle, online and charged enough
     at their launch's instant (the charge worked out only for those online)."""
     n = engine.fleet.n
-    want = _want(engine, k)
-    size = np.minimum(want, n)
-    whole = size >= n  # a pool as large as the fleet is the fleet: one draw finds it all
     seen = seen or Drawn(n, len(k))
     if seen.stamp is not None:
         return seen, _single(engine, now_s, k, launch_id, redraws, seen)
+    size = np.minimum(_want(engine, k), n)
+    whole = size >= n  # a pool as large as the fleet is the fleet: one draw finds it all
     todo = np.flatnonzero((k > 0) & (~whole if redraws.start else True))
     per = np.repeat(size[todo], len(redraws))
     g = np.repeat(np.repeat(todo, len(redraws)), per)
@@ -110,27 +109,30 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     u = engine.streams.uniform("checkin", (launch_id[g] * REDRAWS + r) << 32 | draw)
     c = np.where(whole[g], draw, np.minimum((u * n).astype(np.int64), n - 1))
     g, c, r = seen.new(g, c, r)
-    model = engine.model
-    t = now_s[g]
-    idle = engine.busy_until_s[c] <= t
-    g, c, r, t = g[idle], c[idle], r[idle], t[idle]
-    online = model.availability.online(c, t)
-    g, c, r, t = g[online], c[online], r[online], t[online]
-    battery = model.battery_at(c, t)
-    ok = model.charged_enough(c, battery)
-    return seen, Candidates(c[ok], g[ok], r[ok], battery[ok], now_s, k, launch_id)
+    i, battery = _eligible(engine, c, now_s[g])
+    return seen, Candidates(c[i], g[i], r[i], battery, now_s, k, launch_id)
+
+
+def _eligible(engine: Engine, c: I64, t_s: F64 | float) -> tuple[I64, F64]:
+    """The places in `c` of those idle, online and charged enough at `t_s` (one instant
+    for all, or one each), and their charge (worked out only for those online)."""
+    model, t = engine.model, np.asarray(t_s, dtype=np.float64)
+    i = np.flatnonzero(engine.busy_until_s[c] <= t)
+    i = i[model.availability.online(c[i], at_places(t, i))]
+    battery = model.battery_at(c[i], at_places(t, i))
+    ok = model.charged_enough(c[i], battery)
+    return i[ok], battery[ok]
 
 
 def _single(engine: Engine, now_s: F64, k: I64, launch_id: I64, redraws: range,
             seen: Drawn) -> Candidates:
     """`candidates` of a single launch: one instant for all its candidates, its draws one
     after another (the same candidates, with fewer arrays carried along)."""
-    n, model = engine.fleet.n, engine.model
+    n = engine.fleet.n
     size = min(int(_want(engine, k)[0]), n)
-    t = float(now_s[0])
     clients, charge, numbers = [], [], []
-    for r in redraws:
-        if k[0] <= 0 or (size >= n and r > 0):
+    for r in redraws if k[0] > 0 else ():
+        if size >= n and r > 0:  # the whole fleet was drawn at once
             break
         draw = np.arange(size, dtype=np.int64)
         if size < n:
@@ -138,13 +140,10 @@ def _single(engine: Engine, now_s: F64, k: I64, launch_id: I64, redraws: range,
                                        (int(launch_id[0]) * REDRAWS + r) << 32 | draw)
             draw = np.minimum((u * n).astype(np.int64), n - 1)
         c = seen.fresh(draw)
-        c = c[engine.busy_until_s[c] <= t]
-        c = c[model.availability.online(c, t)]
-        battery = model.battery_at(c, t)
-        ok = model.charged_enough(c, battery)
-        clients.append(c[ok])
-        charge.append(battery[ok])
-        numbers.append(np.full(len(clients[-1]), r, dtype=np.int64))
+        i, battery = _eligible(engine, c, float(now_s[0]))
+        clients.append(c[i])
+        charge.append(battery)
+        numbers.append(np.full(len(i), r, dtype=np.int64))
     c = np.concatenate(clients) if clients else np.zeros(0, dtype=np.int64)
     return Candidates(c, np.zeros(len(c), dtype=np.int64),
                       np.concatenate(numbers) if numbers else np.zeros(0, dtype=np.int64),

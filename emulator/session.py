@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetwin.common.arrays import F64, I64, B
+from edgetwin.common.arrays import F64, I64, B, at_places
 from edgetwin.emulator import battery as batt
 from edgetwin.emulator.availability import Availability, Charger, Chargers, Trace
 from edgetwin.emulator.config import Scenario
@@ -181,10 +181,9 @@ class SessionModel:
         i = np.flatnonzero(np.isfinite(f.battery_capacity_j[c]))
         if len(i):
             ci = c[i]
-            t = np.asarray(t_s, dtype=np.float64)
             out[i] = batt.idle_update_j(
                 out[i], f.battery_capacity_j[ci], f.last_touch_s[ci],
-                t if t.ndim == 0 else np.broadcast_to(t, c.shape)[i], self.charger.subset(ci),
+                at_places(np.asarray(t_s, dtype=np.float64), i), self.charger.subset(ci),
                 self.standby_w[f.group[ci]])
         return out
 

@@ -55,16 +55,16 @@ class Streams:
             key = int(np.asarray(keys[first], dtype=np.int64)) & _MASK  # two's complement
             h = _splitmix_int(h ^ key * _GOLDEN_INT & _MASK)
             first += 1
-        x = np.array(h, dtype=np.uint64)
-        scratch = np.empty((), dtype=np.uint64)
-        for i, k in enumerate(keys[first:]):
-            a = np.asarray(k, dtype=np.int64)
-            if i == 0:  # h ^ the first key's product, as product ^ h: h is not broadcast
-                scratch = np.empty(a.shape, dtype=np.uint64)
-                x = np.multiply(a.view(np.uint64), _GOLDEN, out=np.empty(a.shape, np.uint64))
-                x ^= np.uint64(h)
-                _splitmix_in_place(x, scratch)
-                continue
+        rest = [np.asarray(k, dtype=np.int64) for k in keys[first:]]
+        if not rest:
+            x = np.array(h, dtype=np.uint64)
+        else:  # h ^ the first key's product, as product ^ h: h is not broadcast
+            x = np.multiply(rest[0].view(np.uint64), _GOLDEN,
+                            out=np.empty(rest[0].shape, dtype=np.uint64))
+            x ^= np.uint64(h)
+            scratch = np.empty_like(x)
+            _splitmix_in_place(x, scratch)
+        for a in rest[1:]:
             shape = np.broadcast_shapes(x.shape, a.shape)
             if shape != x.shape:
                 x = np.broadcast_to(x, shape).copy()

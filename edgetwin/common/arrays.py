@@ -9,3 +9,8 @@ import numpy.typing as npt
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
+
+
+def at_places(values: F64, i: I64) -> F64:
+    """Per-item values (instants, say) at places `i`; one value for all (0-d) stays one."""
+    return values if values.ndim == 0 else values[i]
