@@ -42,11 +42,12 @@ def close_round(p: Planned, start: float, orch: OrchestrationConfig, target: int
     end and the last session's end (each timed as `start + delay`, as a clock would)."""
     own: F64 = np.maximum(p.stop_s - start, 0.0)
     delay = min(orch.deadline_s, float(own.max()))
-    at_target_s = math.inf
+    at_target_s = kth_stop_s = math.inf
     if orch.close_at_target:
-        completed = own[p.stop_cause == COMPLETED]
-        if len(completed) >= target:
-            kth = float(np.partition(completed, target - 1)[target - 1])
+        done = p.stop_cause == COMPLETED
+        if int(done.sum()) >= target:
+            kth = float(np.partition(own[done], target - 1)[target - 1])
+            kth_stop_s = float(np.partition(p.stop_s[done], target - 1)[target - 1])
             delay = min(delay, kth)
             at_target_s = start + kth
     at_target = at_target_s <= start + delay
@@ -57,6 +58,10 @@ def close_round(p: Planned, start: float, orch: OrchestrationConfig, target: int
     # the deadline it would still have waited for
     waited = close if cut == DEADLINE or at_target else start + orch.deadline_s
     cut = DEADLINE if waited != close else cut
+    if at_target and cut == CANCELLED:
+        # the report that closed the round is in: start + (its end - start) can fall a
+        # hair before its end in floating point, which would cut it
+        waited = max(waited, kth_stop_s)
     return RoundClose(delay, waited, cut)
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pytest
 
-from .golden_outputs import CASES, GOLDEN, run_case
+from .golden_outputs import CASES, GOLDEN, cpu_class, recorded_hashes, run_case
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -55,7 +55,11 @@ def test_shipped_scenario_reproduces_its_golden_outputs(case: str, tmp_path: Pat
     want = json.loads(GOLDEN.read_text())[case]
     got = run_case(case, tmp_path)
     assert got["summary"] == want["summary"]
-    assert got["sha256"] == want["sha256"]
+    hashes, here = recorded_hashes(want), cpu_class()
+    if here in hashes:
+        assert got["sha256"] == hashes[here], f"outputs recorded on a '{here}' processor"
+    else:  # nothing recorded on this class of processor: one of the others' outputs
+        assert got["sha256"] in hashes.values(), f"none recorded on a '{here}' processor"
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
