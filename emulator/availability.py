@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgetwin.common.arrays import F64, I64, B, at_places
+from edgetwin.emulator.clock import mod_24
 from edgetwin.emulator.columns import Column, Of
 from edgetwin.emulator.csvfile import read_rows
 from edgetwin.emulator.streams import Streams
@@ -27,13 +28,13 @@ CHURN_EPOCHS = 400  # a spell longer than this many epochs does not end
 
 def in_daily_window(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> B:
     """Whether local time (t + tz) falls in [start, start + length) of its day."""
-    local = np.mod(t_s / HOUR + tz_h - start_h, 24.0)
+    local = mod_24(t_s / HOUR + tz_h - start_h)
     return local < length_h
 
 
 def window_end_s(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> F64:
     """For a time inside the window: when the window closes (inf for a 24 h window)."""
-    local = np.mod(t_s / HOUR + tz_h - start_h, 24.0)
+    local = mod_24(t_s / HOUR + tz_h - start_h)
     return np.where(length_h >= 24.0, np.inf, t_s + (length_h - local) * HOUR)
 
 
@@ -41,7 +42,7 @@ def window_seconds(t0_s: F64, t1_s: F64, tz_h: F64, start_h: F64, length_h: F64)
     """Seconds of [t0, t1] spent inside the daily window."""
     def cumulative(t: F64) -> F64:
         y = t / HOUR + tz_h - start_h
-        return (np.floor(y / 24.0) * length_h + np.minimum(np.mod(y, 24.0), length_h)) * HOUR
+        return (np.floor(y / 24.0) * length_h + np.minimum(mod_24(y), length_h)) * HOUR
 
     return np.maximum(cumulative(t1_s) - cumulative(t0_s), 0.0)
 

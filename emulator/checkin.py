@@ -97,7 +97,7 @@ def candidates(engine: Engine, now_s: F64, k: I64, launch_id: I64,
     at their launch's instant (the charge worked out only for those online)."""
     n = engine.fleet.n
     seen = seen or Drawn(n, len(k))
-    if seen.stamp is not None:
+    if seen.marked is not None:
         return seen, _single(engine, now_s, k, launch_id, redraws, seen)
     size = np.minimum(_want(engine, k), n)
     whole = size >= n  # a pool as large as the fleet is the fleet: one draw finds it all
@@ -139,6 +139,9 @@ def _single(engine: Engine, now_s: F64, k: I64, launch_id: I64, redraws: range,
             u = engine.streams.uniform("checkin",
                                        (int(launch_id[0]) * REDRAWS + r) << 32 | draw)
             draw = np.minimum((u * n).astype(np.int64), n - 1)
+            # in client order: every column is then read front to back, not at random
+            # (the candidates' order matters to nothing: `choose` sorts its pool)
+            draw.sort()
         c = seen.fresh(draw)
         i, battery = _eligible(engine, c, float(now_s[0]))
         clients.append(c[i])
@@ -192,15 +195,13 @@ def _union(a: Candidates, b: Candidates) -> Candidates:
 
 
 class Drawn:
-    """The (launch, client) pairs drawn so far: for a single launch, stamps over the
-    fleet (zeroed memory, touched only where drawn; DRAWN marks a client drawn); sorted
-    keys otherwise (a cost that grows with the draws, not with the fleet)."""
-
-    DRAWN = -1
+    """The (launch, client) pairs drawn so far: for a single launch, a mark per client of
+    the fleet (zeroed memory, touched only where drawn); sorted keys otherwise (a cost
+    that grows with the draws, not with the fleet)."""
 
     def __init__(self, n: int, launches: int) -> None:
         self.n = n
-        self.stamp = np.zeros(n, dtype=np.int32) if launches == 1 else None
+        self.marked = np.zeros(n, dtype=bool) if launches == 1 else None
         self.keys = np.zeros(0, dtype=np.int64)
 
     def new(self, g: I64, c: I64, r: I64) -> tuple[I64, I64, I64]:
@@ -222,13 +223,13 @@ class Drawn:
         return keys // self.n, keys % self.n, r
 
     def fresh(self, c: I64) -> I64:
-        """The clients among `c` not drawn before, each once; now drawn. Of a client
-        drawn twice, the one place whose number its stamp kept stays (either: they are
-        the same draw)."""
-        assert self.stamp is not None
-        c = c[self.stamp[c] != self.DRAWN]
-        place = np.arange(len(c), dtype=np.int32)
-        self.stamp[c] = place
-        c = c[self.stamp[c] == place]
-        self.stamp[c] = self.DRAWN
+        """The clients among `c` (in order) not drawn before, each once; now drawn."""
+        assert self.marked is not None
+        c = c[~self.marked[c]]
+        if len(c) > 1:
+            first = np.empty(len(c), dtype=bool)
+            first[0] = True
+            np.not_equal(c[1:], c[:-1], out=first[1:])
+            c = c[first]
+        self.marked[c] = True
         return c

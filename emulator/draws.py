@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.clock import mod_24
 from edgetwin.emulator.columns import Of
 from edgetwin.emulator.config import Scenario
 from edgetwin.emulator.dist import Dist
@@ -142,8 +143,8 @@ class Draws:
 
     def window_start_h(self, c: I64) -> F64:
         d = self.s.availability.diurnal
-        return np.zeros(c.shape) if d is None else np.mod(d.window_start_h.quantile(
-            self.uniform(c, "window_start_h")), 24.0)
+        return np.zeros(c.shape) if d is None else mod_24(d.window_start_h.quantile(
+            self.uniform(c, "window_start_h")))
 
     def window_length_h(self, c: I64) -> F64:
         d = self.s.availability.diurnal
@@ -151,8 +152,8 @@ class Draws:
             self.uniform(c, "window_length_h")), 0.0, 24.0)
 
     def plug_start_h(self, c: I64) -> F64:
-        return np.mod(self.s.availability.plug_start_h.quantile(
-            self.uniform(c, "plug_start_h")), 24.0)
+        return mod_24(self.s.availability.plug_start_h.quantile(
+            self.uniform(c, "plug_start_h")))
 
 
 def pairs_in_use(d: Draws, n: int) -> tuple[I64, int]:

@@ -74,7 +74,7 @@ class Streams:
             x ^= scratch
             _splitmix_in_place(x, scratch)
         x >>= _S11
-        out = x.astype(np.float64)
+        out = x.view(np.int64).astype(np.float64)  # 53 bits: the same value, converted faster
         out += 0.5
         out *= 1.0 / float(1 << 53)
         return out

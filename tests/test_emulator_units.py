@@ -19,6 +19,7 @@ from edgetwin.emulator.availability import (
     window_end_s,
     window_seconds,
 )
+from edgetwin.emulator.clock import mod_24
 from edgetwin.emulator.columns import column
 from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
 from edgetwin.emulator.session import DEADLINE, OOM, SessionModel
@@ -27,6 +28,33 @@ from edgetwin.emulator.streams import Streams
 from .emulator_helpers import SCENARIOS, build, run, small_scenario
 
 H = 3600.0
+
+
+def _hours_near_multiples_of_24() -> np.ndarray:
+    """Hours where a modulo goes wrong first: at, just above and just below whole
+    multiples of 24, tiny and huge magnitudes, signed zeros and the smallest subnormal."""
+    rng = np.random.default_rng(0)
+    whole = rng.integers(-10**6, 10**6, 200_000).astype(np.float64) * 24.0
+    spread = [rng.uniform(-s, s, 100_000) for s in (1e-300, 1e-20, 1.0, 24.0, 1e6, 1e12,
+                                                     2.0 ** 49)]
+    edges = np.array([0.0, -0.0, 24.0, -24.0, -1e-20, 1e-20, 5e-324, -5e-324,
+                      np.nextafter(24.0, 0.0), -np.nextafter(24.0, 0.0)])
+    return np.concatenate([whole, np.nextafter(whole, np.inf), np.nextafter(whole, -np.inf),
+                           *spread, edges])
+
+
+def test_hours_of_the_day_are_numpys_modulo_bit_for_bit() -> None:
+    x = _hours_near_multiples_of_24()
+    assert np.array_equal(mod_24(x).view(np.int64), np.mod(x, 24.0).view(np.int64))
+    # outside the exact range, and at inf and nan, numpy's own modulo answers
+    odd = np.array([3e20, -7e18, np.inf, -np.inf, np.nan, 5.0])
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(mod_24(odd), np.mod(odd, 24.0), equal_nan=True)
+    assert mod_24(np.float64(-1.5)) == 22.5
+    # the check has teeth: the same formula without its fix-up of a quotient one too
+    # large is caught
+    naive = x - np.floor(x / 24.0) * 24.0
+    assert not np.array_equal(naive.view(np.int64), np.mod(x, 24.0).view(np.int64))
 
 
 def test_transfer_time_is_latency_plus_bits_over_rate() -> None:
