@@ -166,6 +166,7 @@ def run_case(case: Case, baseline: str | None) -> Run:
         env = dict(os.environ)
         if baseline:
             env["PYTHONPATH"] = baseline
+            _check_imports(baseline, out, env)
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=out if baseline else ROOT, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -177,6 +178,16 @@ def run_case(case: Case, baseline: str | None) -> Run:
         info = json.loads((folder / "run.json").read_text())
         sessions = json.loads((folder / "summary.json").read_text())["client_sessions"]
     return Run(float(info["engine_s"]), wall, peak, int(sessions))
+
+
+def _check_imports(baseline: str, cwd: str, env: dict[str, str]) -> None:
+    """Stop unless a process started as the case's is imports the edgetwin in `baseline`
+    (a relative folder, run from elsewhere, would silently measure this one)."""
+    found = subprocess.run([sys.executable, "-c", "import edgetwin; print(edgetwin.__file__)"],
+                           check=True, capture_output=True, text=True, cwd=cwd, env=env)
+    if not Path(found.stdout.strip()).is_relative_to(Path(baseline)):
+        raise SystemExit(f"fleet_speed: the baseline run imported {found.stdout.strip()}, "
+                         f"not the edgetwin in {baseline}")
 
 
 def measure_once(case: Case, baseline: str | None) -> Run:
@@ -217,6 +228,8 @@ def main() -> int:
                     help="a folder holding an earlier edgetwin, measured beside this one")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.baseline:  # the cases run from elsewhere: a relative folder would not resolve
+        args.baseline = str(Path(args.baseline).resolve())
     if args.one is not None:
         r = run_case(next(c for c in CASES if c.key == args.one), args.baseline)
         print(json.dumps(r.__dict__))
