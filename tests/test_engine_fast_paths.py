@@ -163,6 +163,28 @@ def test_csv_numbers_are_pythons_to_the_last_digit() -> None:
         assert text.splitlines()[1:] == want
 
 
+def test_csv_fields_of_every_width_line_up_as_pythons() -> None:
+    """Rows whose fields differ in width (a slot as wide as the widest, the rest dropped):
+    small numbers beside infinities, whole negative numbers, labels left unused, huge
+    magnitudes past the float path."""
+    rng = np.random.default_rng(3)
+    n = 400
+    small = np.where(rng.random(n) < 0.2, np.inf * rng.choice([-1, 1], n), rng.random(n))
+    whole = rng.integers(-10**6, 10**6, n) * (rng.random(n) < 0.5)
+    huge = rng.integers(-2**62, 2**62, n)
+    codes = rng.integers(0, 2, n)
+    labels = ["a", "bb", "unused-and-long"]
+    for decimals in (1, 2, 3):
+        columns = [fastcsv.Column(small, decimals), fastcsv.Column(codes, labels=labels),
+                   fastcsv.Column(whole), fastcsv.Column(huge)]
+        text = fastcsv.encode(["s", "l", "w", "h"], columns).decode()
+        want = [",".join([("inf" if x > 0 else "-inf") if np.isinf(x) else f"{x:.{decimals}f}",
+                          labels[k], str(w), str(h)])
+                for x, k, w, h in zip(small.tolist(), codes.tolist(), whole.tolist(),
+                                      huge.tolist(), strict=True)]
+        assert text.splitlines() == ["s,l,w,h", *want]
+
+
 def _splitmix_reference(seed: int, keys: tuple[int, ...]) -> float:
     """The counter-based uniform, one key at a time in plain integers."""
     mask = (1 << 64) - 1

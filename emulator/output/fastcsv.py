@@ -68,60 +68,100 @@ def _head(header: Sequence[str]) -> bytes:
 
 
 def _rows(columns: Sequence[Column]) -> bytes:
-    """The rows of `columns`, each ended by a newline."""
+    """The rows of `columns`, each ended by a newline: laid out in a byte matrix, a slot
+    a column as wide as its widest field, each field at the right of its slot and the
+    rest NUL; the NULs dropped, row by row, give the text. Every byte is written a
+    column of the matrix at a time (a digit place is one place in every row)."""
     n = len(columns[0].values) if columns else 0
     if n == 0:
         return b""
-    fields: list[tuple[str, Any, I64]] = []  # kind, data, field length
-    for col in columns:
-        if col.labels is not None:
-            table = [s.encode() for s in col.labels]
-            idx = np.asarray(col.values, dtype=np.int64)
-            fields.append(("label", (table, idx), np.array([len(s) for s in table])[idx]))
-            continue
-        values = np.asarray(col.values)
-        infinite = np.isinf(values) if values.dtype.kind == "f" else np.zeros(n, dtype=bool)
-        finite = np.where(infinite, 0, values)
-        v = scaled(finite, col.decimals) if col.decimals else finite.astype(np.int64)
-        # as Python writes it: a negative number that rounds to zero keeps its sign
-        neg = np.signbit(finite) if col.decimals and finite.dtype.kind == "f" else v < 0
-        mag = np.abs(v)
-        digits = 1 + np.searchsorted(POWERS_OF_TEN, mag, side="right")
-        digits = np.maximum(digits, col.decimals + 1)
-        length = np.where(infinite, 3 + (values < 0), digits + (col.decimals > 0) + neg)
-        fields.append(("number", (mag, neg, col.decimals, digits, infinite, values < 0),
-                       length))
-    row_len: I64 = np.sum([f[2] for f in fields], axis=0) + len(fields)  # commas, newline
-    row_start = np.concatenate(([0], np.cumsum(row_len)[:-1]))
-    size = int(row_len.sum())
-    out = np.full(size + 1, ord(","), dtype=np.uint8)  # the last byte takes stray digits
-    out[row_start + row_len - 1] = ord("\n")
-    at = row_start.copy()
-    for kind, data, length in fields:
-        if kind == "label":
-            table, idx = data
-            for i, s in enumerate(table):
-                rows = np.flatnonzero(idx == i)
-                for j, byte in enumerate(s):
-                    out[at[rows] + j] = byte
-        else:
-            mag, neg, decimals, digits, infinite, below = data
-            real = ~infinite
-            out[at[neg & real]] = ord("-")
-            end = at + length - 1  # the last digit
-            rest = mag.copy()
-            always = int(digits.min()) if real.all() else 0
-            for p in range(int(digits.max())):
-                pos = end - p - (1 if decimals and p >= decimals else 0)
-                if p >= always:  # a shorter number (or an infinity) has no digit here
-                    pos = np.where(real & (p < digits), pos, size)
-                rest, digit = np.divmod(rest, 10)
-                out[pos] = digit + ord("0")
-            if decimals:
-                out[np.where(real, end - decimals, size)] = ord(".")
-            for rows, text in ((np.flatnonzero(infinite & ~below), b"inf"),
-                               (np.flatnonzero(infinite & below), b"-inf")):
-                for j, byte in enumerate(text):
-                    out[at[rows] + j] = byte
-        at += length + 1
-    return out[:size].tobytes()
+    fields = [_label(col) if col.labels is not None else _number(col) for col in columns]
+    widths = [f.width for f in fields]
+    ends = np.cumsum(np.array(widths) + 1) - 1  # each slot's separator
+    out = np.zeros((n, int(ends[-1]) + 1), dtype=np.uint8)
+    out[:, ends[:-1]] = ord(",")
+    out[:, ends[-1]] = ord("\n")
+    for f, end, width in zip(fields, ends.tolist(), widths, strict=True):
+        f.lay_out(out, end, width)
+    laid: npt.NDArray[np.uint8] = out[out != 0]
+    return laid.tobytes()
+
+
+@dataclass(frozen=True)
+class _Label:
+    codes: I64
+    table: npt.NDArray[np.uint8]  # each label at the right of a row as wide as the widest
+    width: int  # the widest label written
+
+    def lay_out(self, out: npt.NDArray[np.uint8], end: int, width: int) -> None:
+        """Into the slot of `width` bytes before `end` (as wide as the widest here)."""
+        out[:, end - width:end] = self.table[:, self.table.shape[1] - width:][self.codes]
+
+
+def _label(col: Column) -> _Label:
+    assert col.labels is not None
+    encoded = [s.encode() for s in col.labels]
+    if any(b"\0" in s for s in encoded):
+        raise ValueError("a label holds a NUL byte")
+    width = max([len(s) for s in encoded] + [1])
+    table = np.zeros((len(encoded), width), dtype=np.uint8)
+    for i, s in enumerate(encoded):
+        table[i, width - len(s):] = np.frombuffer(s, dtype=np.uint8)
+    codes = np.asarray(col.values, dtype=np.int64)
+    used = np.flatnonzero(np.bincount(codes, minlength=len(encoded)))
+    return _Label(codes, table, max([len(encoded[i]) for i in used] + [0]))
+
+
+@dataclass(frozen=True)
+class _Number:
+    mag: I64  # the scaled magnitude, its digits written
+    neg: npt.NDArray[np.bool_]
+    decimals: int
+    infinite: npt.NDArray[np.bool_]
+    below: npt.NDArray[np.bool_]  # negative (for an infinity: -inf)
+    places: int  # digit places: the largest magnitude's, at least one before the point
+    width: int  # the widest field: places, point, sign; or -inf
+
+    def lay_out(self, out: npt.NDArray[np.uint8], end: int, width: int) -> None:
+        """Into the slot of `width` bytes before `end`, at its right: digits from the
+        last, each place of every row at once; a zero before a number's first digit
+        (and every digit of an infinity) left NUL."""
+        real = ~self.infinite
+        # below 2**49, floor(x / 10) in float64 is the whole quotient: faster than divmod
+        rest = self.mag.astype(np.float64) if self.places <= 14 else self.mag.copy()
+        for p in range(self.places):
+            place = end - 1 - p - (1 if self.decimals and p >= self.decimals else 0)
+            quotient = np.floor(rest / 10) if rest.dtype.kind == "f" else rest // 10
+            byte = (rest - 10 * quotient).astype(np.uint8) + np.uint8(ord("0"))
+            if p > self.decimals:  # a leading zero is no digit
+                byte[rest == 0] = 0
+            out[:, place] = byte
+            rest = quotient
+        if not real.all():
+            out[self.infinite, end - self.places - (self.decimals > 0):end] = 0
+        if self.decimals:
+            out[real, end - 1 - self.decimals] = ord(".")
+        rows = np.flatnonzero(self.neg & real)
+        digits = 1 + np.searchsorted(POWERS_OF_TEN, self.mag[rows], side="right")
+        first = end - np.maximum(digits, self.decimals + 1) - (self.decimals > 0)
+        out[rows, first - 1] = ord("-")
+        for which, text in ((self.infinite & ~self.below, b"inf"),
+                            (self.infinite & self.below, b"-inf")):
+            rows = np.flatnonzero(which)
+            for j, code in enumerate(text):
+                out[rows, end - len(text) + j] = code
+
+
+def _number(col: Column) -> _Number:
+    values = np.asarray(col.values)
+    n = len(values)
+    infinite = np.isinf(values) if values.dtype.kind == "f" else np.zeros(n, dtype=bool)
+    finite = np.where(infinite, 0, values) if infinite.any() else values
+    v = scaled(finite, col.decimals) if col.decimals else finite.astype(np.int64)
+    # as Python writes it: a negative number that rounds to zero keeps its sign
+    neg = np.signbit(finite) if col.decimals and finite.dtype.kind == "f" else v < 0
+    mag = np.abs(v)
+    places = max(len(str(int(mag.max()))), col.decimals + 1)
+    width = places + (col.decimals > 0) + int(neg.any())
+    return _Number(mag, neg, col.decimals, infinite, values < 0, places,
+                   max(width, 3 + int((infinite & (values < 0)).any()) if infinite.any() else 0))
