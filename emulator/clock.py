@@ -20,13 +20,14 @@ import numpy.typing as npt
 from edgetwin.common.arrays import F64
 
 EXACT_BELOW = 2.0 ** 50  # hours: 24 x floor(x / 24) exact below this (see the module's note)
+FEW = 1024  # values: numpy's one call costs less than the formula's several below this
 
 
 def mod_24(hours: npt.ArrayLike) -> F64:
     """`np.mod(hours, 24.0)`, the same bits: the hour of the day in [0, 24] (24.0 where
     a tiny negative value rounds up to it, as numpy's does)."""
     x = np.asarray(hours, dtype=np.float64)
-    if x.ndim == 0 or not x.size or not (x.max() < EXACT_BELOW and x.min() > -EXACT_BELOW):
+    if x.size < FEW or not (x.max() < EXACT_BELOW and x.min() > -EXACT_BELOW):
         out: F64 = np.mod(x, 24.0)
         return out
     r: F64 = x - np.floor(x / 24.0) * 24.0
