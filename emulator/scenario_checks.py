@@ -30,6 +30,9 @@ def check_scenario(s: Scenario, base: Path) -> None:
         raise InputError(where, "fleet.groups", "needs at least one device group")
     names = [g.name for g in s.fleet.groups]
     for i, name in enumerate(names):
+        if "," in name or any(ord(ch) < 32 for ch in name):
+            raise InputError(where, f"fleet.groups[{i}].name", f"{name!r} holds a comma or a "
+                             "control character: client_sessions.csv writes it unquoted")
         if name in names[:i]:
             raise InputError(where, f"fleet.groups[{i}].name", f"{name!r} is already the name "
                              f"of fleet.groups[{names.index(name)}]: each group needs its own")

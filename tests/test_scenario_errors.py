@@ -38,6 +38,8 @@ def _break(how: str) -> dict[str, Any]:
         del d["fleet"]["groups"][0]["profile"]
     elif how == "overcommit as a percentage":
         d["orchestration"]["overcommit"] = 20
+    elif how == "a comma in a group's name":
+        g[0]["name"] = "phones, old"
     elif how == "more clients a round than the fleet":
         d["orchestration"]["clients_per_round"] = d["fleet"]["clients"] + 1
     return d
@@ -55,6 +57,8 @@ CASES = [
     ("overcommit as a percentage", "orchestration.overcommit: 20 is not a share in [0, 1] "
      "(0.3 selects 30 % more clients than clients_per_round; 20 would select 21 times as "
      "many)"),
+    ("a comma in a group's name", "fleet.groups[0].name: 'phones, old' holds a comma or a "
+     "control character: client_sessions.csv writes it unquoted"),
     ("more clients a round than the fleet",
      "orchestration.clients_per_round: 101 is more than the fleet's 100 clients"),
 ]
