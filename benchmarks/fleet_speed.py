@@ -181,7 +181,7 @@ def run_case(case: Case, baseline: str | None) -> Run:
 
 
 def _check_imports(baseline: str, cwd: str, env: dict[str, str]) -> None:
-    """Stop unless a process started as the case's is imports the edgetwin in `baseline`
+    """Stop unless a process started as the case's imports the edgetwin in `baseline`
     (a relative folder, run from elsewhere, would silently measure this one)."""
     found = subprocess.run([sys.executable, "-c", "import edgetwin; print(edgetwin.__file__)"],
                            check=True, capture_output=True, text=True, cwd=cwd, env=env)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetwin.common.arrays import F64, I64, at_places
+from edgetwin.common.arrays import F64, I64, at_places, run_starts
 from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
@@ -210,9 +210,8 @@ class Drawn:
         `fresh`)."""
         ranked = np.sort((g * self.n + c) * REDRAWS + r)  # by launch, client, then draw
         keys, r = ranked // REDRAWS, ranked % REDRAWS
-        if len(keys):
-            firsts = np.concatenate(([True], keys[1:] != keys[:-1]))
-            keys, r = keys[firsts], r[firsts]
+        firsts = run_starts(keys)
+        keys, r = keys[firsts], r[firsts]
         if len(self.keys) and len(keys):
             at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
             fresh = self.keys[at] != keys
@@ -226,10 +225,6 @@ class Drawn:
         """The clients among `c` (in order) not drawn before, each once; now drawn."""
         assert self.marked is not None
         c = c[~self.marked[c]]
-        if len(c) > 1:
-            first = np.empty(len(c), dtype=bool)
-            first[0] = True
-            np.not_equal(c[1:], c[:-1], out=first[1:])
-            c = c[first]
+        c = c[run_starts(c)]
         self.marked[c] = True
         return c
