@@ -18,7 +18,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 
 $(VENV)/.full: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[measure,dev,flower,ray,analysis]"
+	$(BIN)/pip install -q -e ".[measure,dev,flower,ray,analysis,fast]"
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core

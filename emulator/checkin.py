@@ -7,12 +7,14 @@ A client's charge is worked out only when it is online at a check-in; it is writ
 when its session ends. A synchronous round is one launch; buffered asynchronous
 aggregation launches at many instants. All draws are counter-based uniforms keyed by
 the launch's number, so that launches can be selected many at once and the result
-does not depend on how many.
+does not depend on how many. A single launch's large draws run compiled where numba is
+installed (`checkin_kernel`), giving the same candidates.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,13 @@ if TYPE_CHECKING:
     from edgetwin.emulator.engine import Engine
 
 REDRAWS = 4  # draws per launch if availability is thin
+# a single launch's draws of this many or more run compiled where numba is installed
+# (`checkin_kernel`: the same candidates); tests switch it off to compare
+KERNEL_FROM = 4096
+KERNEL = importlib.util.find_spec("numba") is not None
+# ...in runs expected to draw this many candidates or more: numba's import and start
+# cost about half a second and 100 MiB a process, which fewer draws do not win back
+KERNEL_CANDIDATES = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -117,8 +126,9 @@ def _eligible(engine: Engine, c: I64, t_s: F64 | float) -> tuple[I64, F64]:
     """The places in `c` of those idle, online and charged enough at `t_s` (one instant
     for all, or one each), and their charge (worked out only for those online)."""
     model, t = engine.model, np.asarray(t_s, dtype=np.float64)
-    i = np.flatnonzero(engine.busy_until_s[c] <= t)
-    i = i[model.availability.online(c[i], at_places(t, i))]
+    # online first: it rules out most, so fewer of the fleet's busy times are read
+    i = np.flatnonzero(model.availability.online(c, t))
+    i = i[engine.busy_until_s[c[i]] <= at_places(t, i)]
     battery = model.battery_at(c[i], at_places(t, i))
     ok = model.charged_enough(c[i], battery)
     return i[ok], battery[ok]
@@ -134,23 +144,43 @@ def _single(engine: Engine, now_s: F64, k: I64, launch_id: I64, redraws: range,
     for r in redraws if k[0] > 0 else ():
         if size >= n and r > 0:  # the whole fleet was drawn at once
             break
-        draw = np.arange(size, dtype=np.int64)
-        if size < n:
-            u = engine.streams.uniform("checkin",
-                                       (int(launch_id[0]) * REDRAWS + r) << 32 | draw)
-            draw = np.minimum((u * n).astype(np.int64), n - 1)
-            # in client order: every column is then read front to back, not at random
-            # (the candidates' order matters to nothing: `choose` sorts its pool)
-            draw.sort()
-        c = seen.fresh(draw)
-        i, battery = _eligible(engine, c, float(now_s[0]))
-        clients.append(c[i])
-        charge.append(battery)
-        numbers.append(np.full(len(i), r, dtype=np.int64))
+        key = (int(launch_id[0]) * REDRAWS + r) << 32
+        got = _compiled(engine, seen, key, size, float(now_s[0]))
+        if got is None:
+            draw = np.arange(size, dtype=np.int64)
+            if size < n:
+                u = engine.streams.uniform("checkin", key | draw)
+                draw = np.minimum((u * n).astype(np.int64), n - 1)
+            c = seen.fresh(draw)
+            i, battery = _eligible(engine, c, float(now_s[0]))
+            got = c[i], battery
+        clients.append(got[0])
+        charge.append(got[1])
+        numbers.append(np.full(len(got[0]), r, dtype=np.int64))
     c = np.concatenate(clients) if clients else np.zeros(0, dtype=np.int64)
     return Candidates(c, np.zeros(len(c), dtype=np.int64),
                       np.concatenate(numbers) if numbers else np.zeros(0, dtype=np.int64),
                       np.concatenate(charge) if charge else np.zeros(0), now_s, k, launch_id)
+
+
+def _compiled(engine: Engine, seen: Drawn, key: int, size: int, t_s: float
+              ) -> tuple[I64, F64] | None:
+    """A single launch's draw by `checkin_kernel` (its eligible clients in client order,
+    and their charge), or None where that does not run."""
+    if not KERNEL or size < KERNEL_FROM or seen.marked is None:
+        return None
+    if engine.checkin_fleet is None:
+        s, engine.checkin_fleet = engine.scenario, False
+        if s.expected_sessions * s.selection.pool_factor >= KERNEL_CANDIDATES:
+            from edgetwin.emulator import checkin_kernel
+
+            engine.checkin_fleet = checkin_kernel.fleet_of(engine) or False
+    if engine.checkin_fleet is False:
+        return None
+    from edgetwin.emulator import checkin_kernel
+
+    return checkin_kernel.eligible_draw(engine, engine.checkin_fleet, seen.marked,
+                                        seen.n <= SCAN_PER_DRAW * size, key, size, t_s)
 
 
 def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = None
@@ -201,7 +231,7 @@ class Drawn:
 
     def __init__(self, n: int, launches: int) -> None:
         self.n = n
-        self.marked = np.zeros(n, dtype=bool) if launches == 1 else None
+        self.marked = np.zeros(n, dtype=np.uint8) if launches == 1 else None
         self.keys = np.zeros(0, dtype=np.int64)
 
     def new(self, g: I64, c: I64, r: I64) -> tuple[I64, I64, I64]:
@@ -221,10 +251,24 @@ class Drawn:
             self.keys = keys
         return keys // self.n, keys % self.n, r
 
-    def fresh(self, c: I64) -> I64:
-        """The clients among `c` (in order) not drawn before, each once; now drawn."""
-        assert self.marked is not None
-        c = c[~self.marked[c]]
-        c = c[run_starts(c)]
-        self.marked[c] = True
+    def fresh(self, draw: I64) -> I64:
+        """The clients drawn (`draw`: any order, repeats allowed) not drawn before, each
+        once and in client order (every column is then read front to back, not at
+        random); now drawn. Where the fleet is at most `SCAN_PER_DRAW` clients a draw,
+        the marks are set and scanned (a pass over a byte a client), else the draw sorted
+        (some tens of nanoseconds a draw): the same clients either way."""
+        marked = self.marked
+        assert marked is not None
+        if self.n <= SCAN_PER_DRAW * len(draw):
+            marked[draw] |= _NEW
+            c: I64 = np.flatnonzero(marked == _NEW)  # drawn now only: the others hold _DRAWN
+        else:
+            c = np.sort(draw)
+            c = c[marked[c] == 0]
+            c = c[run_starts(c)]
+        marked[c] = _DRAWN
         return c
+
+
+SCAN_PER_DRAW = 64  # clients of the fleet a draw: above, sorting the draw costs less
+_DRAWN, _NEW = np.uint8(1), np.uint8(2)  # marks: drawn before (_NEW may be set on it too)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +72,9 @@ class Engine:
         self.env = simpy.Environment()
         # when each client's session ends, and how many it has started
         self.busy_until_s = self.fleet.state(lambda c: np.zeros(c.shape))
+        # the compiled check-in's view of the fleet (`checkin_kernel.Fleet`), once asked;
+        # False where it does not apply
+        self.checkin_fleet: Any = None
         self.participations = self.fleet.state(lambda c: np.zeros(c.shape, dtype=np.int64),
                                                np.int64)
         self.policy, self.policy_params = policy_for(scenario.selection)

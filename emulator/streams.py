@@ -18,11 +18,11 @@ import numpy.typing as npt
 STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "selection",
            "checkin", "flexlora", "validation", "flower", "compute")
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# SplitMix64's constants (a compiled check-in, `checkin_kernel`, mixes as this does)
+M1, M2, GOLDEN = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15
+_M1, _M2, _GOLDEN = np.uint64(M1), np.uint64(M2), np.uint64(GOLDEN)
 _S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
-_MASK, _GOLDEN_INT, _M1_INT, _M2_INT = (1 << 64) - 1, int(_GOLDEN), int(_M1), int(_M2)
+_MASK, _GOLDEN_INT, _M1_INT, _M2_INT = (1 << 64) - 1, GOLDEN, M1, M2
 
 
 class Streams:
@@ -39,6 +39,10 @@ class Streams:
     def generator(self, name: str) -> np.random.Generator:
         """A fresh generator for stream `name` (same seed, same draws, every time)."""
         return np.random.default_rng(self._seqs[name])
+
+    def key(self, name: str) -> int:
+        """Stream `name`'s own key: what its uniforms' keys are mixed with first."""
+        return int(self._keys[name])
 
     def keyed_generator(self, name: str, *keys: int) -> np.random.Generator:
         """A generator for stream `name` and integer keys (a round): the same keys give

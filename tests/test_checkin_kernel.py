@@ -1,0 +1,104 @@
+"""The compiled check-in (`emulator/checkin_kernel.py`, the `fast` extra) against the
+numpy path it stands for: whole runs of the shipped thousand-client scenario, grown
+until its draws are the kernel's, come out the same bit for bit either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgetwin.emulator import checkin
+from edgetwin.emulator.engine import Engine
+from edgetwin.emulator.scenario import load_scenario
+
+pytest.importorskip("numba", reason="the compiled check-in needs the `fast` extra (numba)")
+from edgetwin.emulator import checkin_kernel  # only with numba
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "thousand_clients.yaml"
+# draws of 5,000 candidates a round (500 a round, pool factor 10): the kernel's
+LARGE = ["fleet.clients=40000", "orchestration.clients_per_round=500", "stop.rounds=6"]
+VARIANTS = {
+    "churn and daily windows": [],
+    "online without a charger too": ["availability.charging_only=false"],
+    "no churn, a higher charge to join": ["availability.mean_session_s=null",
+                                          "battery.min_pct_to_join=60"],
+    "whole fleet each draw": ["fleet.clients=6000", "orchestration.clients_per_round=800"],
+}
+
+
+def _run(overrides: list[str], compiled: bool, monkeypatch: pytest.MonkeyPatch,
+         wrap: Any = None) -> tuple[dict[str, np.ndarray], list[Any], int]:
+    """One run's session columns and rounds, and how many draws the kernel made."""
+    calls = [0]
+    draw = checkin_kernel.eligible_draw
+
+    def counted(*args: Any) -> Any:
+        out = draw(*args)
+        calls[0] += out is not None
+        return out if wrap is None or out is None else wrap(out)
+
+    with monkeypatch.context() as m:
+        m.setattr(checkin, "KERNEL", compiled)
+        m.setattr(checkin, "KERNEL_CANDIDATES", 0)  # these runs are small, to be quick
+        m.setattr(checkin_kernel, "eligible_draw", counted)
+        s = load_scenario(SCENARIO, LARGE + overrides)
+        engine = Engine(s, SCENARIO.parent, s.seed)
+        results = engine.run()
+    return dict(engine.log.columns()), list(results.rounds), calls[0]
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_compiled_check_in_gives_numpys_runs(variant: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled, rounds, calls = _run(VARIANTS[variant], True, monkeypatch)
+    plain, plain_rounds, none = _run(VARIANTS[variant], False, monkeypatch)
+    assert calls >= 6 and none == 0, "the kernel ran in one run and only there"
+    assert len(plain["client"]) > 1_000
+    assert _same(compiled, plain)
+    assert rounds == plain_rounds
+
+
+def test_marks_sorted_or_scanned_give_the_same_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Draws deduplicated by sorting them (fleets far larger than a draw) and by scanning
+    the marks: the same candidates."""
+    scanned = _run([], True, monkeypatch)[0]
+    monkeypatch.setattr(checkin, "SCAN_PER_DRAW", 1)
+    sorted_, _, calls = _run([], True, monkeypatch)
+    plain = _run([], False, monkeypatch)[0]
+    assert calls >= 6
+    assert _same(sorted_, scanned) and _same(sorted_, plain)
+
+
+def test_a_kernel_that_lost_one_candidate_a_draw_is_told_apart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison is sharp: a kernel dropping its last eligible client per draw
+    changes the run."""
+    def lose_one(out: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return out[0][:-1], out[1][:-1]
+
+    wrong = _run([], True, monkeypatch, wrap=lose_one)[0]
+    assert not _same(wrong, _run([], False, monkeypatch)[0])
+
+
+def test_hours_out_of_the_exact_range_are_left_to_numpy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where local hours would leave the range `mod_24`'s formula is exact for, the
+    kernel declines before marking anything, and the numpy path draws."""
+    s = load_scenario(SCENARIO, LARGE)
+    engine = Engine(s, SCENARIO.parent, s.seed)
+    kf = checkin_kernel.fleet_of(engine)
+    assert kf is not None
+    marked = np.zeros(engine.fleet.n, dtype=np.uint8)
+    assert checkin_kernel.eligible_draw(engine, kf, marked, True, 1 << 32, 5_000,
+                                        2.0 ** 62) is None
+    assert not marked.any()
+    got = checkin_kernel.eligible_draw(engine, kf, marked, True, 1 << 32, 5_000, 3_600.0)
+    assert got is not None and len(got[0]) > 0 and marked.sum() > len(got[0])
