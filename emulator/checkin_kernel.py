@@ -83,14 +83,22 @@ def eligible_draw(engine: Engine, kf: Fleet, marked: npt.NDArray[np.uint8], scan
     if not (hours >= 0.0 and hours + kf.bound_h < EXACT_BELOW / 4):
         return None
     streams, av = engine.streams, engine.model.availability
-    out: tuple[I64, F64] = _draw(
-        key, size, len(marked), np.uint64(streams.key("checkin")), marked, scan, t_s,
-        kf.tz_h, kf.window_start_h, kf.window_length_h, av.charging_only, kf.plug_start_h,
-        kf.plug_length_h,
-        float(av.epoch_s), kf.phase_s, np.uint64(streams.key("availability")),
-        float(av.online_fraction), kf.busy_until_s, kf.battery_j, kf.capacity_j,
-        kf.last_touch_s, kf.charge_w, kf.group, kf.standby_w,
-        float(engine.scenario.battery.min_pct_to_join))
+    try:
+        out: tuple[I64, F64] = _draw(
+            key, size, len(marked), np.uint64(streams.key("checkin")), marked, scan, t_s,
+            kf.tz_h, kf.window_start_h, kf.window_length_h, av.charging_only, kf.plug_start_h,
+            kf.plug_length_h, float(av.epoch_s), kf.phase_s,
+            np.uint64(streams.key("availability")),
+            float(av.online_fraction), kf.busy_until_s, kf.battery_j, kf.capacity_j,
+            kf.last_touch_s, kf.charge_w, kf.group, kf.standby_w,
+            float(engine.scenario.battery.min_pct_to_join))
+    except SystemError as e:  # Ctrl-C during the call: numba returns with it pending
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__
+        if cause is not None:
+            raise KeyboardInterrupt from None
+        raise
     return out
 
 

@@ -102,3 +102,31 @@ def test_hours_out_of_the_exact_range_are_left_to_numpy(
     assert not marked.any()
     got = checkin_kernel.eligible_draw(engine, kf, marked, True, 1 << 32, 5_000, 3_600.0)
     assert got is not None and len(got[0]) > 0 and marked.sum() > len(got[0])
+
+
+def test_ctrl_c_during_the_compiled_draw_is_a_keyboard_interrupt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba hands back an interrupt that arrived during the call as a SystemError
+    caused by it; the run must see the interrupt (and keep what it simulated)."""
+    s = load_scenario(SCENARIO, LARGE)
+    engine = Engine(s, SCENARIO.parent, s.seed)
+    kf = checkin_kernel.fleet_of(engine)
+    assert kf is not None
+
+    def interrupted(*args: Any) -> Any:
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as e:
+                raise SystemError("returned a result with an exception set") from e
+        except SystemError as e:
+            raise SystemError("_draw returned a result with an exception set") from e
+
+    monkeypatch.setattr(checkin_kernel, "_draw", interrupted)
+    marked = np.zeros(engine.fleet.n, dtype=np.uint8)
+    with pytest.raises(KeyboardInterrupt):
+        checkin_kernel.eligible_draw(engine, kf, marked, True, 1 << 32, 5_000, 3_600.0)
+    monkeypatch.setattr(checkin_kernel, "_draw", lambda *a: (_ for _ in ()).throw(
+        SystemError("not an interrupt")))
+    with pytest.raises(SystemError):
+        checkin_kernel.eligible_draw(engine, kf, marked, True, 1 << 32, 5_000, 3_600.0)
