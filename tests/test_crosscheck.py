@@ -17,10 +17,11 @@ from edgetwin.emulator.output.folder import load_run
 from edgetwin.emulator.session import COMPLETED, STATUSES, SessionCosts
 from edgetwin.emulator.sync_rounds import close_round
 from edgetwin.hil.replay import decisions, verdict
-from edgetwin.hil.replay.recalibrate import recalibrate
+from edgetwin.hil.replay.recalibrate import MAX_SESSION_CV, recalibrate
 from edgetwin.hil.replay.run import Prepared, predicted
 from edgetwin.hil.replay.sessions import RunSession, SessionRecorder
 from edgetwin.profiles import variability
+from edgetwin.profiles.device import load_profile
 
 from .cli_runs import run_cli
 from .emulator_helpers import build, small_scenario
@@ -204,6 +205,50 @@ def test_recalibration_that_scores_no_better_writes_nothing(tmp_path: Path) -> N
         data = yaml.safe_load(Path(c["file"]).read_text())
         assert data["name"] == c["profile"]
     assert load_run(run_dir).scenario.name == "tiny"
+
+
+def test_recalibration_widens_a_spread_the_device_shows_and_never_narrows_it(
+        tmp_path: Path) -> None:
+    """Sessions measured right on average but spread wider than the profile states (a
+    device calibrated quiet, replayed busy): the recalibrated profile states the wider
+    spread, and its 90 % intervals cover the held-out half nearer 90 %; sessions spread
+    as stated leave it as it was."""
+    devices = local_devices(tmp_path)
+    run_dir = simulated(tmp_path, rounds=40)
+    from edgetwin.hil.replay.run import prepare
+
+    prepared: Prepared = prepare(run_dir, devices)
+    rng = np.random.default_rng(2)
+    picks = [prepared.sessions[int(i)] for i in rng.choice(len(prepared.sessions), 160,
+                                                           replace=False)]
+    stated = picks[0].cost.session_cv
+
+    def replayed(cv: float) -> list[dict[str, Any]]:
+        out = []
+        for s in picks:
+            f = float(variability.from_uniform(rng.random(1), np.array([cv]))[0])
+            step = s.cost.step_s * f
+            out.append({"session": s.row, "outcome": s.outcome, "predicted": predicted(s),
+                        "device": "dev", "profile": prepared.profile_name(s),
+                        "measured": {"step_time_s": [step] * s.local_steps,
+                                     "median_step_s": step, "load_s": s.cost.setup_s * f,
+                                     "peak_memory_mb": s.cost.peak_memory_mb,
+                                     "out_of_memory": False}})
+        return out
+
+    wide = recalibrate(prepared, replayed(1.5 * stated), tmp_path / "wide", seed=0)
+    assert wide and all(c["written"] for c in wide)
+    for c in wide:
+        assert c["session_cv_before"] == pytest.approx(stated, abs=1e-4)
+        assert 1.2 * stated < c["session_cv"] <= MAX_SESSION_CV
+        assert abs(c["coverage_after"] - 0.9) < abs(c["coverage_before"] - 0.9)
+        assert load_profile(c["file"]).session.session_cv == pytest.approx(c["session_cv"],
+                                                                           abs=1e-4)
+    as_stated = recalibrate(prepared, replayed(stated), tmp_path / "same", seed=0)
+    assert all(c["session_cv"] == c["session_cv_before"] for c in as_stated)
+    # the check is sharp: a spread twice the cap states the cap, not more
+    capped = recalibrate(prepared, replayed(2 * MAX_SESSION_CV), tmp_path / "cap", seed=0)
+    assert all(c["session_cv"] == MAX_SESSION_CV for c in capped)
 
 
 def test_a_measured_session_out_of_memory_is_out_of_memory_in_its_round() -> None:
