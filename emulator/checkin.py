@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -172,15 +172,31 @@ def _compiled(engine: Engine, seen: Drawn, key: int, size: int, t_s: float
     if engine.checkin_fleet is None:
         s, engine.checkin_fleet = engine.scenario, False
         if s.expected_sessions * s.selection.pool_factor >= KERNEL_CANDIDATES:
-            from edgetwin.emulator import checkin_kernel
-
-            engine.checkin_fleet = checkin_kernel.fleet_of(engine) or False
+            kernel = _kernel_module(engine)
+            engine.checkin_fleet = (kernel is not None and kernel.fleet_of(engine)) or False
     if engine.checkin_fleet is False:
         return None
-    from edgetwin.emulator import checkin_kernel
+    kernel = _kernel_module(engine)
+    assert kernel is not None
+    got: tuple[I64, F64] | None = kernel.eligible_draw(
+        engine, engine.checkin_fleet, seen.marked, seen.n <= SCAN_PER_DRAW * size, key, size,
+        t_s)
+    return got
 
-    return checkin_kernel.eligible_draw(engine, engine.checkin_fleet, seen.marked,
-                                        seen.n <= SCAN_PER_DRAW * size, key, size, t_s)
+
+def _kernel_module(engine: Engine) -> Any:
+    """`checkin_kernel`, or None where numba is installed but cannot run (a numba too old
+    for this numpy refuses to import; one that finds no folder to cache its code in
+    refuses to compile): the numpy path then draws the same candidates, and the run's
+    warnings say so."""
+    try:
+        from edgetwin.emulator import checkin_kernel
+    except (ImportError, RuntimeError) as e:
+        engine.warnings += (f"the compiled check-in is off: numba is installed but cannot "
+                            f"run here ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                            "; the results are the same, a large fleet's check-ins slower",)
+        return None
+    return checkin_kernel
 
 
 def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = None

@@ -4,6 +4,7 @@ until its draws are the kernel's, come out the same bit for bit either way."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,22 @@ def test_ctrl_c_during_the_compiled_draw_is_a_keyboard_interrupt(
         SystemError("not an interrupt")))
     with pytest.raises(SystemError):
         checkin_kernel.eligible_draw(engine, kf, marked, True, 1 << 32, 5_000, 3_600.0)
+
+
+def test_a_numba_that_cannot_run_leaves_the_numpy_path_and_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba installed but unusable (too old for this numpy, say: its import fails): the
+    run draws as numpy does, the same sessions, and its warnings name the reason."""
+    plain = _run([], False, monkeypatch)[0]
+    import edgetwin.emulator
+
+    monkeypatch.delattr(edgetwin.emulator, "checkin_kernel")
+    monkeypatch.setitem(sys.modules, "edgetwin.emulator.checkin_kernel", None)
+    monkeypatch.setattr(checkin, "KERNEL", True)
+    monkeypatch.setattr(checkin, "KERNEL_CANDIDATES", 0)
+    s = load_scenario(SCENARIO, LARGE)
+    engine = Engine(s, SCENARIO.parent, s.seed)
+    results = engine.run()
+    assert _same(dict(engine.log.columns()), plain)
+    off = [w for w in results.warnings if "compiled check-in is off" in w]
+    assert len(off) == 1 and "the results are the same" in off[0]

@@ -102,8 +102,12 @@ def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
         for line in engine.warnings:
             warn(line)
     t_run = time.perf_counter()
+    shown = len(engine.warnings)
     results = engine.run() if driver is None else driver.run(engine)
     t_done = time.perf_counter()
+    if warn is not None:  # those the run itself found
+        for line in engine.warnings[shown:]:
+            warn(line)
     extra = observer.finish(out) if observer is not None else {}
     hashes = {g.profile: p.sha256 for g, p in zip(pinned.fleet.groups, results.fleet.profiles,
                                                   strict=True)}
