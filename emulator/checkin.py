@@ -176,9 +176,9 @@ def _compiled(engine: Engine, seen: Drawn, key: int, size: int, t_s: float
             engine.checkin_fleet = (kernel is not None and kernel.fleet_of(engine)) or False
     if engine.checkin_fleet is False:
         return None
-    kernel = _kernel_module(engine)
-    assert kernel is not None
-    got: tuple[I64, F64] | None = kernel.eligible_draw(
+    from edgetwin.emulator import checkin_kernel  # imported when the fleet was asked
+
+    got: tuple[I64, F64] | None = checkin_kernel.eligible_draw(
         engine, engine.checkin_fleet, seen.marked, seen.n <= SCAN_PER_DRAW * size, key, size,
         t_s)
     return got

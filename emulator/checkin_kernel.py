@@ -23,13 +23,12 @@ import numpy.typing as npt
 from numba import njit
 
 from edgetwin.common.arrays import F64, I64
+from edgetwin.emulator.availability import HOUR
 from edgetwin.emulator.clock import EXACT_BELOW
 from edgetwin.emulator.streams import GOLDEN, M1, M2
 
 if TYPE_CHECKING:
     from edgetwin.emulator.engine import Engine
-
-HOUR = 3600.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,7 @@ def fleet_of(engine: Engine) -> Fleet | None:
                   group=f.group, standby_w=model.standby_w)
     if not all(isinstance(a, np.ndarray) for a in arrays.values()):
         return None
+
     def most(name: str) -> float:
         return float(np.max(np.abs(np.asarray(arrays[name])), initial=0.0))
 
@@ -144,10 +144,10 @@ def _min(a: float, b: float) -> float:
 @njit(cache=True)
 def _plugged_s(t0: float, t1: float, tz: float, start: float, length: float) -> float:
     """`availability.window_seconds` of one client."""
-    y0 = t0 / 3600.0 + tz - start
-    y1 = t1 / 3600.0 + tz - start
-    on0 = (np.floor(y0 / 24.0) * length + _min(_mod_24(y0), length)) * 3600.0
-    on1 = (np.floor(y1 / 24.0) * length + _min(_mod_24(y1), length)) * 3600.0
+    y0 = t0 / HOUR + tz - start
+    y1 = t1 / HOUR + tz - start
+    on0 = (np.floor(y0 / 24.0) * length + _min(_mod_24(y0), length)) * HOUR
+    on1 = (np.floor(y1 / 24.0) * length + _min(_mod_24(y1), length)) * HOUR
     return _max(on1 - on0, 0.0)
 
 
@@ -184,7 +184,7 @@ def _draw(key: int, size: int, n: int, h_draw: Any, marked: Any, scan: bool, t: 
     out_c = np.empty(m, dtype=np.int64)
     out_b = np.empty(m, dtype=np.float64)
     k = 0
-    hours = t / 3600.0
+    hours = t / HOUR
     for c in fresh[:m]:
         if not _mod_24(hours + tz[c] - ws[c]) < wl[c]:
             continue

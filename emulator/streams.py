@@ -22,7 +22,7 @@ STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "se
 M1, M2, GOLDEN = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15
 _M1, _M2, _GOLDEN = np.uint64(M1), np.uint64(M2), np.uint64(GOLDEN)
 _S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
-_MASK, _GOLDEN_INT, _M1_INT, _M2_INT = (1 << 64) - 1, GOLDEN, M1, M2
+_MASK = (1 << 64) - 1
 
 
 class Streams:
@@ -57,7 +57,7 @@ class Streams:
         first = 0  # leading scalar keys (an attribute's number) are mixed once, as integers
         while first < len(keys) and np.ndim(keys[first]) == 0:
             key = int(np.asarray(keys[first], dtype=np.int64)) & _MASK  # two's complement
-            h = _splitmix_int(h ^ key * _GOLDEN_INT & _MASK)
+            h = _splitmix_int(h ^ key * GOLDEN & _MASK)
             first += 1
         rest = [np.asarray(k, dtype=np.int64) for k in keys[first:]]
         if not rest:
@@ -86,9 +86,9 @@ class Streams:
 
 def _splitmix_int(x: int) -> int:
     """SplitMix64's finaliser on a Python integer (as `_splitmix_in_place`, wrapped)."""
-    x = (x + _GOLDEN_INT) & _MASK
-    x = ((x ^ (x >> 30)) * _M1_INT) & _MASK
-    x = ((x ^ (x >> 27)) * _M2_INT) & _MASK
+    x = (x + GOLDEN) & _MASK
+    x = ((x ^ (x >> 30)) * M1) & _MASK
+    x = ((x ^ (x >> 27)) * M2) & _MASK
     return x ^ (x >> 31)
 
 

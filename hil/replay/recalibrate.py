@@ -5,8 +5,8 @@ every op cost and on the session's set-up (the median of measured over predicted
 time), an offset on the runtime's memory (the median difference of peaks), and the
 session variability the device shows now where it is wider than the profile states
 (a device measured quiet and replayed busy varies more than its calibration saw; never
-narrowed, and widened to `MAX_SESSION_CV` at most); the other half scores the profile before and
-after. The corrected profile is written only where it scores better on the half it was
+narrowed, and widened to `MAX_SESSION_CV` at most); the other half scores the profile
+before and after. The corrected profile is written only where it scores better on the half it was
 not fitted to (a lower median step-time error, or 90 % intervals whose coverage comes
 nearer 90 %); otherwise the old profile stays, and the report says so. Its provenance
 records the replay.
@@ -25,6 +25,7 @@ import numpy as np
 
 from edgetwin.calibration.profile_builder import write_profile
 from edgetwin.hil.replay.crosscheck import error_summary
+from edgetwin.hil.replay.decisions import measured_compute_s
 from edgetwin.hil.replay.run import Prepared
 from edgetwin.profiles import variability
 from edgetwin.profiles.costmodel import predict_step
@@ -76,10 +77,10 @@ def _compute_s(e: dict[str, Any], step_factor: float = 1.0, setup_factor: float 
                ) -> tuple[float, float]:
     """A replayed session's compute time, measured and predicted (its set-up and steps
     scaled by the factors)."""
-    m, p = e["measured"], e["predicted"]
-    measured = float(m.get("load_s") or 0.0) + float(sum(m["step_time_s"]))
+    p = e["predicted"]
     setup = float(p.get("setup_s") or 0.0)
-    return measured, setup * setup_factor + (float(p["compute_s"]) - setup) * step_factor
+    return measured_compute_s(e["measured"]), \
+        setup * setup_factor + (float(p["compute_s"]) - setup) * step_factor
 
 
 def spread_cv(entries: list[dict[str, Any]]) -> float:

@@ -46,6 +46,8 @@ from typing import Any
 
 from scipy import stats
 
+from edgetwin.hil.replay.decisions import measured_compute_s
+
 MIN_SESSIONS = 20  # timed sessions below which the verdict is inconclusive
 MIN_UNSURE = 5  # sessions with 0.02 < p_complete < 0.98 the calibration test needs
 LEVEL = 0.01  # each test's significance level
@@ -84,7 +86,7 @@ def scores(entries: list[dict[str, Any]], completed: dict[int, bool]) -> Scores:
     """The scores of replayed sessions; `completed[row]`: the outcome with measured figures
     is `completed`."""
     timed = [e for e in entries if not e["measured"].get("out_of_memory")]
-    covered = sum(e["predicted"]["compute_p05_s"] <= _compute_s(e["measured"])
+    covered = sum(e["predicted"]["compute_p05_s"] <= measured_compute_s(e["measured"])
                   <= e["predicted"]["compute_p95_s"] for e in timed)
     p = [float(e["predicted"]["p_complete"]) for e in entries]
     y = [1.0 if completed[int(e["session"])] else 0.0 for e in entries]
@@ -100,10 +102,6 @@ def scores(entries: list[dict[str, Any]], completed: dict[int, bool]) -> Scores:
     cvs = [float(e["predicted"].get("session_cv") or 0.0) for e in timed]
     return Scores(len(timed), covered, brier, expected, z, len(unsure), len(sure), flips,
                   bias(timed), statistics.median(cvs) if cvs else 0.0)
-
-
-def _compute_s(m: dict[str, Any]) -> float:
-    return float(m.get("load_s") or 0.0) + float(sum(m["step_time_s"]))
 
 
 def bias(timed: list[dict[str, Any]]) -> dict[str, float] | None:
