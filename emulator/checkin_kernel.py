@@ -76,9 +76,10 @@ def fleet_of(engine: Engine) -> Fleet | None:
 def eligible_draw(engine: Engine, kf: Fleet, marked: npt.NDArray[np.uint8], scan: bool,
                   key: int, size: int, t_s: float) -> tuple[I64, F64] | None:
     """Draw `size` candidates keyed by `key` (the whole fleet in order where that is
-    as many), keep those not `marked` before (marking them; by a scan of the marks or a
-    sort of the draw, as `checkin.Drawn.fresh`), and return the eligible ones in client
-    order with their charge; None (nothing marked) where it cannot be exact."""
+    as many), keep those not `marked` before (marking them; by a bit a client read in
+    order, or by a sort of the draw, as `checkin.Drawn.fresh` chooses), and return the
+    eligible ones in client order with their charge; None (nothing marked) where it
+    cannot be exact."""
     hours = t_s / HOUR
     if not (hours >= 0.0 and hours + kf.bound_h < EXACT_BELOW / 4):
         return None
@@ -104,7 +105,21 @@ def eligible_draw(engine: Engine, kf: Fleet, marked: npt.NDArray[np.uint8], scan
 
 _GOLDEN, _M1, _M2 = np.uint64(GOLDEN), np.uint64(M1), np.uint64(M2)
 _S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
-_TWO, _ONE = np.uint8(2), np.uint8(1)
+_ONE = np.uint8(1)
+
+
+def _trailing_zeros_table(de_bruijn: int) -> tuple[Any, Any]:
+    """A de Bruijn multiplier and its table: a word's lowest set bit times the multiplier,
+    shifted right by 58, indexes that bit's place (a count of trailing zeros in two
+    operations)."""
+    table = np.zeros(64, dtype=np.int64)
+    for place in range(64):
+        table[((de_bruijn << place) & (2 ** 64 - 1)) >> 58] = place
+    return np.uint64(de_bruijn), table
+
+
+_DE_BRUIJN, _PLACE = _trailing_zeros_table(0x03F79D71B4CB0A89)
+_U0, _U1, _S58 = np.uint64(0), np.uint64(1), np.uint64(58)
 
 
 @njit(cache=True)
@@ -166,14 +181,20 @@ def _draw(key: int, size: int, n: int, h_draw: Any, marked: Any, scan: bool, t: 
             drawn[j] = min(int(_unit(x) * n), n - 1)  # truncated, as numpy's astype
     fresh = np.empty(size, dtype=np.int64)
     m = 0
-    if scan:  # mark, then read the marks in client order
-        for j in range(size):
-            marked[drawn[j]] |= _TWO
-        for c in range(n):
-            if marked[c] == _TWO:
+    if scan:  # a bit a client for those not drawn before, then the set bits in order
+        words = np.zeros((n + 63) >> 6, dtype=np.uint64)
+        for d in drawn:
+            if marked[d] == 0:
+                words[d >> 6] |= _U1 << np.uint64(d & 63)
+        for w in range(len(words)):
+            x = words[w]
+            while x != _U0:
+                low = x & (~x + _U1)  # the lowest set bit
+                c = (w << 6) + _PLACE[(low * _DE_BRUIJN) >> _S58]
                 marked[c] = _ONE
                 fresh[m] = c
                 m += 1
+                x ^= low
     else:
         drawn.sort()
         for d in drawn:

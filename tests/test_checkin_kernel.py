@@ -78,6 +78,31 @@ def test_marks_sorted_or_scanned_give_the_same_runs(monkeypatch: pytest.MonkeyPa
     assert _same(sorted_, scanned) and _same(sorted_, plain)
 
 
+@pytest.mark.parametrize("n", [64, 130, 1_000])
+def test_a_bit_a_client_and_a_sorted_draw_find_the_same_new_clients(n: int) -> None:
+    """The kernel's two ways of dropping clients drawn before, on a fleet where everyone
+    is eligible (so every new client comes back): the same clients, in client order,
+    through a random draw and then the whole fleet (the first and last clients of a
+    word of bits and a fleet whose last word is part full among them)."""
+    every = np.zeros(n)
+    found: dict[bool, list[np.ndarray]] = {}
+    for scan in (True, False):
+        marked = np.zeros(n, dtype=np.uint8)
+        found[scan] = []
+        for key, size in ((7 << 32, n // 2), (8 << 32, n)):  # at random, then everyone
+            clients, _ = checkin_kernel._draw(
+                key, size, n, np.uint64(12345), marked, scan, 1.0, every, every,
+                np.full(n, 24.0), False, every, every, 0.0, every, np.uint64(99), 1.0, every,
+                every, np.full(n, np.inf), every, every, np.zeros(n, dtype=np.int64),
+                np.zeros(1), 0.0)
+            found[scan].append(clients)
+        assert (marked == 1).all()
+    first, rest = found[True]
+    assert 0 < len(first) < n and np.all(np.diff(first) > 0)
+    assert np.array_equal(np.sort(np.concatenate([first, rest])), np.arange(n))
+    assert all(np.array_equal(a, b) for a, b in zip(found[True], found[False], strict=True))
+
+
 def test_a_kernel_that_lost_one_candidate_a_draw_is_told_apart(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison is sharp: a kernel dropping its last eligible client per draw

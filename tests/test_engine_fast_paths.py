@@ -4,6 +4,7 @@ check whole runs; these check each path where it is easy to see why)."""
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 
@@ -137,15 +138,35 @@ def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them() -> None:
     assert (walked - t > 10 * av.epoch_s).any()  # spells longer than one look of epochs
 
 
-def test_csv_written_in_chunks_is_the_whole_file(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_whole_fleets_predicted_durations_are_each_clients_own() -> None:
+    """A fleet held whole has every client's predicted duration worked out once: each
+    the number the formula gives that client alone; a fleet worked out per client (its
+    columns computed when asked) keeps to the formula."""
+    view = _engine(clients=500).clients
+    c = np.random.default_rng(4).integers(0, 500, 300)
+    every = view._every_duration_s
+    assert every is not None and len(every) == 500
+    assert view.predicted_duration_s(c).tobytes() == view._duration_s(c).tobytes()
+    lazy = dataclasses.replace(view, speed=column(500, lambda c: view.speed[c], whole=False))
+    assert lazy._every_duration_s is None
+    assert lazy.predicted_duration_s(c).tobytes() == view._duration_s(c).tobytes()
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_csv_written_in_chunks_is_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 workers: int) -> None:
+    """Chunks laid out one after another or on threads, written in order: the same
+    bytes as the whole file encoded at once; a chunk's error reaches the caller."""
     rng = np.random.default_rng(1)
     columns = [fastcsv.Column(rng.normal(size=50) * 1e3, decimals=3),
                fastcsv.Column(rng.integers(0, 2, 50), labels=["yes", "no"]),
                fastcsv.Column(np.where(rng.random(50) < 0.1, np.inf, rng.random(50)), 2)]
     monkeypatch.setattr(fastcsv, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(fastcsv, "WORKERS", workers)
     fastcsv.write(tmp_path / "t.csv", ["a", "b", "c"], columns)
     assert (tmp_path / "t.csv").read_bytes() == fastcsv.encode(["a", "b", "c"], columns)
+    with pytest.raises(ValueError, match="NUL"):
+        fastcsv.write(tmp_path / "bad.csv", ["a"], [fastcsv.Column(np.zeros(50), labels=["\0"])])
 
 
 def test_csv_numbers_are_pythons_to_the_last_digit() -> None:
