@@ -16,6 +16,7 @@ from edgetwin.emulator.availability import Availability, Chargers
 from edgetwin.emulator.columns import column
 from edgetwin.emulator.engine import Engine
 from edgetwin.emulator.output import fastcsv
+from edgetwin.emulator.selection import view as view_module
 from edgetwin.emulator.streams import Streams
 
 from .emulator_helpers import SCENARIOS, build, small_scenario
@@ -138,10 +139,12 @@ def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them() -> None:
     assert (walked - t > 10 * av.epoch_s).any()  # spells longer than one look of epochs
 
 
-def test_the_whole_fleets_predicted_durations_are_each_clients_own() -> None:
-    """A fleet held whole has every client's predicted duration worked out once: each
-    the number the formula gives that client alone; a fleet worked out per client (its
-    columns computed when asked) keeps to the formula."""
+def test_the_whole_fleets_predicted_durations_are_each_clients_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet held whole has every client's predicted duration worked out once (a chunk
+    of clients at a time): each the number the formula gives that client alone; a fleet
+    worked out per client (its columns computed when asked) keeps to the formula."""
+    monkeypatch.setattr(view_module, "CHUNK_CLIENTS", 128)
     view = _engine(clients=500).clients
     c = np.random.default_rng(4).integers(0, 500, 300)
     every = view._every_duration_s

@@ -27,7 +27,7 @@ from edgetwin.common.arrays import I64
 
 MAX_DIGITS = 19
 POWERS_OF_TEN = 10 ** np.arange(1, MAX_DIGITS, dtype=np.int64)  # 10 .. 10**18
-CHUNK_ROWS = 1 << 16  # rows laid out at once by `write`
+CHUNK_ROWS = 1 << 15  # rows laid out at once by `write`, on each worker
 # chunks laid out at once (each on a thread of its own) where the processor has the cores
 WORKERS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
               else os.cpu_count() or 1)

@@ -17,6 +17,8 @@ from edgetwin.emulator.battery import percent
 from edgetwin.emulator.columns import Column
 from edgetwin.emulator.costs import CostTable
 
+CHUNK_CLIENTS = 1 << 16  # clients worked out at once for a whole-fleet column
+
 
 def read_only(a: Column) -> Column:
     """A view of `a` that sees its updates but cannot write them."""
@@ -72,7 +74,12 @@ class ClientView:
                 self.local_steps, self.speed)
         if not all(isinstance(x, np.ndarray) for x in read):
             return None
-        return self._duration_s(np.arange(len(self.speed), dtype=np.int64))
+        n = len(self.speed)
+        every = np.empty(n)
+        for first in range(0, n, CHUNK_CLIENTS):  # temporaries of a chunk, not of the fleet
+            every[first:first + CHUNK_CLIENTS] = self._duration_s(
+                np.arange(first, min(first + CHUNK_CLIENTS, n), dtype=np.int64))
+        return every
 
     def _duration_s(self, c: I64) -> F64:
         k = self.cost_index[c]
