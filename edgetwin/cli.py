@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from edgetwin.common.errors import InputError
 from edgetwin.common.version import package_version
@@ -20,31 +20,94 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from edgetwin.calibration import commands as calibration_commands
-    from edgetwin.emulator import commands as emulator_commands
-    from edgetwin.emulator.flower.commands import add_protocol_parser
-    from edgetwin.emulator.sweep.commands import add_sweep_parser
-    from edgetwin.emulator.trace_commands import add_traces_parser
-    from edgetwin.hil import commands as hil_commands
-    from edgetwin.hil.hooks import attached_target, validation_observer
-    from edgetwin.profiles import commands as profile_commands
+def _add_workload(sub: Any) -> None:
+    from edgetwin.profiles import commands
 
+    commands.add_workload_parser(sub)
+
+
+def _add_profiles(sub: Any) -> None:
+    from edgetwin.profiles import commands
+
+    commands.add_profiles_parser(sub)
+
+
+def _add_simulate(sub: Any) -> None:
+    from edgetwin.emulator import commands
+    from edgetwin.hil.hooks import validation_observer
+
+    commands.add_simulate_parser(sub, observer_for=validation_observer)
+
+
+def _add_scenarios(sub: Any) -> None:
+    from edgetwin.emulator import commands
+
+    commands.add_scenarios_parser(sub)
+
+
+def _add_protocol(sub: Any) -> None:
+    from edgetwin.emulator.flower.commands import add_protocol_parser
+
+    add_protocol_parser(sub)
+
+
+def _add_sweep(sub: Any) -> None:
+    from edgetwin.emulator.sweep.commands import add_sweep_parser
+
+    add_sweep_parser(sub)
+
+
+def _add_traces(sub: Any) -> None:
+    from edgetwin.emulator.trace_commands import add_traces_parser
+
+    add_traces_parser(sub)
+
+
+def _add_calibrate(sub: Any) -> None:
+    from edgetwin.calibration import commands
+    from edgetwin.hil.hooks import attached_target
+
+    commands.add_calibrate_parser(sub, attached=attached_target)
+
+
+def _add_devices(sub: Any) -> None:
+    from edgetwin.hil import commands
+
+    commands.add_devices_parser(sub)
+
+
+def _add_agent(sub: Any) -> None:
+    from edgetwin.hil import commands
+
+    commands.add_agent_parser(sub)
+
+
+def _add_replay(sub: Any) -> None:
+    from edgetwin.hil import commands
+
+    commands.add_replay_parser(sub)
+
+
+# each subcommand's parser, in the order `edgetwin --help` lists them
+COMMANDS: dict[str, Callable[[Any], None]] = {
+    "workload": _add_workload, "profiles": _add_profiles, "simulate": _add_simulate,
+    "scenarios": _add_scenarios, "protocol": _add_protocol, "sweep": _add_sweep,
+    "traces": _add_traces, "calibrate": _add_calibrate, "devices": _add_devices,
+    "agent": _add_agent, "replay": _add_replay}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; where `argv` names a subcommand, only that one's parser is
+    built (each imports its package's commands: a simulation need not load the device
+    code or the profilers to read its flags)."""
     parser = _Parser(prog="edgetwin", description="A calibrated digital twin of an edge "
                      "fleet that fine-tunes LLMs by federated learning.")
     parser.add_argument("--version", action="version", version=f"edgetwin {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    profile_commands.add_workload_parser(sub)
-    profile_commands.add_profiles_parser(sub)
-    emulator_commands.add_simulate_parser(sub, observer_for=validation_observer)
-    emulator_commands.add_scenarios_parser(sub)
-    add_protocol_parser(sub)
-    add_sweep_parser(sub)
-    add_traces_parser(sub)
-    calibration_commands.add_calibrate_parser(sub, attached=attached_target)
-    hil_commands.add_devices_parser(sub)
-    hil_commands.add_agent_parser(sub)
-    hil_commands.add_replay_parser(sub)
+    named = next((a for a in argv or () if not a.startswith("-")), None)
+    for name, add in COMMANDS.items():
+        if named not in COMMANDS or name == named:
+            add(sub)
     return parser
 
 
@@ -62,7 +125,8 @@ def _library_warnings_quiet() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         with _library_warnings_quiet():
             return int(args.func(args))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,26 @@ def test_profiles_list_show_validate(tmp_path: Path) -> None:
     bad = edgetwin("profiles", "validate", str(path))
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"edgetwin: error: {path}: network.rtt_ms: must be >= 0, got -1.0"
+
+
+def test_a_subcommands_parser_is_built_alone_and_is_the_one_the_whole_line_holds() -> None:
+    """`edgetwin NAME ...` builds only NAME's parser (a simulation does not import the
+    device agent's server to read its flags); each name is the subcommand its builder
+    adds, so the line parses as the whole one would, and an unknown name gets the list."""
+    from edgetwin import cli
+
+    def choices(parser: argparse.ArgumentParser) -> list[str]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return list(sub.choices)
+
+    assert choices(cli.build_parser()) == list(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        assert choices(cli.build_parser([name, "--help"])) == [name]
+    assert choices(cli.build_parser(["--version"])) == list(cli.COMMANDS)
+    assert choices(cli.build_parser(["no-such-command"])) == list(cli.COMMANDS)
+    code = ("import sys; from edgetwin.cli import build_parser; "
+            "build_parser(['simulate', 'x.yaml']); "
+            "print('edgetwin.hil.agent.server' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "False"
