@@ -180,7 +180,7 @@ def test_csv_numbers_are_pythons_to_the_last_digit() -> None:
     near = (np.round(rng.random(2_000) * 1e5) + 0.5) / 1e3 * (1 + rng.normal(0, 1e-15, 2_000))
     wide = rng.normal(0, 1, 5_000) * 10.0 ** rng.integers(-4, 12, 5_000)
     values = np.concatenate([ties, near, wide, [np.inf, -np.inf]])
-    for decimals in (1, 2, 3, 6):
+    for decimals in (0, 1, 2, 3, 6):
         text = fastcsv.encode(["x"], [fastcsv.Column(values, decimals)]).decode()
         want = [("inf" if v > 0 else "-inf") if np.isinf(v) else f"{v:.{decimals}f}"
                 for v in values.tolist()]

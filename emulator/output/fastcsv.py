@@ -184,9 +184,10 @@ def _number(col: Column) -> _Number:
     n = len(values)
     infinite = np.isinf(values) if values.dtype.kind == "f" else np.zeros(n, dtype=bool)
     finite = np.where(infinite, 0, values) if infinite.any() else values
-    v = scaled(finite, col.decimals) if col.decimals else finite.astype(np.int64)
+    real = finite.dtype.kind == "f"  # rounded as Python rounds it, whole numbers too
+    v = scaled(finite, col.decimals) if real else finite.astype(np.int64)
     # as Python writes it: a negative number that rounds to zero keeps its sign
-    neg = np.signbit(finite) if col.decimals and finite.dtype.kind == "f" else v < 0
+    neg = np.signbit(finite) if real else v < 0
     mag = np.abs(v)
     places = max(len(str(int(mag.max()))), col.decimals + 1)
     width = places + (col.decimals > 0) + int(neg.any())
