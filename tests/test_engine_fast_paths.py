@@ -15,7 +15,7 @@ from edgetwin.emulator import checkin
 from edgetwin.emulator.availability import Availability, Chargers
 from edgetwin.emulator.columns import column
 from edgetwin.emulator.engine import Engine
-from edgetwin.emulator.output import fastcsv
+from edgetwin.emulator.output import fastcsv, files
 from edgetwin.emulator.selection import view as view_module
 from edgetwin.emulator.streams import Streams
 
@@ -153,6 +153,22 @@ def test_the_whole_fleets_predicted_durations_are_each_clients_own(
     lazy = dataclasses.replace(view, speed=column(500, lambda c: view.speed[c], whole=False))
     assert lazy._every_duration_s is None
     assert lazy.predicted_duration_s(c).tobytes() == view._duration_s(c).tobytes()
+
+
+def test_per_client_sums_over_the_fleet_or_its_distinct_clients_are_the_same() -> None:
+    """A client's values summed by a count over the whole fleet or over the clients that
+    have values (a fleet far larger than its sessions): the same clients, the same bits
+    (each client's values added in the order given)."""
+    rng = np.random.default_rng(5)
+    client = rng.integers(0, 5_000, 20_000)
+    value = rng.random(20_000) * 10.0 ** rng.integers(-3, 6, 20_000)
+    counted = files._per_client(client, value, 5_000)
+    distinct = files._per_client(client, value, 10**9)  # far more clients than values
+    assert np.array_equal(counted[0], np.unique(client))
+    assert np.array_equal(counted[0], distinct[0])
+    assert counted[1].tobytes() == distinct[1].tobytes()
+    one = int(client[0])
+    assert counted[1][counted[0] == one][0] == sum(value[client == one].tolist())
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])

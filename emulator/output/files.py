@@ -24,6 +24,7 @@ DECIMALS = {"start_s": 3, "end_s": 3, "download_s": 3, "compute_s": 3, "upload_s
              "throttled_s": 3, "battery_start_pct": 2, "battery_end_pct": 2,
              "compute_factor": 4, "timing_margin": 4, "p_complete": 4, "session_s_p05": 3,
              "session_s_p95": 3}
+SUMS_OVER_FLEET = 8  # fleet clients a value, at most, for sums counted over the fleet
 
 
 def _totals(sessions: dict[str, np.ndarray[Any, Any]], mask: np.ndarray[Any, Any]
@@ -58,10 +59,22 @@ def _standby_j(r: Results) -> float:
     whole_fleet_j = float(np.dot(r.fleet.counts, standby_w)) * r.virtual_time_s
     if not r.sessions:
         return whole_fleet_j
-    clients, which = np.unique(r.sessions["client"], return_inverse=True)
-    busy_s = np.bincount(which, weights=r.sessions["end_s"] - r.sessions["start_s"])
+    clients, busy_s = _per_client(r.sessions["client"],
+                                  r.sessions["end_s"] - r.sessions["start_s"], r.fleet.n)
     in_sessions_j = standby_w[r.fleet.group[clients]] * np.minimum(busy_s, r.virtual_time_s)
     return whole_fleet_j - float(np.sum(in_sessions_j))
+
+
+def _per_client(client: np.ndarray[Any, Any], value: np.ndarray[Any, Any], n: int
+                ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The clients with a value (in order) and each one's sum, added in the order given:
+    counted over the fleet where it is at most a few times the values (no sort), else
+    over the distinct clients (a fleet far larger than its sessions)."""
+    if n <= SUMS_OVER_FLEET * len(client):
+        clients = np.flatnonzero(np.bincount(client, minlength=n))
+        return clients, np.bincount(client, weights=value, minlength=n)[clients]
+    clients, which = np.unique(client, return_inverse=True)
+    return clients, np.bincount(which, weights=value)
 
 
 def summary(r: Results, version: str, profile_hashes: dict[str, str]) -> dict[str, Any]:
