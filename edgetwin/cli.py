@@ -97,14 +97,14 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The whole command line; where `argv` names a subcommand, only that one's parser is
-    built (each imports its package's commands: a simulation need not load the device
-    code or the profilers to read its flags)."""
+    """The whole command line; where `argv` starts with a subcommand, only that one's
+    parser is built (each imports its package's commands: a simulation need not load
+    the device code or the profilers to read its flags)."""
     parser = _Parser(prog="edgetwin", description="A calibrated digital twin of an edge "
                      "fleet that fine-tunes LLMs by federated learning.")
     parser.add_argument("--version", action="version", version=f"edgetwin {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    named = next((a for a in argv or () if not a.startswith("-")), None)
+    named = argv[0] if argv else None  # the line's own options (-h, --version) exit
     for name, add in COMMANDS.items():
         if named not in COMMANDS or name == named:
             add(sub)

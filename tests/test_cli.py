@@ -116,7 +116,8 @@ def test_a_subcommands_parser_is_built_alone_and_is_the_one_the_whole_line_holds
     assert choices(cli.build_parser()) == list(cli.COMMANDS)
     for name in cli.COMMANDS:
         assert choices(cli.build_parser([name, "--help"])) == [name]
-    assert choices(cli.build_parser(["--version"])) == list(cli.COMMANDS)
+    for line in (["--version"], ["-h", "simulate"], ["--", "simulate"]):
+        assert choices(cli.build_parser(line)) == list(cli.COMMANDS)
     assert choices(cli.build_parser(["no-such-command"])) == list(cli.COMMANDS)
     code = ("import sys; from edgetwin.cli import build_parser; "
             "build_parser(['simulate', 'x.yaml']); "

@@ -5,6 +5,7 @@ check whole runs; these check each path where it is easy to see why)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from functools import partial
 from pathlib import Path
 
@@ -141,17 +142,28 @@ def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them() -> None:
 
 def test_the_whole_fleets_predicted_durations_are_each_clients_own(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fleet held whole has every client's predicted duration worked out once (a chunk
-    of clients at a time): each the number the formula gives that client alone; a fleet
-    worked out per client (its columns computed when asked) keeps to the formula."""
+    """A fleet held whole has every client's predicted duration worked out once a large
+    pool asks (a chunk of clients at a time): each the number the formula gives that
+    client alone, worked out again when a recalibration corrects the costs in place; a
+    small pool, or a fleet worked out per client (its columns computed when asked),
+    keeps to the formula."""
     monkeypatch.setattr(view_module, "CHUNK_CLIENTS", 128)
     view = _engine(clients=500).clients
-    c = np.random.default_rng(4).integers(0, 500, 300)
-    every = view._every_duration_s
+    rng = np.random.default_rng(4)
+    few = rng.integers(0, 500, 20)  # under a sixteenth of the fleet
+    assert view.predicted_duration_s(few).tobytes() == view._duration_s(few).tobytes()
+    assert view._every_duration_s(len(few)) is None
+    c = rng.integers(0, 500, 300)
+    every = view._every_duration_s(len(c))
     assert every is not None and len(every) == 500
     assert view.predicted_duration_s(c).tobytes() == view._duration_s(c).tobytes()
+    before = view.predicted_duration_s(c)
+    view.costs.step_s[:] *= 3.0  # as periodic validation's recalibration corrects them
+    assert view.predicted_duration_s(c).tobytes() == view._duration_s(c).tobytes()
+    assert (view.predicted_duration_s(c) > before).all()
+    assert view.predicted_duration_s(few).tobytes() == view._duration_s(few).tobytes()
     lazy = dataclasses.replace(view, speed=column(500, lambda c: view.speed[c], whole=False))
-    assert lazy._every_duration_s is None
+    assert lazy._every_duration_s(len(c)) is None
     assert lazy.predicted_duration_s(c).tobytes() == view._duration_s(c).tobytes()
 
 
@@ -188,11 +200,24 @@ def test_csv_written_in_chunks_is_the_whole_file(tmp_path: Path, monkeypatch: py
         fastcsv.write(tmp_path / "bad.csv", ["a"], [fastcsv.Column(np.zeros(50), labels=["\0"])])
 
 
+@pytest.mark.parametrize(("told", "workers"), [("1", 1), ("8", 2), ("", 2), ("x", 2)])
+def test_csv_workers_keep_to_the_cores_and_to_one_thread_where_told(
+        monkeypatch: pytest.MonkeyPatch, told: str, workers: int) -> None:
+    """Two chunk workers on two cores or more, one where OMP_NUM_THREADS says one (a
+    pool of processes is the parallelism); one on one core."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", told)
+    assert fastcsv._workers() == workers
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert fastcsv._workers() == 1
+
+
 def test_csv_numbers_are_pythons_to_the_last_digit() -> None:
     """Every number as `'%.{d}f' % x` writes it: ties and near-ties (the decimal
     expansions Python rounds on the exact binary value), large and negative numbers."""
     rng = np.random.default_rng(2)
-    ties = np.array([0.125, 0.375, 2.5e-3, 1.0005, 1234.5675, -0.0625, 0.0])
+    ties = np.array([0.125, 0.375, 2.5e-3, 1.0005, 1234.5675, -0.0625, 0.0, 0.5, 1.5, 2.5,
+                     -0.5, -0.4, -2.5])
     near = (np.round(rng.random(2_000) * 1e5) + 0.5) / 1e3 * (1 + rng.normal(0, 1e-15, 2_000))
     wide = rng.normal(0, 1, 5_000) * 10.0 ** rng.integers(-4, 12, 5_000)
     values = np.concatenate([ties, near, wide, [np.inf, -np.inf]])

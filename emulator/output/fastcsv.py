@@ -5,8 +5,8 @@ writes (Python's per-value formatting would take longer than the simulation).
 Numbers round as `'%.{d}f' % x` does: to the nearest, ties to even on the exact binary
 value; the few whose scaled value lies within rounding error of a tie are formatted by
 Python itself. Infinities are written `inf` and `-inf`, as Python and pandas read them.
-A large file's chunks are laid out on two threads (numpy leaves the interpreter's lock
-in its loops) and written in order: the same bytes.
+A large file's chunks are laid out on two threads where there are two cores (numpy
+leaves the interpreter's lock in its loops) and written in order: the same bytes.
 """
 
 from __future__ import annotations
@@ -28,9 +28,19 @@ from edgetwin.common.arrays import I64
 MAX_DIGITS = 19
 POWERS_OF_TEN = 10 ** np.arange(1, MAX_DIGITS, dtype=np.int64)  # 10 .. 10**18
 CHUNK_ROWS = 1 << 15  # rows laid out at once by `write`, on each worker
-# chunks laid out at once (each on a thread of its own) where the processor has the cores
-WORKERS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-              else os.cpu_count() or 1)
+
+
+def _workers() -> int:
+    """Chunks laid out at once, each on a thread of its own: two where the process may
+    use two cores or more, and OMP_NUM_THREADS (a process's thread count, where a pool
+    of processes is the parallelism) does not say one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+    told = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(2, cores, int(told) if told.isdigit() else 2))
+
+
+WORKERS = _workers()
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,8 @@ def encode(header: Sequence[str], columns: Sequence[Column]) -> bytes:
 
 def write(path: Path, header: Sequence[str], columns: Sequence[Column]) -> None:
     """`encode`'s bytes into `path`, CHUNK_ROWS rows at a time: rows are laid out each
-    on its own, so the file is the same and the memory that of a chunk per worker."""
+    on its own, so the file is the same, and the memory that of a chunk per worker and
+    one laid out waiting to be written."""
     n = len(columns[0].values) if columns else 0
     firsts = range(0, n, CHUNK_ROWS)
     with path.open("wb") as fh:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,9 @@ from edgetwin.emulator.columns import Column
 from edgetwin.emulator.costs import CostTable
 
 CHUNK_CLIENTS = 1 << 16  # clients worked out at once for a whole-fleet column
+# fleet clients a pool client, at most, for every client's estimate to be worked out at
+# once (which then costs at most as much as this many such pools' formulas)
+FLEET_PER_POOL = 16
 
 
 def read_only(a: Column) -> Column:
@@ -60,25 +62,37 @@ class ClientView:
     plugged_at: Callable[[I64, F64], B]
     abort_below_pct: float
 
+    # every client's predicted duration and the costs it was worked out from (see
+    # `_every_duration_s`); a view made with other costs starts without
+    _durations: dict[str, tuple[bytes, F64]] = field(default_factory=dict, init=False,
+                                                    repr=False, compare=False)
+
     def predicted_duration_s(self, c: I64) -> F64:
         """The server's estimate of a session: nominal transfers and steps at the
         client's speed."""
-        every = self._every_duration_s
+        every = self._every_duration_s(len(c))
         return self._duration_s(c) if every is None else every[c]
 
-    @cached_property
-    def _every_duration_s(self) -> F64 | None:
-        """Every client's estimate at once, where the fleet is held whole: a large pool
-        then reads one column, not eight (the same numbers: each is worked out alone)."""
+    def _every_duration_s(self, asked: int) -> F64 | None:
+        """Every client's estimate at once, where the fleet is held whole and a pool of
+        a sixteenth of it or more asks: such pools then read one column, not eight (the
+        same numbers: each is worked out alone). Worked out again where the costs have
+        changed since (a recalibration corrects them in place); None: use the formula."""
+        costs = b"".join(a.tobytes() for a in (self.costs.download_bytes,
+                                               self.costs.upload_bytes, self.costs.step_s))
+        held = self._durations.get("every")
+        if held is not None and held[0] == costs:
+            return held[1]
+        n = len(self.speed)
         read = (self.cost_index, self.downlink_mbps, self.uplink_mbps, self.latency_s,
                 self.local_steps, self.speed)
-        if not all(isinstance(x, np.ndarray) for x in read):
+        if asked * FLEET_PER_POOL < n or not all(isinstance(x, np.ndarray) for x in read):
             return None
-        n = len(self.speed)
         every = np.empty(n)
         for first in range(0, n, CHUNK_CLIENTS):  # temporaries of a chunk, not of the fleet
             every[first:first + CHUNK_CLIENTS] = self._duration_s(
                 np.arange(first, min(first + CHUNK_CLIENTS, n), dtype=np.int64))
+        self._durations["every"] = (costs, every)
         return every
 
     def _duration_s(self, c: I64) -> F64:

@@ -63,13 +63,16 @@ class InThisProcess:
 
 def _worker_init() -> None:
     """A worker leaves Ctrl-C to the sweep (which stops it) and keeps its math libraries
-    to one thread (the workers are the parallelism). One that cannot start says why in
-    one line and ends (the sweep then says the pool cannot start)."""
+    and its CSV writer to one thread (the workers are the parallelism). One that cannot
+    start says why in one line and ends (the sweep then says the pool cannot start)."""
     try:
         from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+        from edgetwin.emulator.output import fastcsv
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         threadpool_limits(1)
+        fastcsv.WORKERS = 1
     except Exception as err:
         print(f"edgetwin: a sweep worker could not start: {type(err).__name__}: {err}",
               file=sys.stderr, flush=True)
