@@ -18,8 +18,8 @@ import numpy.typing as npt
 
 from edgetwin.common.arrays import I64
 
-# fleets up to this many clients hold their columns whole (larger ones too where most
-# of their clients will be asked: fleet.holds_whole)
+# fleets up to this many clients hold their columns whole (larger ones too where each
+# of their clients will be asked several times: fleet.holds_whole)
 EAGER_CLIENTS = 250_000
 
 Values = npt.NDArray[Any]

@@ -132,3 +132,20 @@ def test_a_group_that_cannot_fit_a_session_is_named_before_the_run(
     assert len(lines) == 1 and "fleet group 'nanos'" in lines[0]
     assert f"100% of its {int(clients * 0.4):,} clients" in lines[0]
     assert ("(judged on 100,000 of them)" in lines[0]) == sampled
+
+
+@pytest.mark.parametrize(("clients", "per_round", "whole"), [
+    (200_000, 10, True),  # small enough to hold whatever the run asks
+    (1_000_000, 1_000, False),  # 1.3 candidates a client: worked out per client
+    (1_000_000, 3_200, True),  # 4.2 a client
+    (1_000_000, 10_000, True),  # 13 a client
+    (5_000_000, 10_000, False)])  # 2.6 a client
+def test_a_large_fleet_is_held_whole_where_each_client_is_drawn_several_times(
+        clients: int, per_round: int, whole: bool) -> None:
+    data = small_scenario(fleet__clients=clients)
+    data["orchestration"].update(clients_per_round=per_round, overcommit=0.3)
+    data["selection"] = {"pool_factor": 10}
+    data["stop"] = {"rounds": 100}
+    s = build(data)
+    per_client = s.expected_sessions * 10 / clients
+    assert fleet_module.holds_whole(s, clients) == whole, f"{per_client:.2f} a client"
