@@ -276,7 +276,7 @@ def test_the_calibrated_profile_is_consistent_and_one_too_fast_is_not(
     replay, as docs/devices.md says: so the profile gets up to ATTEMPTS replays, each
     recalibrated from the one before (only where that scores better on held-out
     sessions), and must come out consistent in one; the one 1.3 times too fast is made
-    from the profile that did."""
+    from the profile that did, 1.3 times faster than the device measured in that replay."""
     devices, _ = one_core
     folder = devices.parent
     verdicts = []
@@ -294,9 +294,14 @@ def test_the_calibrated_profile_is_consistent_and_one_too_fast_is_not(
         _skip_if_the_device_drifted(verdicts)
     assert right["verdict"] == "consistent", verdicts
     assert right["sensitive_sessions"] >= 10
-    # the same profile with every cost 1.3 times too fast
+    # the same profile with every cost 1.3 times faster than the device measured in that
+    # replay: a consistent verdict leaves a bias within the stated interval's reach (+9 %
+    # was seen, with a quick calibration's session_cv of 15 %), and a profile 1.3 times
+    # faster than one already 9 % slow is only 16 % too fast, which such an interval
+    # rightly absorbs
     p = load_profile(str(desk_profile))
-    fast = dataclasses.replace(corrected(p, 1 / 1.3, 0.0, Provenance(
+    measured = 1.3 * (1.0 + right["bias"]["mean"])
+    fast = dataclasses.replace(corrected(p, 1 / measured, 0.0, Provenance(
         "assumed", "a test", "2026-12-06", "1.3 times too fast")), name="fast")
     write_profile(fast, folder / "fast.yaml")
     fast_devices = folder / "fast-devices.yaml"
@@ -306,8 +311,8 @@ def test_the_calibrated_profile_is_consistent_and_one_too_fast_is_not(
     wrong = replay(simulate_near_the_deadline(folder, "fast.yaml", "fast"), fast_devices, 40)
     assert wrong["verdict"] == "inconsistent", wrong["verdict_reasons"]
     # it errs further on the fast side than the calibrated one, replayed minutes before on
-    # the same device (23 % apart by construction; the device's own drift between two
-    # replays can move either's coverage more than that of the other)
+    # the same device (23 % from that replay's measurements by construction; the device's
+    # own drift between two replays can move either's coverage more than that of the other)
     assert wrong["bias"]["mean"] < right["bias"]["mean"], (wrong["bias"], right["bias"])
     assert wrong["bias"]["high"] < 0  # predicted faster than measured, beyond doubt
 
