@@ -173,14 +173,15 @@ def _compiled(engine: Engine, seen: Drawn, key: int, size: int, t_s: float
         s, engine.checkin_fleet = engine.scenario, False
         if s.expected_sessions * s.selection.pool_factor >= KERNEL_CANDIDATES:
             kernel = _kernel_module(engine)
-            engine.checkin_fleet = (kernel is not None and kernel.fleet_of(engine)) or False
-    if engine.checkin_fleet is False:
+            if kernel is not None:
+                engine.checkin_fleet = kernel.fleet_of(engine) or False
+    fleet = engine.checkin_fleet
+    if fleet is None or fleet is False:
         return None
     from edgetwin.emulator import checkin_kernel  # imported when the fleet was asked
 
     got: tuple[I64, F64] | None = checkin_kernel.eligible_draw(
-        engine, engine.checkin_fleet, seen.marked, seen.n <= SCAN_PER_DRAW * size, key, size,
-        t_s)
+        engine, fleet, seen.marked, seen.n <= SCAN_PER_DRAW * size, key, size, t_s)
     return got
 
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from edgetwin.emulator.selection.registry import policy_for
 from edgetwin.emulator.selection.view import ClientView, read_only
 from edgetwin.emulator.session import STALE, Outcome, Planned, SessionModel
 from edgetwin.emulator.streams import Streams
+
+if TYPE_CHECKING:
+    from edgetwin.emulator.checkin_kernel import Fleet as KernelFleet
 
 ProgressFn = Callable[[int, float], None]
 
@@ -74,7 +77,7 @@ class Engine:
         self.busy_until_s = self.fleet.state(lambda c: np.zeros(c.shape))
         # the compiled check-in's view of the fleet (`checkin_kernel.Fleet`), once asked;
         # False where it does not apply
-        self.checkin_fleet: Any = None
+        self.checkin_fleet: KernelFleet | Literal[False] | None = None
         self.participations = self.fleet.state(lambda c: np.zeros(c.shape, dtype=np.int64),
                                                np.int64)
         self.policy, self.policy_params = policy_for(scenario.selection)

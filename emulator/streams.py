@@ -53,7 +53,7 @@ class Streams:
 
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
-        h = int(self._keys[name])
+        h = self.key(name)
         first = 0  # leading scalar keys (an attribute's number) are mixed once, as integers
         while first < len(keys) and np.ndim(keys[first]) == 0:
             key = int(np.asarray(keys[first], dtype=np.int64)) & _MASK  # two's complement

@@ -98,16 +98,11 @@ def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
         if err.where not in sources:
             raise
         raise InputError(sources[err.where], err.key, err.problem) from None
-    if warn is not None:
-        for line in engine.warnings:
-            warn(line)
+    shown = _warn(warn, engine.warnings, 0)
     t_run = time.perf_counter()
-    shown = len(engine.warnings)
     results = engine.run() if driver is None else driver.run(engine)
     t_done = time.perf_counter()
-    if warn is not None:  # those the run itself found
-        for line in engine.warnings[shown:]:
-            warn(line)
+    _warn(warn, engine.warnings, shown)  # those the run itself found
     extra = observer.finish(out) if observer is not None else {}
     hashes = {g.profile: p.sha256 for g, p in zip(pinned.fleet.groups, results.fleet.profiles,
                                                   strict=True)}
@@ -129,3 +124,11 @@ def _simulate_into(scenario: Scenario, base: Path, out: Path, plots: bool,
         "edgetwin_version": version, "seed": seed,
         "sessions_per_wall_s": round(data["client_sessions"] / wall, 1)}, indent=2) + "\n")
     return RunOutput(results, data, out, wall)
+
+
+def _warn(warn: Callable[[str], None] | None, warnings: tuple[str, ...], shown: int) -> int:
+    """Tell `warn` the warnings from number `shown` on; how many there are now."""
+    if warn is not None:
+        for line in warnings[shown:]:
+            warn(line)
+    return len(warnings)
