@@ -196,11 +196,17 @@ class Availability:
         t_s = np.asarray(t_s, dtype=np.float64)
         if self.trace is not None:
             on = self.trace.online(c, t_s)
-        else:
-            on = in_daily_window(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
+            local_h = None
+        else:  # local hours (t + tz), read once for the window and the charger
+            local_h = t_s / HOUR + self.tz_h[c]
+            on = mod_24(local_h - self.window_start_h[c]) < self.window_length_h[c]
         if self.charging_only:  # the charger, for those the daily window lets on
             i = np.flatnonzero(on)
-            on[i] = self.plugged(c[i], at_places(t_s, i))
+            ch = self.charger
+            if local_h is not None and ch.tz_h is self.tz_h:  # the same local hours
+                on[i] = mod_24(local_h[i] - ch.start_h[c[i]]) < ch.length_h[c[i]]
+            else:
+                on[i] = self.plugged(c[i], at_places(t_s, i))
         if self.epoch_s > 0:  # churn, for those the windows let on
             i = np.flatnonzero(on)
             on[i] = self._churn_on(c[i], self._epoch(c[i], at_places(t_s, i)))

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.clock import mod_24
-from edgetwin.emulator.columns import Of
+from edgetwin.emulator.columns import Column, Of
 from edgetwin.emulator.config import Scenario
 from edgetwin.emulator.dist import Dist
 from edgetwin.emulator.streams import Streams
@@ -119,14 +119,14 @@ class Draws:
         return math.fsum(float(self._gamma(np.arange(a, min(a + CHUNK, n))).sum())
                          for a in range(0, n, CHUNK))
 
-    def local_steps(self, c: I64, examples: F64) -> I64:
-        """As given, or each client's epochs over its `examples`, capped at
-        `max_local_steps`."""
+    def local_steps(self, c: I64, examples: Column) -> I64:
+        """As given, or each client's epochs over its `examples` (read only then),
+        capped at `max_local_steps`."""
         data = self.s.data
         if data.local_steps is not None:
             return np.full(c.shape, data.local_steps, dtype=np.int64)
         epochs = data.local_epochs or 1.0
-        steps: I64 = np.clip(np.ceil(examples * epochs / self.per_step[self.group(c)])
+        steps: I64 = np.clip(np.ceil(examples[c] * epochs / self.per_step[self.group(c)])
                              .astype(np.int64), 1, data.max_local_steps)
         return steps
 

@@ -104,7 +104,7 @@ def build_fleet(s: Scenario, streams: Streams, base: Path, whole: bool | None = 
     return Fleet(n=n, groups=list(s.fleet.groups), profiles=profiles, counts=counts,
                  group=group, speed=col(d.speed), usable_ram_mb=col(d.usable_ram_mb),
                  examples=examples,
-                 local_steps=col(lambda c: d.local_steps(c, examples[c])), rank=rank,
+                 local_steps=col(lambda c: d.local_steps(c, examples)), rank=rank,
                  cost_index=col(cost_index), costs=costs, cost_table=CostTable.of(costs),
                  downlink_mbps=col(d.downlink_mbps), uplink_mbps=col(d.uplink_mbps),
                  latency_s=col(d.latency_s), battery_capacity_j=col(d.capacity_j),

@@ -162,18 +162,19 @@ class SessionModel:
         self.sleep = EnergyAwareSleep() if s.battery.energy_aware_sleep else None
 
     # --- state kept between sessions -----------------------------------------------------
-    def state_at(self, c: I64, t_s: F64) -> tuple[F64, F64]:
+    def state_at(self, c: I64, t_s: F64, charger: Charger | None = None) -> tuple[F64, F64]:
         """Each client's charge and temperature at `t_s`, after idling (charging or the
-        standby drain, and cooling) since it was last touched; nothing is written."""
+        standby drain, and cooling) since it was last touched; nothing is written.
+        `charger`: the clients' chargers, where the caller has them read."""
         f = self.fleet
         t_s = np.broadcast_to(t_s, c.shape)
         idle_s = np.maximum(t_s - f.last_touch_s[c], 0.0)
         th, g = self.group_thermal, f.group[c]
         temp = relax_c(f.temperature_c[c], np.zeros(c.shape), idle_s, th.ambient_c[g],
                        th.resistance_c_per_w[g], th.time_constant_s[g])
-        return self.battery_at(c, t_s), temp
+        return self.battery_at(c, t_s, charger), temp
 
-    def battery_at(self, c: I64, t_s: F64 | float) -> F64:
+    def battery_at(self, c: I64, t_s: F64 | float, charger: Charger | None = None) -> F64:
         """Each client's charge at `t_s` (one instant for all, or one each; see
         `state_at`); mains power stays infinite."""
         f = self.fleet
@@ -183,7 +184,8 @@ class SessionModel:
             ci = c[i]
             out[i] = batt.idle_update_j(
                 out[i], f.battery_capacity_j[ci], f.last_touch_s[ci],
-                at_places(np.asarray(t_s, dtype=np.float64), i), self.charger.subset(ci),
+                at_places(np.asarray(t_s, dtype=np.float64), i),
+                self.charger.subset(ci) if charger is None else charger.subset(i),
                 self.standby_w[f.group[ci]])
         return out
 
@@ -211,14 +213,15 @@ class SessionModel:
         links = self._links(c, g, k, t0, keys, down_bytes)
         io_w = self.io_w[g]
         dl_end = t0 + links.download_s
-        battery0, temp0 = self.state_at(c, t0) if start is None else start
+        charger = self.charger.subset(c)
+        battery0, temp0 = self.state_at(c, t0, charger) if start is None else start
         peak = self.costs.peak_memory_mb[k] if costs is None else costs.peak_memory_mb
         oom = peak > f.usable_ram_mb[c]
         cap = f.battery_capacity_j[c]
+        speed = f.speed[c]
         abort_j = np.full(len(c), -np.inf)  # mains power never aborts
         finite = np.isfinite(cap)
         abort_j[finite] = cap[finite] * s.battery.abort_below_pct / 100.0
-        charger = self.charger.subset(c)
         thermal = self.group_thermal.subset(g) if s.thermal.enabled else None
         battery_dl = self._charged(battery0 - io_w * links.download_s, cap, charger, t0, dl_end,
                                    None if thermal is None else thermal.charge_share(temp0))
@@ -226,7 +229,7 @@ class SessionModel:
             start_s=dl_end, planned=np.where(oom, 0, f.local_steps[c] if costs is None or
                                              costs.steps is None else costs.steps),
             step_s=(self.costs.step_s[k] if costs is None else costs.step_s) * factor,
-            speed=f.speed[c], setup_s=np.where(oom, 0.0, setup),
+            speed=speed, setup_s=np.where(oom, 0.0, setup),
             busy_w=self.costs.busy_w[k] if costs is None else costs.busy_w,
             split_s=links.split_s, io_w=io_w, idle_w=self.idle_w[g],
             battery_j=battery_dl, capacity_j=cap, abort_j=abort_j, charger=charger, temp_c=temp0,
@@ -254,7 +257,7 @@ class SessionModel:
             on_charger=charger.on(t0), temp_start_c=temp0, temp_end_c=steps.temp_c,
             throttled_s=steps.throttled_s, throttle_onset_s=steps.throttle_onset_s,
             compute_factor=np.asarray(factor, dtype=np.float64),
-            setup_s=np.where(oom, 0.0, setup / f.speed[c]), offline_s=offline_s,
+            setup_s=np.where(oom, 0.0, setup / speed), offline_s=offline_s,
             interrupt_s=interrupt_s)
 
     def compute_factor(self, c: I64, keys: I64) -> F64:

@@ -12,12 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgetwin.common.arrays import sort_ids
 from edgetwin.emulator import checkin
 from edgetwin.emulator.availability import Availability, Chargers
 from edgetwin.emulator.columns import column
+from edgetwin.emulator.draws import Draws
 from edgetwin.emulator.engine import Engine
 from edgetwin.emulator.output import fastcsv, files
+from edgetwin.emulator.selection import policies
 from edgetwin.emulator.selection import view as view_module
+from edgetwin.emulator.selection.params import DeadlineAwareParams
 from edgetwin.emulator.streams import Streams
 
 from .emulator_helpers import SCENARIOS, build, small_scenario
@@ -165,6 +169,62 @@ def test_the_whole_fleets_predicted_durations_are_each_clients_own(
     lazy = dataclasses.replace(view, speed=column(500, lambda c: view.speed[c], whole=False))
     assert lazy._every_duration_s(len(c)) is None
     assert lazy.predicted_duration_s(c).tobytes() == view._duration_s(c).tobytes()
+
+
+def _uniforms(engine: Engine, launch: int, c: np.ndarray, _: np.ndarray) -> np.ndarray:
+    return engine.streams.uniform("selection", np.int64(launch), c)
+
+
+@pytest.mark.parametrize("clients", [40, 300])
+def test_deadline_aware_looks_at_the_lowest_draws_first_and_chooses_the_same(
+        clients: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One launch's deadline-aware choice, from the durations of its lowest draws only,
+    is the choice from every candidate's: where most fit, where few do (it looks at more,
+    or at all of them), and where a whole group is too slow (the draws it passes over are
+    not the lowest)."""
+    engine = _engine(clients=clients, thin=False)
+    slow = engine.fleet.group[np.arange(clients)] == 1
+    for k, too_slow in ((5, False), (12, False), (5, True), (30, True)):
+        view = engine.clients
+        if too_slow:  # the second group's clients never fit
+            speed = np.where(slow, 1e-9, np.asarray(engine.fleet.speed[np.arange(clients)]))
+            view = dataclasses.replace(view, speed=speed)
+        ctx = dataclasses.replace(engine.context(partial(_uniforms, engine, k)),
+                                  clients=view, deadline_s=1e6, params=DeadlineAwareParams())
+        pool = checkin.launches(engine, np.array([0.0]), np.array([k]), np.array([k])).pool
+        chosen = policies.deadline_aware(ctx, pool)
+        looked = policies._lowest_that_fit(ctx, pool)
+        with monkeypatch.context() as m:
+            m.setattr(policies, "_lowest_that_fit", lambda ctx, pool: None)
+            every = policies.deadline_aware(ctx, pool)
+        assert chosen.tolist() == every.tolist()
+        assert looked is None or looked.tolist() == every.tolist()
+        if too_slow and k == 5:  # the case it is for: a choice not of the lowest draws
+            assert looked is not None
+            lowest = np.sort(np.argsort(ctx.uniforms(pool.clients, pool.launch))[:k])
+            assert lowest.tolist() != every.tolist()
+
+
+def test_client_ids_sorted_by_16_bit_digits_are_numpys_sort() -> None:
+    rng = np.random.default_rng(6)
+    for below in (50, 1 << 16, 1 << 20, 10 ** 8, 1 << 32, 1 << 40):
+        for m in (0, 7, 1000, 1024, 5000):
+            ids = rng.integers(0, below, m)
+            assert sort_ids(ids, below).tolist() == np.sort(ids).tolist()
+
+
+def test_fixed_local_steps_never_read_the_examples() -> None:
+    """`data.local_steps` given: a fleet's local steps do not work out its clients'
+    examples (a lognormal draw per client, wasted)."""
+    engine = _engine(clients=50)
+
+    class Unread:
+        def __getitem__(self, c: object) -> None:
+            raise AssertionError("examples read")
+
+    f = engine.fleet
+    d = Draws(engine.scenario, engine.streams, f.profiles, f.counts)
+    assert d.local_steps(np.arange(50), Unread()).tolist() == [3] * 50  # type: ignore[arg-type]
 
 
 def test_per_client_sums_over_the_fleet_or_its_distinct_clients_are_the_same() -> None:

@@ -22,3 +22,19 @@ def run_starts(ordered: I64) -> B:
     starts[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
     return starts
+
+
+RADIX_FROM = 1024  # ids: below this many, one comparison sort costs less than two passes
+
+
+def sort_ids(ids: I64, below: int) -> I64:
+    """Non-negative integers below `below` (client ids), sorted: where they fit in 32
+    bits, by two stable passes over 16-bit digits (numpy's radix sort for 16-bit keys),
+    about twice as fast as a comparison sort of 64-bit integers; the same array."""
+    if below > 1 << 32 or len(ids) < RADIX_FROM:
+        return np.sort(ids)
+    low = ids[np.argsort(ids.astype(np.uint16), kind="stable")]  # the low digit: wraps
+    if below <= 1 << 16:
+        return low
+    out: I64 = low[np.argsort((low >> 16).astype(np.uint16), kind="stable")]
+    return out

@@ -132,12 +132,37 @@ def random_policy(ctx: Context, pool: Pool) -> I64:
 def deadline_aware(ctx: Context, pool: Pool) -> I64:
     """Those predicted to finish within the deadline (with a safety margin), at random;
     the fastest of the rest where too few fit."""
+    if pool.launches == 1:
+        lowest = _lowest_that_fit(ctx, pool)
+        if lowest is not None:
+            return lowest
     duration = ctx.clients.predicted_duration_s(pool.clients)
     fits = duration <= ctx.params.safety * ctx.deadline_s
     first = choose_random(ctx, pool, fits, pool.slots)
     short = pool.slots - count_per_launch(pool, first)
     rest, rank = top(pool, ~fits, -duration, short)
     return in_order(pool, (first, pool.clients), (rest, rank))
+
+
+def _lowest_that_fit(ctx: Context, pool: Pool) -> I64 | None:
+    """`deadline_aware` for one launch where enough fit: the lowest draws among those
+    that fit, with the durations of the lowest draws only worked out (twice as many
+    again while too few of them fit; a pool of ten per slot, most fitting, needs about
+    one in six). The same places; None where that would look at the whole pool."""
+    k, n = int(pool.slots[0]), len(pool.clients)
+    u = ctx.uniforms(pool.clients, pool.launch)
+    look = k + k // 4 + LOOK_MORE
+    while k > 0 and look < n:
+        near = np.argpartition(u, look - 1)[:look]  # no draw outside is below one inside
+        duration = ctx.clients.predicted_duration_s(pool.clients[near])
+        fits = near[duration <= ctx.params.safety * ctx.deadline_s]
+        if len(fits) >= k:
+            return np.sort(fits[np.argpartition(u[fits], k - 1)[:k]])  # in the pool's order
+        look *= 2
+    return None
+
+
+LOOK_MORE = 16  # draws looked at beyond a quarter more than the slots
 
 
 def battery_aware(ctx: Context, pool: Pool) -> I64:
