@@ -193,24 +193,38 @@ class Availability:
 
     def online(self, c: I64, t_s: F64 | float) -> B:
         """Whether clients `c` are online at `t_s` (one instant for all, or one each)."""
+        return self.online_with_chargers(c, t_s)[0]
+
+    def online_with_chargers(self, c: I64, t_s: F64 | float) -> tuple[B, Charger | None]:
+        """`online`, and the chargers of those online where the check read them (a
+        check-in then works out their charge without reading them again), else None."""
         t_s = np.asarray(t_s, dtype=np.float64)
+        ch, read = self.charger, None
         if self.trace is not None:
             on = self.trace.online(c, t_s)
-            local_h = None
-        else:  # local hours (t + tz), read once for the window and the charger
-            local_h = t_s / HOUR + self.tz_h[c]
+            tz = None
+        else:  # local hours (t + tz), worked out once for the window and the charger
+            tz = self.tz_h[c]
+            local_h = t_s / HOUR + tz
             on = mod_24(local_h - self.window_start_h[c]) < self.window_length_h[c]
         if self.charging_only:  # the charger, for those the daily window lets on
             i = np.flatnonzero(on)
-            ch = self.charger
-            if local_h is not None and ch.tz_h is self.tz_h:  # the same local hours
-                on[i] = mod_24(local_h[i] - ch.start_h[c[i]]) < ch.length_h[c[i]]
+            if tz is not None and ch.tz_h is self.tz_h:  # the same local hours
+                start, length = ch.start_h[c[i]], ch.length_h[c[i]]
+                plugged = mod_24(local_h[i] - start) < length
+                on[i] = plugged
+                read = (tz[i[plugged]], start[plugged], length[plugged])
             else:
                 on[i] = self.plugged(c[i], at_places(t_s, i))
         if self.epoch_s > 0:  # churn, for those the windows let on
             i = np.flatnonzero(on)
-            on[i] = self._churn_on(c[i], self._epoch(c[i], at_places(t_s, i)))
-        return on
+            churned_on = self._churn_on(c[i], self._epoch(c[i], at_places(t_s, i)))
+            on[i] = churned_on
+            if read is not None:
+                read = (read[0][churned_on], read[1][churned_on], read[2][churned_on])
+        if read is None:
+            return on, None
+        return on, Charger(ch.charge_w[c[on]], *read)
 
     def offline_at(self, c: I64, t_s: F64) -> F64:
         """For clients online at `t_s`: when they next go offline."""

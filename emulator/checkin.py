@@ -127,9 +127,12 @@ def _eligible(engine: Engine, c: I64, t_s: F64 | float) -> tuple[I64, F64]:
     for all, or one each), and their charge (worked out only for those online)."""
     model, t = engine.model, np.asarray(t_s, dtype=np.float64)
     # online first: it rules out most, so fewer of the fleet's busy times are read
-    i = np.flatnonzero(model.availability.online(c, t))
-    i = i[engine.busy_until_s[c[i]] <= at_places(t, i)]
-    battery = model.battery_at(c[i], at_places(t, i))
+    on, chargers = model.availability.online_with_chargers(c, t)
+    i = np.flatnonzero(on)
+    idle = engine.busy_until_s[c[i]] <= at_places(t, i)
+    i = i[idle]
+    battery = model.battery_at(c[i], at_places(t, i),
+                               None if chargers is None else chargers.subset(idle))
     ok = model.charged_enough(c[i], battery)
     return i[ok], battery[ok]
 

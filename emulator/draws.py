@@ -59,16 +59,26 @@ class Draws:
         return self.streams.uniform("fleet", ATTRIBUTES.index(name), c)
 
     def by_group(self, name: str, dists: list[Dist]) -> Of:
-        """The column of attribute `name`, drawn from each group's own distribution."""
+        """The column of attribute `name`, drawn from each group's own distribution: the
+        groups' constants read from a table, each distinct other distribution once for
+        all its groups' clients (the same values as group by group)."""
         if all(x == dists[0] for x in dists):
             return lambda c: dists[0].quantile(self.uniform(c, name))
+        const = np.array([x.value if x.dist == "const" else np.nan for x in dists])
+        drawn = list(dict.fromkeys(x for x in dists if x.dist != "const"))
+        # each group's place in `drawn` (-1: a constant)
+        place = np.array([drawn.index(x) if x.dist != "const" else -1 for x in dists])
 
         def of(c: I64) -> F64:
-            u, g = self.uniform(c, name), self.group(c)
-            out = np.empty(c.shape)
-            for gi in np.flatnonzero(np.bincount(g, minlength=len(dists))).tolist():
-                m = g == gi
-                out[m] = dists[gi].quantile(u[m])
+            g = self.group(c)
+            out: F64 = const[g]
+            if drawn:
+                at = place[g]
+                u = self.uniform(c, name)
+                for k, dist in enumerate(drawn):
+                    m = at == k
+                    if m.any():
+                        out[m] = dist.quantile(u[m])
             return out
         return of
 

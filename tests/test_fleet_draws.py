@@ -149,3 +149,46 @@ def test_a_large_fleet_is_held_whole_where_each_client_is_drawn_several_times(
     s = build(data)
     per_client = s.expected_sessions * 10 / clients
     assert fleet_module.holds_whole(s, clients) == whole, f"{per_client:.2f} a client"
+
+
+def test_attributes_drawn_by_group_are_each_groups_own_distribution() -> None:
+    """A column of per-group distributions (constants read from a table, each distinct
+    distribution drawn once for all its groups) gives every client its own group's
+    quantile of its own uniform, in any order of clients."""
+    from edgetwin.emulator.draws import Draws
+
+    groups = [{"name": f"g{i}", "profile": "flagship-phone-sd8gen3", "share": 0.2,
+               "setup": {"batch": 2, "seq": 64}, "network": {"downlink_mbps": d}}
+              for i, d in enumerate([50, {"dist": "lognormal", "mean": 80, "cv": 0.8, "low": 1},
+                                     {"dist": "uniform", "low": 1, "high": 9}, 50,
+                                     {"dist": "lognormal", "mean": 80, "cv": 0.8, "low": 1}])]
+    engine = Engine(s := build(small_scenario(fleet__clients=500, fleet__groups=groups)),
+                    SCENARIOS, 4)
+    f = engine.fleet
+    d = Draws(s, engine.streams, f.profiles, f.counts)
+    c = np.random.default_rng(2).permutation(500)
+    got = d.downlink_mbps(c)
+    dists = [g.network.downlink_mbps for g in s.fleet.groups]
+    g = d.group(c)
+    want = np.array([dists[gi].quantile(d.uniform(np.array([ci]), "downlink_mbps"))[0]
+                     for ci, gi in zip(c.tolist(), g.tolist(), strict=True)])
+    assert got.tobytes() == want.tobytes()
+    assert len(set(got[g == 0].tolist())) == 1 and len(set(got[g == 1].tolist())) > 50
+
+
+def test_a_check_in_reads_the_chargers_of_those_online_once() -> None:
+    """The chargers `online_with_chargers` hands on are those of the clients online, as
+    the fleet's columns give them."""
+    data = small_scenario(fleet__clients=400, availability__online_fraction=0.6,
+                          availability__mean_session_s=3600.0)
+    data["availability"]["diurnal"] = {"window_length_h": 12}
+    engine = Engine(build(data), SCENARIOS, 5)
+    av = engine.model.availability
+    c = np.random.default_rng(3).permutation(400)[:300]
+    for t in (0.0, 30_000.0, 61_000.0):
+        on, chargers = av.online_with_chargers(c, t)
+        assert chargers is not None and 0 < on.sum() < len(c)
+        assert on.tolist() == av.online(c, t).tolist()
+        direct = engine.model.charger.subset(c[on])
+        for name in ("charge_w", "tz_h", "start_h", "length_h"):
+            assert getattr(chargers, name).tobytes() == getattr(direct, name).tobytes(), name
