@@ -226,15 +226,16 @@ class Availability:
             return on, None
         return on, Charger(ch.charge_w[c[on]], *read)
 
-    def offline_at(self, c: I64, t_s: F64) -> F64:
-        """For clients online at `t_s`: when they next go offline."""
+    def offline_at(self, c: I64, t_s: F64, charger: Charger | None = None) -> F64:
+        """For clients online at `t_s`: when they next go offline (`charger`: their
+        chargers, where the caller has them read)."""
         t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
         if self.trace is not None:
             end = self.trace.end_s(c, t_s)
         else:
             end = window_end_s(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:
-            ch = self.charger.subset(c)
+            ch = self.charger.subset(c) if charger is None else charger
             end = np.minimum(end, window_end_s(t_s, ch.tz_h, ch.start_h, ch.length_h))
         if self.epoch_s > 0:
             end = np.minimum(end, self._churn_end_s(c, self._epoch(c, t_s) + 1))

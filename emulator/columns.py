@@ -10,7 +10,7 @@ every other client reading its default.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import numpy as np
@@ -84,19 +84,26 @@ class Kept:
         s: I64 = self.slot[c].astype(np.int64) - 1
         return s
 
-    def place(self, c: I64) -> I64:
+    def place(self, c: I64, written: Collection[KeptColumn] = ()) -> I64:
         """Places for clients `c`, given now to those written for the first time (each
-        column starts them at their defaults)."""
+        column starts them at their defaults, but those about to be `written` whole)."""
         s = self.slots(c)
         new = s < 0
         if new.any():
             fresh = np.unique(c[new])
             self.slot[fresh] = np.arange(self.size + 1, self.size + 1 + len(fresh))
             for col in self.columns:
-                col.extend(fresh, self.size + len(fresh))
+                col.extend(fresh, self.size + len(fresh), default=col not in written)
             self.size += len(fresh)
             s = self.slots(c)
         return s
+
+    def write(self, c: I64, values: dict[KeptColumn, Values]) -> None:
+        """Write several columns of clients `c` at once: one placing, and no defaults
+        worked out for what is written over at once."""
+        at = self.place(c, written=values.keys())
+        for col, value in values.items():
+            col.values[at] = value
 
 
 class KeptColumn:
@@ -108,12 +115,13 @@ class KeptColumn:
     def __len__(self) -> int:
         return self.kept.n
 
-    def extend(self, clients: I64, size: int) -> None:
+    def extend(self, clients: I64, size: int, default: bool = True) -> None:
         if size > len(self.values):
             grown = np.zeros(max(size, 2 * len(self.values)), dtype=self.values.dtype)
             grown[:self.kept.size] = self.values[:self.kept.size]
             self.values = grown
-        self.values[self.kept.size:size] = self.default(clients)
+        if default:
+            self.values[self.kept.size:size] = self.default(clients)
 
     def __getitem__(self, c: Any) -> Any:
         c = np.asarray(c, dtype=np.int64)

@@ -15,7 +15,16 @@ import numpy as np
 import numpy.typing as npt
 
 from edgetwin.common.arrays import I64
-from edgetwin.emulator.columns import EAGER_CLIENTS, Column, Kept, Of, StateColumn, column, state
+from edgetwin.emulator.columns import (
+    EAGER_CLIENTS,
+    Column,
+    Kept,
+    Of,
+    StateColumn,
+    Values,
+    column,
+    state,
+)
 from edgetwin.emulator.config import GroupConfig, Scenario
 from edgetwin.emulator.costs import CostTable, GroupCost, group_costs
 from edgetwin.emulator.draws import Draws, pairs_in_use
@@ -71,6 +80,14 @@ class Fleet:
     def column(self, of: Of) -> Column:
         """A further per-client column, held as this fleet holds its own."""
         return column(self.n, of, self.whole)
+
+    def write(self, c: I64, **columns: Values) -> None:
+        """Write state columns (by name) of clients `c` at once."""
+        if self.kept is None:
+            for name, value in columns.items():
+                getattr(self, name)[c] = value
+        else:
+            self.kept.write(c, {getattr(self, name): value for name, value in columns.items()})
 
     def state(self, default: Of, dtype: npt.DTypeLike = np.float64) -> StateColumn:
         """A further column the run writes, kept as this fleet keeps its own."""

@@ -242,7 +242,7 @@ class SessionModel:
         battery_ul = self._charged(steps.battery_j - io_w * ul_s, cap, charger, compute_end,
                                    ul_end, None if thermal is None
                                    else thermal.charge_share(steps.temp_c))
-        offline_s = self.availability.offline_at(c, t0)
+        offline_s = self.availability.offline_at(c, t0, charger)
         interrupt_s = self._interrupt_at(c, keys, dl_end)
         stop, cause = _failure_race(oom, dl_end, compute_end, ul_end, steps.battery_fail_s,
                                     offline_s, interrupt_s)
@@ -355,11 +355,8 @@ class SessionModel:
 
     def settle(self, p: Planned, o: Outcome) -> None:
         """Write each client's battery and temperature as they were when its session ended."""
-        f = self.fleet
-        c = p.client
-        f.battery_j[c] = o.battery_end_j
-        f.temperature_c[c] = o.temp_end_c
-        f.last_touch_s[c] = o.end_s
+        self.fleet.write(p.client, battery_j=o.battery_end_j, temperature_c=o.temp_end_c,
+                         last_touch_s=o.end_s)
 
 
 def _failure_race(oom: B, dl_end: F64, compute_end: F64, ul_end: F64, battery_fail_s: F64,

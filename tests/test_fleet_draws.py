@@ -121,6 +121,26 @@ def test_kept_state_holds_only_the_clients_written() -> None:
     assert battery[ids].tolist() == [1.0, 2.0, 3.0]  # kept through the growth
 
 
+def test_kept_columns_written_at_once_are_those_written_one_by_one() -> None:
+    """Columns written together work out no defaults for what they write over, and
+    leave the others' defaults for the clients new to them."""
+    asked: list[int] = []
+
+    def traced(c: np.ndarray) -> np.ndarray:
+        asked.extend(c.tolist())
+        return c * 2.0
+
+    kept = Kept(1_000)
+    battery, temp = kept.add(traced), kept.add(lambda c: c + 0.5)
+    other = kept.add(lambda c: -c * 1.0)
+    ids = np.array([7, 3, 7, 900])
+    kept.write(ids, {battery: np.array([1.0, 2.0, 3.0, 4.0]), temp: np.full(4, 9.0)})
+    assert asked == []  # written over at once: no default worked out
+    assert battery[np.array([7, 3, 900, 5])].tolist() == [3.0, 2.0, 4.0, 10.0]
+    assert temp[ids].tolist() == [9.0] * 4 and other[ids].tolist() == [-7.0, -3.0, -7.0, -900.0]
+    assert kept.size == 3
+
+
 @pytest.mark.parametrize(("clients", "sampled"), [(3_000, False), (300_000, True)])
 def test_a_group_that_cannot_fit_a_session_is_named_before_the_run(
         clients: int, sampled: bool) -> None:
