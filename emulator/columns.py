@@ -70,7 +70,8 @@ class Kept:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.slot = np.zeros(n, dtype=np.int32 if n < 2 ** 31 - 1 else np.int64)
+        self.slot: npt.NDArray[np.integer[Any]] = np.zeros(
+            n, dtype=np.int32 if n < 2 ** 31 - 1 else np.int64)
         self.columns: list[KeptColumn] = []
         self.size = 0
 
@@ -79,21 +80,21 @@ class Kept:
         self.columns.append(col)
         return col
 
-    def slots(self, c: I64) -> I64:
-        """Each client's place in the compact arrays (-1: not written)."""
-        s: I64 = self.slot[c].astype(np.int64) - 1
-        return s
+    def slots(self, c: I64) -> npt.NDArray[np.integer[Any]]:
+        """Each client's place in the compact arrays (0: not written; their first entry
+        belongs to no client, so that every client reads some entry)."""
+        return self.slot[c]
 
-    def place(self, c: I64, written: Collection[KeptColumn] = ()) -> I64:
+    def place(self, c: I64, written: Collection[KeptColumn] = ()) -> npt.NDArray[np.integer[Any]]:
         """Places for clients `c`, given now to those written for the first time (each
         column starts them at their defaults, but those about to be `written` whole)."""
         s = self.slots(c)
-        new = s < 0
+        new = s == 0
         if new.any():
             fresh = np.unique(c[new])
             self.slot[fresh] = np.arange(self.size + 1, self.size + 1 + len(fresh))
             for col in self.columns:
-                col.extend(fresh, self.size + len(fresh), default=col not in written)
+                col.extend(fresh, self.size + 1 + len(fresh), default=col not in written)
             self.size += len(fresh)
             s = self.slots(c)
         return s
@@ -115,25 +116,26 @@ class KeptColumn:
     def __len__(self) -> int:
         return self.kept.n
 
-    def extend(self, clients: I64, size: int, default: bool = True) -> None:
-        if size > len(self.values):
-            grown = np.zeros(max(size, 2 * len(self.values)), dtype=self.values.dtype)
-            grown[:self.kept.size] = self.values[:self.kept.size]
+    def extend(self, clients: I64, end: int, default: bool = True) -> None:
+        """Room for `clients`, new at the places up to `end`: their defaults, or (not
+        `default`) whatever is written over next."""
+        used = self.kept.size + 1
+        if end > len(self.values):
+            grown = np.zeros(max(end, 2 * len(self.values)), dtype=self.values.dtype)
+            grown[:used] = self.values[:used]
             self.values = grown
         if default:
-            self.values[self.kept.size:size] = self.default(clients)
+            self.values[used:end] = self.default(clients)
 
     def __getitem__(self, c: Any) -> Any:
         c = np.asarray(c, dtype=np.int64)
         if c.ndim == 0:  # one client: its value, as an array element reads
             return self[c.reshape(1)][0]
         s = self.kept.slots(c)
-        written = s >= 0
-        if written.all():
-            return self.values[s]
-        out = np.empty(c.shape, dtype=self.values.dtype)
-        out[written] = self.values[s[written]]
-        out[~written] = self.default(c[~written])
+        out = self.values[s]
+        unwritten = np.flatnonzero(s == 0)
+        if len(unwritten):
+            out[unwritten] = self.default(c[unwritten])
         return out
 
     def __setitem__(self, c: Any, value: Any) -> None:
