@@ -8,6 +8,7 @@ drawn from the availability stream, so an idle client costs nothing.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from edgetwin.emulator.streams import Streams
 HOUR = 3600.0
 ColumnOf = Callable[[Of], Column]  # a per-client column of a function, as the fleet holds its own
 CHURN_EPOCHS = 400  # a spell longer than this many epochs does not end
+LOOK_EPOCHS = 1 << 20  # (client, epoch) pairs a first look at churn spells takes at most
 
 
 def in_daily_window(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> B:
@@ -175,6 +177,10 @@ class Availability:
         self.epoch_s = (mean_session_s or 0.0) * (1.0 - online_fraction) \
             if mean_session_s and online_fraction < 1 else 0.0
         self.trace = trace
+        # epochs within which 95 % of churn spells end (`_churn_end_s` looks at them first)
+        q = min(online_fraction, 1.0 - 1e-9)
+        self.first_look = min(max(1, math.ceil(math.log(0.05) / math.log(q))), CHURN_EPOCHS) \
+            if q > 0 else 1
         epoch_s = self.epoch_s
         self.phase_s = column(lambda c: self.streams.uniform(
             "availability", c, np.full(c.shape, -1)) * epoch_s)
@@ -243,12 +249,14 @@ class Availability:
 
     def _churn_end_s(self, c: I64, epoch: I64) -> F64:
         """When each client's churn spell ends: the start of its first epoch from `epoch`
-        on that is off (inf after CHURN_EPOCHS epochs on). Spells are geometric, a few
-        epochs on average: the epochs are looked at one, then two, four, ... at a time,
-        so that few calls find most ends and few epochs are looked at in vain."""
+        on that is off (inf after CHURN_EPOCHS epochs on). Spells are geometric: the
+        epochs are looked at first as many as end 95 % of spells (fewer for so many
+        clients that their temporaries would pass `LOOK_EPOCHS`), then twice as many
+        again each time: one call finds most ends (a call costs more than the epochs it
+        looks at in vain), and the longest take few more."""
         end = np.full(c.shape, np.inf)
         todo = np.arange(len(c))
-        first, width = 0, 1
+        first, width = 0, max(1, min(self.first_look, LOOK_EPOCHS // max(len(c), 1)))
         while len(todo) and first < CHURN_EPOCHS:
             width = min(width, CHURN_EPOCHS - first)
             epochs = epoch[todo, None] + first + np.arange(width)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgetwin.common.arrays import sort_ids
-from edgetwin.emulator import checkin
+from edgetwin.emulator import availability, checkin
 from edgetwin.emulator.availability import Availability, Chargers
 from edgetwin.emulator.columns import column
 from edgetwin.emulator.draws import Draws
@@ -121,7 +121,10 @@ def test_the_loop_is_a_sharp_reference() -> None:
     assert _pool(checkin.launches(engine, *args)) != _loop_pool(engine, *args, redraws=3)
 
 
-def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them() -> None:
+@pytest.mark.parametrize("look_epochs", [1 << 20, 1])  # first looks of 29 epochs, or of 1
+def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them(
+        look_epochs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(availability, "LOOK_EPOCHS", look_epochs)
     n = 2_000
     av = Availability(Streams(5), tz_h=np.zeros(n), window_start_h=np.zeros(n),
                       window_length_h=np.full(n, 24.0),
@@ -141,7 +144,8 @@ def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them() -> None:
                 walked[i] = e * av.epoch_s - av.phase_s[c[i]]
                 break
     assert np.array_equal(av.offline_at(c, t), walked)
-    assert (walked - t > 10 * av.epoch_s).any()  # spells longer than one look of epochs
+    assert av.first_look == 29  # where 95 % of spells of nine epochs in ten online end
+    assert (walked - t > 40 * av.epoch_s).any()  # spells longer than the first look
 
 
 def test_the_whole_fleets_predicted_durations_are_each_clients_own(
