@@ -21,7 +21,6 @@ number, so how far it looks ahead changes nothing. Each look-ahead is one timeou
 from __future__ import annotations
 
 import bisect
-import copy
 import math
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -103,7 +102,7 @@ class AsyncRounds:
         """Look ahead, keep what holds, and say up to when."""
         order = np.lexsort((self.flight.key, self.report_s)) if self.flight is not None \
             else np.zeros(0, dtype=np.int64)
-        ahead = self.scan(copy.deepcopy(self.state), order, self.look_ahead, math.inf, None)
+        ahead = self.scan(self.state.copy(), order, self.look_ahead, math.inf, None)
         if ahead.taken == 0 and not ahead.launches:
             return None
         self._write_ended(order, max([ahead.last_s] + [x.at_s for x in ahead.launches]))

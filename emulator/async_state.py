@@ -3,6 +3,7 @@ the launches owed, and one scan through the next reports (`edgetwin.emulator.asy
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from edgetwin.emulator.rounds import RoundRow
@@ -27,6 +28,10 @@ class ServerState:
     owed: list[float] = field(default_factory=list)  # instants owing a launch, in order
     launches: int = 0  # launches made so far: each one's number keys its draws
     stop_reason: str = ""
+
+    def copy(self) -> ServerState:
+        """A copy to scan ahead with (its lists copied: a scan changes them in place)."""
+        return dataclasses.replace(self, staleness=list(self.staleness), owed=list(self.owed))
 
 
 @dataclass

@@ -337,3 +337,16 @@ def test_keyed_uniforms_are_splitmix_whatever_mix_of_scalars_and_arrays() -> Non
         grid = np.broadcast_arrays(*(np.asarray(k) for k in keys))
         want = np.vectorize(lambda *k: _splitmix_reference(seed, tuple(int(x) for x in k)))(*grid)
         assert got.shape == want.shape and np.array_equal(got, want), keys
+
+
+def test_a_scan_ahead_leaves_the_servers_state_as_it_was() -> None:
+    """The state a look-ahead scans with is a copy: its lists too."""
+    from edgetwin.emulator.async_state import ServerState
+
+    state = ServerState(version=3, staleness=[1, 2], owed=[5.0])
+    ahead = state.copy()
+    ahead.staleness.append(0)
+    ahead.owed.pop()
+    ahead.version += 1
+    assert (state.version, state.staleness, state.owed) == (3, [1, 2], [5.0])
+    assert dataclasses.asdict(state.copy()) == dataclasses.asdict(state)
