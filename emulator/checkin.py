@@ -184,7 +184,7 @@ def _compiled(engine: Engine, seen: Drawn, key: int, size: int, t_s: float
     from edgetwin.emulator import checkin_kernel  # imported when the fleet was asked
 
     got: tuple[I64, F64] | None = checkin_kernel.eligible_draw(
-        engine, fleet, seen.marked, seen.n <= SCAN_PER_DRAW * size, key, size, t_s)
+        engine, fleet, seen.marked, seen.n <= BITS_PER_DRAW * size, key, size, t_s)
     return got
 
 
@@ -290,5 +290,8 @@ class Drawn:
         return c
 
 
-SCAN_PER_DRAW = 64  # clients of the fleet a draw: above, sorting the draw costs less
+# clients of the fleet a draw up to which its marks are scanned; above, sorting the draw
+# (`sort_ids`) costs less (they break even near 27 clients a draw, 13,000 draws)
+SCAN_PER_DRAW = 28
+BITS_PER_DRAW = 64  # the compiled draw's own: a bit a client read, or the draw sorted
 _DRAWN, _NEW = np.uint8(1), np.uint8(2)  # marks: drawn before (_NEW may be set on it too)

@@ -72,6 +72,7 @@ def test_marks_sorted_or_scanned_give_the_same_runs(monkeypatch: pytest.MonkeyPa
     the marks: the same candidates."""
     scanned = _run([], True, monkeypatch)[0]
     monkeypatch.setattr(checkin, "SCAN_PER_DRAW", 1)
+    monkeypatch.setattr(checkin, "BITS_PER_DRAW", 1)
     sorted_, _, calls = _run([], True, monkeypatch)
     plain = _run([], False, monkeypatch)[0]
     assert calls >= 6
