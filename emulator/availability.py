@@ -25,7 +25,7 @@ from edgetwin.emulator.streams import Streams
 HOUR = 3600.0
 ColumnOf = Callable[[Of], Column]  # a per-client column of a function, as the fleet holds its own
 CHURN_EPOCHS = 400  # a spell longer than this many epochs does not end
-LOOK_EPOCHS = 1 << 20  # (client, epoch) pairs a first look at churn spells takes at most
+LOOK_PAIRS = 1 << 20  # (client, epoch) pairs a first look at churn spells takes at most
 
 
 def in_daily_window(t_s: F64, tz_h: F64, start_h: F64, length_h: F64) -> B:
@@ -179,8 +179,8 @@ class Availability:
         self.trace = trace
         # epochs within which 95 % of churn spells end (`_churn_end_s` looks at them first)
         q = min(online_fraction, 1.0 - 1e-9)
-        self.first_look = min(max(1, math.ceil(math.log(0.05) / math.log(q))), CHURN_EPOCHS) \
-            if q > 0 else 1
+        self.first_look_epochs = 1 if q <= 0 else \
+            min(max(1, math.ceil(math.log(0.05) / math.log(q))), CHURN_EPOCHS)
         epoch_s = self.epoch_s
         self.phase_s = column(lambda c: self.streams.uniform(
             "availability", c, np.full(c.shape, -1)) * epoch_s)
@@ -251,12 +251,12 @@ class Availability:
         """When each client's churn spell ends: the start of its first epoch from `epoch`
         on that is off (inf after CHURN_EPOCHS epochs on). Spells are geometric: the
         epochs are looked at first as many as end 95 % of spells (fewer for so many
-        clients that their temporaries would pass `LOOK_EPOCHS`), then twice as many
+        clients that their temporaries would pass `LOOK_PAIRS`), then twice as many
         again each time: one call finds most ends (a call costs more than the epochs it
         looks at in vain), and the longest take few more."""
         end = np.full(c.shape, np.inf)
         todo = np.arange(len(c))
-        first, width = 0, max(1, min(self.first_look, LOOK_EPOCHS // max(len(c), 1)))
+        first, width = 0, max(1, min(self.first_look_epochs, LOOK_PAIRS // max(len(c), 1)))
         while len(todo) and first < CHURN_EPOCHS:
             width = min(width, CHURN_EPOCHS - first)
             epochs = epoch[todo, None] + first + np.arange(width)

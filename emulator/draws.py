@@ -62,9 +62,12 @@ class Draws:
         """The column of attribute `name`, drawn from each group's own distribution: the
         groups' constants read from a table, each distinct other distribution once for
         all its groups' clients (the same values as group by group)."""
+        const = np.array([x.value if x.dist == "const" else np.nan for x in dists],
+                         dtype=np.float64)
         if all(x == dists[0] for x in dists):
+            if dists[0].dist == "const":  # no draw to make
+                return lambda c: np.full(c.shape, const[0])
             return lambda c: dists[0].quantile(self.uniform(c, name))
-        const = np.array([x.value if x.dist == "const" else np.nan for x in dists])
         drawn = list(dict.fromkeys(x for x in dists if x.dist != "const"))
         # each group's place in `drawn` (-1: a constant)
         place = np.array([drawn.index(x) if x.dist != "const" else -1 for x in dists])

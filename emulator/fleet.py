@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.common.arrays import I64
+from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.columns import (
     EAGER_CLIENTS,
     Column,
     Kept,
+    KeptColumn,
     Of,
     StateColumn,
-    Values,
     column,
     state,
 )
@@ -81,13 +81,17 @@ class Fleet:
         """A further per-client column, held as this fleet holds its own."""
         return column(self.n, of, self.whole)
 
-    def write(self, c: I64, **columns: Values) -> None:
-        """Write state columns (by name) of clients `c` at once."""
+    def write_state(self, c: I64, battery_j: F64, temperature_c: F64, last_touch_s: F64
+                    ) -> None:
+        """Clients `c`'s charge, temperature and the time they were brought up to date,
+        written at once (kept state places the clients once)."""
+        pairs = ((self.battery_j, battery_j), (self.temperature_c, temperature_c),
+                 (self.last_touch_s, last_touch_s))
         if self.kept is None:
-            for name, value in columns.items():
-                getattr(self, name)[c] = value
+            for col, value in pairs:
+                col[c] = value
         else:
-            self.kept.write(c, {getattr(self, name): value for name, value in columns.items()})
+            self.kept.write(c, {col: value for col, value in pairs if isinstance(col, KeptColumn)})
 
     def state(self, default: Of, dtype: npt.DTypeLike = np.float64) -> StateColumn:
         """A further column the run writes, kept as this fleet keeps its own."""

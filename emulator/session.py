@@ -355,8 +355,7 @@ class SessionModel:
 
     def settle(self, p: Planned, o: Outcome) -> None:
         """Write each client's battery and temperature as they were when its session ended."""
-        self.fleet.write(p.client, battery_j=o.battery_end_j, temperature_c=o.temp_end_c,
-                         last_touch_s=o.end_s)
+        self.fleet.write_state(p.client, o.battery_end_j, o.temp_end_c, o.end_s)
 
 
 def _failure_race(oom: B, dl_end: F64, compute_end: F64, ul_end: F64, battery_fail_s: F64,

@@ -121,10 +121,10 @@ def test_the_loop_is_a_sharp_reference() -> None:
     assert _pool(checkin.launches(engine, *args)) != _loop_pool(engine, *args, redraws=3)
 
 
-@pytest.mark.parametrize("look_epochs", [1 << 20, 1])  # first looks of 29 epochs, or of 1
+@pytest.mark.parametrize("look_pairs", [1 << 20, 1])  # first looks of 29 epochs, or of 1
 def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them(
-        look_epochs: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(availability, "LOOK_EPOCHS", look_epochs)
+        look_pairs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(availability, "LOOK_PAIRS", look_pairs)
     n = 2_000
     av = Availability(Streams(5), tz_h=np.zeros(n), window_start_h=np.zeros(n),
                       window_length_h=np.full(n, 24.0),
@@ -144,7 +144,7 @@ def test_churn_spells_end_where_an_epoch_by_epoch_walk_ends_them(
                 walked[i] = e * av.epoch_s - av.phase_s[c[i]]
                 break
     assert np.array_equal(av.offline_at(c, t), walked)
-    assert av.first_look == 29  # where 95 % of spells of nine epochs in ten online end
+    assert av.first_look_epochs == 29  # where 95 % of spells of nine epochs in ten online end
     assert (walked - t > 40 * av.epoch_s).any()  # spells longer than the first look
 
 
@@ -350,3 +350,7 @@ def test_a_scan_ahead_leaves_the_servers_state_as_it_was() -> None:
     ahead.version += 1
     assert (state.version, state.staleness, state.owed) == (3, [1, 2], [5.0])
     assert dataclasses.asdict(state.copy()) == dataclasses.asdict(state)
+    for f in dataclasses.fields(state):  # any field that can change in place is copied
+        value = getattr(state, f.name)
+        if isinstance(value, (list, dict, set)):
+            assert getattr(state.copy(), f.name) is not value, f.name

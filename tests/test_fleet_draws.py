@@ -139,6 +139,14 @@ def test_kept_columns_written_at_once_are_those_written_one_by_one() -> None:
     assert battery[np.array([7, 3, 900, 5])].tolist() == [3.0, 2.0, 4.0, 10.0]
     assert temp[ids].tolist() == [9.0] * 4 and other[ids].tolist() == [-7.0, -3.0, -7.0, -900.0]
     assert kept.size == 3
+    many = np.arange(100, 140)  # forty more: the columns grow past their first 16 entries
+    asked.clear()
+    kept.write(many, {battery: many * 10.0, temp: many + 0.25})
+    assert kept.size == 43 and asked == []
+    assert battery[many].tolist() == (many * 10.0).tolist()
+    assert temp[many].tolist() == (many + 0.25).tolist()
+    assert other[many].tolist() == (-many * 1.0).tolist()
+    assert battery[np.array([7, 3, 900])].tolist() == [3.0, 2.0, 4.0]  # kept through the growth
 
 
 @pytest.mark.parametrize(("clients", "sampled"), [(3_000, False), (300_000, True)])
@@ -196,9 +204,12 @@ def test_attributes_drawn_by_group_are_each_groups_own_distribution() -> None:
     assert len(set(got[g == 0].tolist())) == 1 and len(set(got[g == 1].tolist())) > 50
 
 
-def test_a_check_in_reads_the_chargers_of_those_online_once() -> None:
-    """The chargers `online_with_chargers` hands on are those of the clients online, as
-    the fleet's columns give them."""
+def test_a_check_in_hands_on_the_chargers_of_those_online() -> None:
+    """Who is online, worked out with the local hour shared by the daily window and the
+    charger, is the three checks made one by one; the chargers handed on are those of
+    the clients online, as the fleet's columns give them."""
+    from edgetwin.emulator.availability import in_daily_window
+
     data = small_scenario(fleet__clients=400, availability__online_fraction=0.6,
                           availability__mean_session_s=3600.0)
     data["availability"]["diurnal"] = {"window_length_h": 12}
@@ -208,7 +219,11 @@ def test_a_check_in_reads_the_chargers_of_those_online_once() -> None:
     for t in (0.0, 30_000.0, 61_000.0):
         on, chargers = av.online_with_chargers(c, t)
         assert chargers is not None and 0 < on.sum() < len(c)
-        assert on.tolist() == av.online(c, t).tolist()
+        times = np.full(len(c), t)
+        alone = in_daily_window(times, av.tz_h[c], av.window_start_h[c], av.window_length_h[c])
+        alone &= av.charger.on_for(c, times)
+        alone &= av._churn_on(c, av._epoch(c, times))
+        assert on.tolist() == alone.tolist() and av.online(c, t).tolist() == alone.tolist()
         direct = engine.model.charger.subset(c[on])
         for name in ("charge_w", "tz_h", "start_h", "length_h"):
             assert getattr(chargers, name).tobytes() == getattr(direct, name).tobytes(), name

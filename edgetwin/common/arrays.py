@@ -1,5 +1,6 @@
 """The array types every layer writes its columns in: numpy arrays of float64, int64 and
-bool (a session, a client, an op per entry)."""
+bool (a session, a client, an op per entry); and the few helpers on them that every layer
+uses (places, runs of equal values, client ids sorted)."""
 
 from __future__ import annotations
 

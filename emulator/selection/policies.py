@@ -51,6 +51,7 @@ class Context:
 
 
 Policy = Callable[[Context, Pool], I64]  # the places in the pool of those it invites
+LOOK_MORE = 16  # one launch's deadline-aware choice: draws looked at beyond 5/4 of its slots
 
 
 # --- per-launch building blocks ------------------------------------------------------------
@@ -148,21 +149,23 @@ def _lowest_that_fit(ctx: Context, pool: Pool) -> I64 | None:
     """`deadline_aware` for one launch where enough fit: the lowest draws among those
     that fit, with the durations of the lowest draws only worked out (twice as many
     again while too few of them fit; a pool of ten per slot, most fitting, needs about
-    one in six). The same places; None where that would look at the whole pool."""
+    one in six). The same places for distinct draws (keyed uniforms all but never tie);
+    None where that would look at the whole pool, or where too few can fit."""
     k, n = int(pool.slots[0]), len(pool.clients)
-    u = ctx.uniforms(pool.clients, pool.launch)
     look = k + k // 4 + LOOK_MORE
-    while k > 0 and look < n:
+    if k <= 0 or look >= n:
+        return None
+    u = ctx.uniforms(pool.clients, pool.launch)
+    while look < n:
         near = np.argpartition(u, look - 1)[:look]  # no draw outside is below one inside
         duration = ctx.clients.predicted_duration_s(pool.clients[near])
         fits = near[duration <= ctx.params.safety * ctx.deadline_s]
         if len(fits) >= k:
             return np.sort(fits[np.argpartition(u[fits], k - 1)[:k]])  # in the pool's order
+        if len(fits) + n - look < k:  # too few fit even if every other one did
+            return None
         look *= 2
     return None
-
-
-LOOK_MORE = 16  # draws looked at beyond a quarter more than the slots
 
 
 def battery_aware(ctx: Context, pool: Pool) -> I64:
