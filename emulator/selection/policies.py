@@ -141,6 +141,8 @@ def deadline_aware(ctx: Context, pool: Pool) -> I64:
     fits = duration <= ctx.params.safety * ctx.deadline_s
     first = choose_random(ctx, pool, fits, pool.slots)
     short = pool.slots - count_per_launch(pool, first)
+    if not short.any():  # enough fit in every launch: none of the rest is ranked
+        return in_order(pool, (first, pool.clients))
     rest, rank = top(pool, ~fits, -duration, short)
     return in_order(pool, (first, pool.clients), (rest, rank))
 
