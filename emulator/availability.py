@@ -199,11 +199,14 @@ class Availability:
 
     def online(self, c: I64, t_s: F64 | float) -> B:
         """Whether clients `c` are online at `t_s` (one instant for all, or one each)."""
-        return self.online_with_chargers(c, t_s)[0]
+        return self._online(c, t_s, chargers=False)[0]
 
     def online_with_chargers(self, c: I64, t_s: F64 | float) -> tuple[B, Charger | None]:
         """`online`, and the chargers of those online where the check read them (a
         check-in then works out their charge without reading them again), else None."""
+        return self._online(c, t_s, chargers=True)
+
+    def _online(self, c: I64, t_s: F64 | float, chargers: bool) -> tuple[B, Charger | None]:
         t_s = np.asarray(t_s, dtype=np.float64)
         ch, read = self.charger, None
         if self.trace is not None:
@@ -219,29 +222,31 @@ class Availability:
                 start, length = ch.start_h[c[i]], ch.length_h[c[i]]
                 plugged = mod_24(local_h[i] - start) < length
                 on[i] = plugged
-                read = (tz[i[plugged]], start[plugged], length[plugged])
+                if chargers:
+                    kept = i[plugged]
+                    read = Charger(ch.charge_w[c[kept]], tz[kept], start[plugged],
+                                   length[plugged])
             else:
                 on[i] = self.plugged(c[i], at_places(t_s, i))
         if self.epoch_s > 0:  # churn, for those the windows let on
             i = np.flatnonzero(on)
             churned_on = self._churn_on(c[i], self._epoch(c[i], at_places(t_s, i)))
             on[i] = churned_on
-            if read is not None:
-                read = (read[0][churned_on], read[1][churned_on], read[2][churned_on])
-        if read is None:
-            return on, None
-        return on, Charger(ch.charge_w[c[on]], *read)
+            read = None if read is None else read.subset(churned_on)
+        return on, read
 
     def offline_at(self, c: I64, t_s: F64, charger: Charger | None = None) -> F64:
         """For clients online at `t_s`: when they next go offline (`charger`: their
         chargers, where the caller has them read)."""
         t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
+        ch = self.charger.subset(c) if charger is None and self.charging_only else charger
         if self.trace is not None:
             end = self.trace.end_s(c, t_s)
         else:
-            end = window_end_s(t_s, self.tz_h[c], self.window_start_h[c], self.window_length_h[c])
+            tz = ch.tz_h if ch is not None and self.charger.tz_h is self.tz_h else self.tz_h[c]
+            end = window_end_s(t_s, tz, self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:
-            ch = self.charger.subset(c) if charger is None else charger
+            assert ch is not None
             end = np.minimum(end, window_end_s(t_s, ch.tz_h, ch.start_h, ch.length_h))
         if self.epoch_s > 0:
             end = np.minimum(end, self._churn_end_s(c, self._epoch(c, t_s) + 1))
