@@ -7,7 +7,6 @@ drawn from the availability stream, so an idle client costs nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ class Charger:
         return (on <= 0.0) | (on >= (t1_s - t0_s) * (1.0 - 1e-12))
 
     def subset(self, m: B | npt.NDArray[np.int64]) -> Charger:
-        return Charger(**{f.name: getattr(self, f.name)[m] for f in dataclasses.fields(self)})
+        return Charger(self.charge_w[m], self.tz_h[m], self.start_h[m], self.length_h[m])
 
 
 @dataclass(frozen=True)

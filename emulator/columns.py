@@ -10,13 +10,13 @@ every other client reading its default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.common.arrays import I64
+from edgetwin.common.arrays import I64, distinct_ids
 
 # fleets up to this many clients hold their columns whole (larger ones too where each
 # of their clients will be asked several times: fleet.holds_whole)
@@ -50,6 +50,8 @@ class Computed:
         return self.n
 
     def __getitem__(self, c: Any) -> Any:
+        if type(c) is np.ndarray and c.dtype == np.int64 and c.ndim == 1:  # the usual read
+            return self.of(c)
         c = np.asarray(c)
         if c.dtype == bool:
             raise TypeError("a computed column is read by client ids, not by a mask")
@@ -66,7 +68,10 @@ def column(n: int, of: Of, whole: bool) -> Column:
 class Kept:
     """Values a run writes, for the clients it wrote, over several columns: a slot map
     over the fleet (zeroed memory: the system commits its pages only where written)
-    into compact arrays that grow with the clients written."""
+    into compact arrays that grow with the clients written. A place holds a column's
+    value once that column is written there; until then the client reads its default,
+    worked out when read (a client placed by one column's write costs the others
+    nothing)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -81,51 +86,53 @@ class Kept:
         return col
 
     def slots(self, c: I64) -> npt.NDArray[np.integer[Any]]:
-        """Each client's place in the compact arrays (0: not written; their first entry
-        belongs to no client, so that every client reads some entry)."""
+        """Each client's place in the compact arrays (0: none; their first entry belongs
+        to no client and is never written, so that every client reads some entry)."""
         return self.slot[c]
 
-    def place(self, c: I64, written: Collection[KeptColumn] = ()) -> npt.NDArray[np.integer[Any]]:
-        """Places for clients `c`, given now to those written for the first time (each
-        column starts them at their defaults, but those about to be `written` whole)."""
+    def place(self, c: I64) -> npt.NDArray[np.integer[Any]]:
+        """Places for clients `c`, given now to those without one (nothing written there
+        yet: each column's default stands until it is)."""
         s = self.slots(c)
         new = s == 0
         if new.any():
-            fresh = np.unique(c[new])
+            fresh = distinct_ids(c[new], self.n)
             self.slot[fresh] = np.arange(self.size + 1, self.size + 1 + len(fresh))
-            for col in self.columns:
-                col.extend(fresh, self.size + 1 + len(fresh), default=col not in written)
             self.size += len(fresh)
+            for col in self.columns:
+                col.reserve(self.size + 1)
             s = self.slots(c)
         return s
 
     def write(self, c: I64, values: dict[KeptColumn, Values]) -> None:
-        """Write several columns of clients `c` at once: one placing, and no defaults
-        worked out for what is written over at once."""
-        at = self.place(c, written=values.keys())
+        """Write several columns of clients `c` at once: the clients placed once."""
+        at = self.place(c)
         for col, value in values.items():
-            col.values[at] = value
+            col.put(at, value)
 
 
 class KeptColumn:
     """One column of a `Kept` state: its default for a client not yet written."""
 
     def __init__(self, kept: Kept, default: Of, dtype: np.dtype[Any]) -> None:
-        self.kept, self.default, self.values = kept, default, np.zeros(16, dtype=dtype)
+        self.kept, self.default = kept, default
+        self.values = np.zeros(16, dtype=dtype)
+        self.written = np.zeros(16, dtype=bool)  # per place: this column written there
 
     def __len__(self) -> int:
         return self.kept.n
 
-    def extend(self, clients: I64, end: int, default: bool = True) -> None:
-        """Room for `clients`, new at the places up to `end`: their defaults, or (not
-        `default`) whatever is written over next."""
-        used = self.kept.size + 1
+    def reserve(self, end: int) -> None:
+        """Room for the places up to `end` (twice as much again where it grows)."""
         if end > len(self.values):
-            grown = np.zeros(max(end, 2 * len(self.values)), dtype=self.values.dtype)
-            grown[:used] = self.values[:used]
-            self.values = grown
-        if default:
-            self.values[used:end] = self.default(clients)
+            size = max(end, 2 * len(self.values))
+            self.values = _grown(self.values, size)
+            self.written = _grown(self.written, size)
+
+    def put(self, at: npt.NDArray[np.integer[Any]], value: Any) -> None:
+        """Write `value` at places `at` (given by `Kept.place`)."""
+        self.values[at] = value
+        self.written[at] = True
 
     def __getitem__(self, c: Any) -> Any:
         c = np.asarray(c, dtype=np.int64)
@@ -133,14 +140,20 @@ class KeptColumn:
             return self[c.reshape(1)][0]
         s = self.kept.slots(c)
         out = self.values[s]
-        unwritten = np.flatnonzero(s == 0)
+        unwritten = np.flatnonzero(~self.written[s])
         if len(unwritten):
             out[unwritten] = self.default(c[unwritten])
         return out
 
     def __setitem__(self, c: Any, value: Any) -> None:
-        at = self.kept.place(np.asarray(c, dtype=np.int64))  # may grow `values`: first
-        self.values[at] = value
+        self.put(self.kept.place(np.asarray(c, dtype=np.int64)), value)
+
+
+def _grown(a: Values, size: int) -> Values:
+    """`a` in an array of `size` entries, the rest zero."""
+    out = np.zeros(size, dtype=a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 def state(n: int, default: Of, kept: Kept | None, dtype: npt.DTypeLike = np.float64

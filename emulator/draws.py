@@ -22,6 +22,7 @@ ATTRIBUTES = ("speed", "background_load", "usable_ram", "downlink_mbps", "uplink
               "latency_ms", "lora_rank", "examples", "battery_pct", "timezone_h",
               "window_start_h", "window_length_h", "plug_start_h")
 CHUNK = 1 << 20  # clients at a time where the whole fleet must be looked at
+LEAST_SPREAD = 1e-3  # a drawn speed or RAM factor is at least this
 
 
 class Draws:
@@ -87,10 +88,10 @@ class Draws:
 
     def speed(self, c: I64) -> F64:
         load = np.clip(self.load(c), 0.0, 0.95)
-        return np.maximum(self.nominal_speed(c), 1e-3) * (1.0 - load)
+        return np.maximum(self.nominal_speed(c), LEAST_SPREAD) * (1.0 - load)
 
     def usable_ram_mb(self, c: I64) -> F64:
-        return self.ram_mb[self.group(c)] * np.maximum(self.ram_spread(c), 1e-3)
+        return self.ram_mb[self.group(c)] * np.maximum(self.ram_spread(c), LEAST_SPREAD)
 
     def latency_s(self, c: I64) -> F64:
         return self.latency_ms(c) / 1000.0

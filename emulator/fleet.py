@@ -27,7 +27,7 @@ from edgetwin.emulator.columns import (
 )
 from edgetwin.emulator.config import GroupConfig, Scenario
 from edgetwin.emulator.costs import CostTable, GroupCost, group_costs
-from edgetwin.emulator.draws import Draws, pairs_in_use
+from edgetwin.emulator.draws import LEAST_SPREAD, Draws, pairs_in_use
 from edgetwin.emulator.scenario import resolve_profile
 from edgetwin.emulator.streams import Streams
 from edgetwin.profiles.device import DeviceProfile
@@ -152,11 +152,12 @@ def memory_warnings(f: Fleet, share: float = MEMORY_WARN_SHARE) -> list[str]:
     A group of more than `WARN_SAMPLE` clients is judged on that many, evenly spread."""
     out = []
     first = 0
+    most_mb = float(f.cost_table.peak_memory_mb.max(initial=0.0))
     for gi, count in enumerate(f.counts):
         ids = np.arange(first, first + count) if count <= WARN_SAMPLE else \
             np.linspace(first, first + count - 1, WARN_SAMPLE).round().astype(np.int64)
         first += count
-        if not count:
+        if not count or most_mb <= least_usable_ram_mb(f, gi):  # none can be short
             continue
         need_mb = f.cost_table.peak_memory_mb[f.cost_index[ids]]
         ram = f.usable_ram_mb[ids]
@@ -173,3 +174,11 @@ def memory_warnings(f: Fleet, share: float = MEMORY_WARN_SHARE) -> list[str]:
                    f"MB) than a session's peak memory ({need}): their sessions will end "
                    "out of memory")
     return out
+
+
+def least_usable_ram_mb(f: Fleet, gi: int) -> float:
+    """The least usable RAM a client of group `gi` can draw (its profile's, times the
+    least of its spread, as `Draws.usable_ram_mb` works it out): where every session
+    fits that, no client need be looked at."""
+    spread = max(f.groups[gi].spread.usable_ram.lower_bound(), LEAST_SPREAD)
+    return f.profiles[gi].memory.usable_ram_mb * spread

@@ -21,8 +21,11 @@ STREAMS = ("fleet", "data", "network", "availability", "battery", "dropout", "se
 # SplitMix64's constants (a compiled check-in, `checkin_kernel`, mixes as this does)
 M1, M2, GOLDEN = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15
 _M1, _M2, _GOLDEN = np.uint64(M1), np.uint64(M2), np.uint64(GOLDEN)
-_S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+_S10, _S27, _S30, _S31 = np.uint64(10), np.uint64(27), np.uint64(30), np.uint64(31)
+_ONE = np.uint64(1)
+_TWO_TO_MINUS_54 = 2.0 ** -54
 _MASK = (1 << 64) - 1
+PREFIXES = 4096  # stream and leading scalar keys remembered mixed, at most
 
 
 class Streams:
@@ -35,6 +38,7 @@ class Streams:
         self._seqs = dict(zip(STREAMS, children, strict=True))
         self._keys = {name: np.uint64(seq.generate_state(1, np.uint64)[0])
                       for name, seq in self._seqs.items()}
+        self._prefixes: dict[tuple[object, ...], np.uint64] = {}
 
     def generator(self, name: str) -> np.random.Generator:
         """A fresh generator for stream `name` (same seed, same draws, every time)."""
@@ -53,35 +57,59 @@ class Streams:
 
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
-        h = self.key(name)
-        first = 0  # leading scalar keys (an attribute's number) are mixed once, as integers
-        while first < len(keys) and np.ndim(keys[first]) == 0:
-            key = int(np.asarray(keys[first], dtype=np.int64)) & _MASK  # two's complement
-            h = _splitmix_int(h ^ key * GOLDEN & _MASK)
-            first += 1
-        rest = [np.asarray(k, dtype=np.int64) for k in keys[first:]]
-        if not rest:
+        lead = 0  # leading scalar keys (an attribute's number) are mixed once, as integers
+        while lead < len(keys) and np.ndim(keys[lead]) == 0:
+            lead += 1
+        h = self._mixed(name, keys[:lead])
+        if lead == len(keys):
             x = np.array(h, dtype=np.uint64)
         else:  # h ^ the first key's product, as product ^ h: h is not broadcast
-            x = np.multiply(rest[0].view(np.uint64), _GOLDEN,
-                            out=np.empty(rest[0].shape, dtype=np.uint64))
-            x ^= np.uint64(h)
+            x = np.multiply(_as_unsigned(keys[lead]), _GOLDEN)
+            x ^= h
             scratch = np.empty_like(x)
             _splitmix_in_place(x, scratch)
-        for a in rest[1:]:
+        for key in keys[lead + 1:]:
+            a = _as_unsigned(key)
             shape = np.broadcast_shapes(x.shape, a.shape)
             if shape != x.shape:
                 x = np.broadcast_to(x, shape).copy()
                 scratch = np.empty(shape, dtype=np.uint64)
             # the key's bits as unsigned (two's complement), times the golden ratio
-            np.multiply(a.view(np.uint64), _GOLDEN, out=scratch)
+            np.multiply(a, _GOLDEN, out=scratch)
             x ^= scratch
             _splitmix_in_place(x, scratch)
-        x >>= _S11
-        out = x.view(np.int64).astype(np.float64)  # 53 bits: the same value, converted faster
-        out += 0.5
-        out *= 1.0 / float(1 << 53)
+        # the top 53 bits m as (m + 1/2) / 2^53: 2m + 1 (the top 54 bits, the last set to 1)
+        # converted (rounding to nearest even, as m + 1/2 rounds), then scaled exactly
+        x >>= _S10
+        x |= _ONE
+        out: npt.NDArray[np.float64] = np.multiply(x.view(np.int64), _TWO_TO_MINUS_54)
         return out
+
+    def _mixed(self, name: str, scalars: tuple[npt.ArrayLike, ...]) -> np.uint64:
+        """The stream's key mixed with leading scalar keys, as integers (remembered: the
+        same few recur on every call)."""
+        try:
+            return self._prefixes[(name, *scalars)]
+        except KeyError:
+            pass
+        except TypeError:  # a 0-d array key: not hashable
+            scalars = tuple(int(np.asarray(k, dtype=np.int64)) for k in scalars)
+            return self._mixed(name, scalars)
+        h = self.key(name)
+        for k in scalars:
+            key = int(np.asarray(k, dtype=np.int64)) & _MASK  # two's complement
+            h = _splitmix_int(h ^ key * GOLDEN & _MASK)
+        if len(self._prefixes) >= PREFIXES:
+            self._prefixes.clear()
+        self._prefixes[(name, *scalars)] = mixed = np.uint64(h)
+        return mixed
+
+
+def _as_unsigned(key: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+    """An integer key's bits as unsigned (two's complement)."""
+    a = key if isinstance(key, np.ndarray) and key.dtype == np.int64 else \
+        np.asarray(key, dtype=np.int64)
+    return a.view(np.uint64)
 
 
 def _splitmix_int(x: int) -> int:

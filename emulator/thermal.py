@@ -81,5 +81,7 @@ class ThermalArrays:
 
     def subset(self, m: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> ThermalArrays:
         """The entries `m` (a mask, or indices: one per client of a batch)."""
-        return ThermalArrays(**{f.name: getattr(self, f.name)[m]
-                                for f in dataclasses.fields(self)})
+        return ThermalArrays(**{name: getattr(self, name)[m] for name in _THERMAL_FIELDS})
+
+
+_THERMAL_FIELDS = tuple(f.name for f in dataclasses.fields(ThermalArrays))  # named once

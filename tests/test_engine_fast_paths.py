@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetwin.common.arrays import sort_ids
+from edgetwin.common.arrays import distinct_ids, sort_ids
 from edgetwin.emulator import availability, checkin
 from edgetwin.emulator.availability import Availability, Chargers
 from edgetwin.emulator.columns import column
@@ -215,6 +215,7 @@ def test_client_ids_sorted_by_16_bit_digits_are_numpys_sort() -> None:
         for m in (0, 7, 1000, 1024, 5000):
             ids = rng.integers(0, below, m)
             assert sort_ids(ids, below).tolist() == np.sort(ids).tolist()
+            assert distinct_ids(ids, below).tolist() == np.unique(ids).tolist()
 
 
 def test_fixed_local_steps_never_read_the_examples() -> None:
@@ -332,11 +333,15 @@ def test_keyed_uniforms_are_splitmix_whatever_mix_of_scalars_and_arrays() -> Non
     seed = int(s._keys["fleet"])
     c = np.array([0, 1, 7, 123_456_789, -3])
     epochs = np.array([[2], [-1]])
-    for keys in [(5, c), (c, 5), (5, -2, c), (c, epochs), (7,), (3, 4)]:
-        got = s.uniform("fleet", *keys)
-        grid = np.broadcast_arrays(*(np.asarray(k) for k in keys))
-        want = np.vectorize(lambda *k: _splitmix_reference(seed, tuple(int(x) for x in k)))(*grid)
-        assert got.shape == want.shape and np.array_equal(got, want), keys
+    many = np.random.default_rng(8).integers(-2 ** 63, 2 ** 63 - 1, 2_000)
+    for keys in [(5, c), (c, 5), (5, -2, c), (c, epochs), (7,), (3, 4), (np.array(5), c),
+                 (np.int64(5), c), (5, many), (many, many)]:
+        for _ in range(2):  # the second call finds its scalar keys mixed already
+            got = s.uniform("fleet", *keys)
+            grid = np.broadcast_arrays(*(np.asarray(k) for k in keys))
+            want = np.vectorize(
+                lambda *k: _splitmix_reference(seed, tuple(int(x) for x in k)))(*grid)
+            assert got.shape == want.shape and np.array_equal(got, want), keys
 
 
 def test_a_scan_ahead_leaves_the_servers_state_as_it_was() -> None:

@@ -149,6 +149,27 @@ def test_kept_columns_written_at_once_are_those_written_one_by_one() -> None:
     assert battery[np.array([7, 3, 900])].tolist() == [3.0, 2.0, 4.0]  # kept through the growth
 
 
+def test_a_client_placed_by_one_column_works_out_the_others_defaults_only_when_read() -> None:
+    """Writing one column of new clients (when their session ends, say) works out no
+    default of the others; each reads its default until written, then what was written."""
+    asked: list[int] = []
+
+    def traced(c: np.ndarray) -> np.ndarray:
+        asked.extend(c.tolist())
+        return c * 2.0
+
+    kept = Kept(1_000)
+    battery, busy = kept.add(traced), kept.add(lambda c: np.zeros(c.shape))
+    ids = np.arange(10, 50)  # past the first 16 places: the columns grow
+    busy[ids] = 5.0
+    assert asked == [] and kept.size == 40
+    assert battery[ids[:3]].tolist() == [20.0, 22.0, 24.0] and asked == [10, 11, 12]
+    battery[ids[:2]] = np.array([1.0, 2.0])
+    asked.clear()
+    assert battery[ids[:3]].tolist() == [1.0, 2.0, 24.0] and asked == [12]
+    assert busy[np.array([10, 5])].tolist() == [5.0, 0.0]
+
+
 @pytest.mark.parametrize(("clients", "sampled"), [(3_000, False), (300_000, True)])
 def test_a_group_that_cannot_fit_a_session_is_named_before_the_run(
         clients: int, sampled: bool) -> None:
@@ -160,6 +181,29 @@ def test_a_group_that_cannot_fit_a_session_is_named_before_the_run(
     assert len(lines) == 1 and "fleet group 'nanos'" in lines[0]
     assert f"100% of its {int(clients * 0.4):,} clients" in lines[0]
     assert ("(judged on 100,000 of them)" in lines[0]) == sampled
+
+
+def test_the_memory_check_looks_only_at_groups_where_a_client_could_be_short() -> None:
+    """A group whose least usable RAM (its profile's, times the least of its spread)
+    holds every session is judged without reading a client; the others are read."""
+    data = small_scenario(fleet__clients=300_000)
+    data["fleet"]["groups"][1]["spread"] = {"usable_ram": 0.01}
+    f = Engine(build(data), SCENARIOS, 3).fleet
+    read: list[int] = []
+
+    class Traced:
+        def __getitem__(self, c: np.ndarray) -> Any:
+            read.extend(np.unique(f.group[c]).tolist())
+            return ram[c]
+
+    ram = f.usable_ram_mb
+    f.usable_ram_mb = Traced()  # type: ignore[assignment]
+    assert len(fleet_module.memory_warnings(f)) == 1
+    assert read == [1]  # the short group only
+    least = [fleet_module.least_usable_ram_mb(f, g) for g in range(len(f.counts))]
+    for g in range(len(f.counts)):
+        ids = np.arange(sum(f.counts[:g]), sum(f.counts[:g + 1]))
+        assert ram[ids].min() >= least[g]
 
 
 @pytest.mark.parametrize(("clients", "per_round", "whole"), [
