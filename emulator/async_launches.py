@@ -7,71 +7,80 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetwin.common.arrays import F64, I64
-from edgetwin.emulator.checkin import Selection, candidates, choose
+from edgetwin.common.arrays import F64, I64, B
+from edgetwin.emulator.checkin import Candidates, Selection, busy_among, candidates, choose
 
 if TYPE_CHECKING:
     from edgetwin.emulator.engine import Engine
 
 RESELECTIONS = 8  # passes over one batch of launches, each with the earlier choices held
+Pass = tuple[I64, Selection]  # the launches of the batch a pass chose for, and its choice
 
 
 def select_batch(engine: Engine, at: F64, count: I64, ids: I64
-                 ) -> tuple[I64, I64, int, list[tuple[int, Selection]]]:
-    """The launches' clients, and how many launches are certain. A client invited by
-    one launch is busy at the later ones: the launches are selected again with the
-    earlier ones' clients held until every launch's choice holds with the others'
-    (a launch's choice depends only on those before it, so each pass settles at
-    least one more; the rest are uncertain if it takes too many). Also each pass, with
-    the first launch it selected."""
+                 ) -> tuple[I64, I64, int, list[Pass]]:
+    """The launches' clients (launch by launch, each in its policy's order), the launch
+    each is for, and how many launches are certain. A client invited by one launch is
+    busy at the later ones: a launch's choice depends only on its candidates and which
+    of them the earlier launches invited. The first pass chooses with none held; each
+    pass after chooses again only for the launches where that changed, until none does
+    (a launch's choice depends only on those before it, so each pass settles at least
+    one more; the rest are uncertain if it takes too many). Also each pass: the
+    launches it chose for, and its choice."""
     cands = candidates(engine, at, count, ids)[1]  # once: eligibility is the same each pass
     first = choose(engine, cands)
     clients, launch = first.clients, first.launch
-    passes = [(0, first)]
-    start = 1
+    passes: list[Pass] = [(np.arange(len(at)), first)]
+    assumed = np.zeros(len(cands.clients), dtype=bool)  # busy, as each choice was made
     for _ in range(RESELECTIONS):
-        if start >= len(at):
+        busy, redo = _changed(cands, clients, launch, at, assumed)
+        if not len(redo):
             return clients, launch, len(at), passes
-        order = np.lexsort((at[launch], clients))
-        held = clients[order], at[launch][order]
-        sel = choose(engine, cands.after(start), held)
-        passes.append((start, sel))
-        again, again_launch = sel.clients, sel.launch + start
-        keep = launch < start
-        changed = _first_change(clients[~keep], launch[~keep], again, again_launch)
-        clients = np.concatenate([clients[keep], again])
-        launch = np.concatenate([launch[keep], again_launch])
-        if changed is None:
-            return clients, launch, len(at), passes
-        start = changed + 1
-    return clients, launch, start, passes
+        sel = choose(engine, cands.only(redo), _held(clients, at[launch]))
+        passes.append((redo, sel))
+        keep = ~_among(launch, redo, len(at))
+        clients = np.concatenate([clients[keep], sel.clients])
+        launch = np.concatenate([launch[keep], redo[sel.launch]])
+        order = np.argsort(launch, kind="stable")  # launch by launch, each in its own order
+        clients, launch = clients[order], launch[order]
+        again = _among(cands.launch, redo, len(at))
+        assumed[again] = busy[again]
+    redo = _changed(cands, clients, launch, at, assumed)[1]
+    return clients, launch, int(redo[0]) if len(redo) else len(at), passes
 
 
-def _first_change(clients: I64, launch: I64, again: I64, again_launch: I64) -> int | None:
-    """The first launch whose clients (in the policy's order) differ between two
-    choices, or None."""
-    if np.array_equal(launch, again_launch) and np.array_equal(clients, again):
-        return None
-    # launch by launch, each launch's clients in the policy's order
-    a, b = np.argsort(launch, kind="stable"), np.argsort(again_launch, kind="stable")
-    clients, launch, again, again_launch = clients[a], launch[a], again[b], again_launch[b]
-    n = min(len(launch), len(again_launch))
-    differs = np.flatnonzero((launch[:n] != again_launch[:n]) | (clients[:n] != again[:n]))
-    at = int(differs[0]) if len(differs) else n
-    # the first differing place belongs to the earlier of the two launches there
-    candidates_at = [x[at] for x in (launch, again_launch) if at < len(x)]
-    return int(min(candidates_at))
+def _held(clients: I64, at_s: F64) -> tuple[I64, F64]:
+    """The invited clients sorted, each with the instant of its invitation (`choose`
+    holds a client busy after its earliest)."""
+    order = np.lexsort((at_s, clients))
+    return clients[order], at_s[order]
 
 
-def tell_observer(engine: Engine, passes: list[tuple[int, Selection]], valid: int,
-                  versions: list[int]) -> None:
+def _changed(cands: Candidates, clients: I64, launch: I64, at: F64, assumed: B
+             ) -> tuple[B, I64]:
+    """Which candidates the invited `clients` hold busy, and the launches (in order)
+    where that differs from what their choices `assumed`."""
+    busy = busy_among(cands, _held(clients, at[launch]))
+    return busy, np.unique(cands.launch[busy != assumed])
+
+
+def _among(launch: I64, which: I64, launches: int) -> B:
+    """Whether each entry's launch is one of `which`."""
+    mark = np.zeros(launches, dtype=bool)
+    mark[which] = True
+    out: B = mark[launch]
+    return out
+
+
+def tell_observer(engine: Engine, passes: list[Pass], valid: int, versions: list[int]) -> None:
     """Tell the observer each of the first `valid` launches (at model `versions`), from
     the pass that chose it last."""
     v = np.array(versions, dtype=np.int64)
-    for k, (start, sel) in enumerate(passes):
-        end = min(passes[k + 1][0] if k + 1 < len(passes) else valid, valid)
-        j = start + np.arange(sel.pool.launches)
-        counted = j < end
+    last = np.zeros(max(valid, 1), dtype=np.int64)  # per launch: the last pass for it
+    for k, (which, _) in enumerate(passes):
+        last[which[which < valid]] = k
+    for k, (which, sel) in enumerate(passes):
+        counted = (which < valid) & (last[np.minimum(which, len(last) - 1)] == k)
         if counted.any():
             engine.observer.selected(sel.ctx, sel.pool, sel.places,
-                                     v[np.minimum(j, len(v) - 1)], counted)
+                                     v[np.minimum(which, len(v) - 1)], counted)

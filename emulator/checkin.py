@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetwin.common.arrays import F64, I64, at_places, run_starts, sort_ids
+from edgetwin.common.arrays import F64, I64, B, at_places, run_starts, sort_ids
 from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
@@ -73,12 +73,14 @@ class Candidates:
     k: I64
     launch_id: I64
 
-    def after(self, first: int) -> Candidates:
-        """The launches from `first` on, numbered from 0."""
-        m = self.launch >= first
-        return Candidates(self.clients[m], self.launch[m] - first, self.redraw[m],
-                          self.battery_j[m], self.now_s[first:], self.k[first:],
-                          self.launch_id[first:])
+    def only(self, which: I64) -> Candidates:
+        """The launches `which` (increasing), numbered from 0 in that order."""
+        number = np.full(len(self.k), -1, dtype=np.int64)
+        number[which] = np.arange(len(which))
+        renumbered = number[self.launch]
+        m = renumbered >= 0
+        return Candidates(self.clients[m], renumbered[m], self.redraw[m], self.battery_j[m],
+                          self.now_s[which], self.k[which], self.launch_id[which])
 
 
 def launches(engine: Engine, now_s: F64, k: I64, launch_id: I64) -> Selection:
@@ -211,8 +213,7 @@ def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = Non
     after that instant, as an earlier launch of the same batch invited them)."""
     c, g, r, b = cands.clients, cands.launch, cands.redraw, cands.battery_j
     if held is not None and len(held[0]):
-        at = np.minimum(np.searchsorted(held[0], c), len(held[0]) - 1)
-        free = ~((held[0][at] == c) & (held[1][at] < cands.now_s[g]))
+        free = ~busy_among(cands, held)
         c, g, r, b = c[free], g[free], r[free], b[free]
     launches = len(cands.k)
     per = np.bincount(g * REDRAWS + r, minlength=launches * REDRAWS).reshape(-1, REDRAWS)
@@ -230,6 +231,17 @@ def choose(engine: Engine, cands: Candidates, held: tuple[I64, F64] | None = Non
     ctx = engine.context(uniforms)
     idx = engine.policy(ctx, pool)
     return Selection(pool.clients[idx], pool.launch[idx], ctx, pool, idx)
+
+
+def busy_among(cands: Candidates, held: tuple[I64, F64]) -> B:
+    """Which candidates `held` holds busy (`choose`): invited at an instant before
+    their own launch's."""
+    if not len(held[0]):
+        return np.zeros(len(cands.clients), dtype=bool)
+    c = cands.clients
+    at = np.minimum(np.searchsorted(held[0], c), len(held[0]) - 1)
+    busy: B = (held[0][at] == c) & (held[1][at] < cands.now_s[cands.launch])
+    return busy
 
 
 def _want(engine: Engine, k: I64) -> I64:

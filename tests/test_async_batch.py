@@ -1,0 +1,95 @@
+"""A batch of asynchronous launches selected at once (`async_launches.select_batch`) is
+what the launches chosen one after another give: each with the clients the earlier ones
+invited held busy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgetwin.emulator import async_launches
+from edgetwin.emulator.async_launches import select_batch, tell_observer
+from edgetwin.emulator.checkin import candidates, choose
+from edgetwin.emulator.engine import Engine
+from edgetwin.emulator.observer import Observer
+
+from .emulator_helpers import SCENARIOS, build, small_scenario
+
+
+def _engine(clients: int, policy: str) -> Engine:
+    data = small_scenario(fleet__clients=clients)
+    data["orchestration"].update(mode="async")
+    data["selection"] = {"policy": policy, "pool_factor": 4}
+    return Engine(build(data), SCENARIOS, 5)
+
+
+def _batch(launches: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    at = np.cumsum(np.random.default_rng(2).uniform(1.0, 60.0, launches))
+    count = np.random.default_rng(3).integers(1, 4, launches)
+    return at, count, 100 + np.arange(launches)
+
+
+def _one_by_one(engine: Engine, at: np.ndarray, count: np.ndarray, ids: np.ndarray
+                ) -> list[list[int]]:
+    """Each launch chosen alone, the clients of those before it held from their instants."""
+    cands = candidates(engine, at, count, ids)[1]
+    chosen: list[list[int]] = []
+    held_c: list[int] = []
+    held_at: list[float] = []
+    for j in range(len(at)):
+        order = np.lexsort((held_at, held_c))
+        held = np.array(held_c, dtype=np.int64)[order], np.array(held_at)[order]
+        sel = choose(engine, cands.only(np.array([j])), held)
+        chosen.append(sel.clients.tolist())
+        held_c += sel.clients.tolist()
+        held_at += [float(at[j])] * len(sel.clients)
+    return chosen
+
+
+@pytest.mark.parametrize("policy", ["deadline_aware", "random", "oort", "power_of_choice"])
+def test_a_batch_of_launches_chooses_as_one_launch_after_another(policy: str) -> None:
+    engine = _engine(60, policy)  # a small fleet: launches of a batch compete for clients
+    at, count, ids = _batch(25)
+    clients, launch, certain, passes = select_batch(engine, at, count, ids)
+    assert certain == len(at) and len(passes) > 1  # it had to choose again, and settled
+    assert np.all(np.diff(launch) >= 0)  # launch by launch
+    got = [clients[launch == j].tolist() for j in range(len(at))]
+    assert got == _one_by_one(engine, at, count, ids)
+
+
+def test_a_batch_that_does_not_settle_says_how_many_launches_are_certain(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _engine(60, "deadline_aware")
+    at, count, ids = _batch(25)
+    want = _one_by_one(engine, at, count, ids)
+    settled = []
+    for passes in range(3):  # the first pass, then one or two more
+        monkeypatch.setattr(async_launches, "RESELECTIONS", passes)
+        clients, launch, certain, _ = select_batch(engine, at, count, ids)
+        got = [clients[launch == j].tolist() for j in range(len(at))]
+        assert got[:certain] == want[:certain]
+        settled.append(certain)
+    assert settled[0] < settled[1] <= settled[2] < len(at)
+
+
+def test_the_observer_hears_each_launch_once_as_finally_chosen() -> None:
+    engine = _engine(60, "deadline_aware")
+    at, count, ids = _batch(25)
+    clients, launch, _, passes = select_batch(engine, at, count, ids)
+    heard: dict[int, list[int]] = {}
+
+    class Listening(Observer):
+        selections = True
+
+        def selected(self, ctx: Any, pool: Any, places: Any, rounds: Any,
+                     counted: Any = None) -> None:
+            for j in np.flatnonzero(counted).tolist():
+                assert int(rounds[j]) not in heard, "a launch heard twice"
+                heard[int(rounds[j])] = pool.clients[places[pool.launch[places] == j]].tolist()
+
+    engine.observer = Listening()
+    valid = 20
+    tell_observer(engine, passes, valid, list(range(len(at))))  # versions: the launch itself
+    assert heard == {j: clients[launch == j].tolist() for j in range(valid)}
