@@ -29,7 +29,7 @@ import numpy as np
 
 from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.async_launches import select_batch, tell_observer
-from edgetwin.emulator.async_state import Launch, Scan, ServerState
+from edgetwin.emulator.async_state import Launch, Scan, ServerState, StopRule
 from edgetwin.emulator.batches import join, take
 from edgetwin.emulator.margins import Cut
 from edgetwin.emulator.rounds import IDLE_RETRY_S, MAX_IDLE_S, RoundRow
@@ -45,7 +45,6 @@ from edgetwin.emulator.session import (
 if TYPE_CHECKING:
     from edgetwin.emulator.engine import Engine
 
-NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
 LOOK_AHEAD = 16  # reports looked at first; adapts to how many held last time
 
 
@@ -149,7 +148,8 @@ class AsyncRounds:
                 out.launches.append(Launch(at, count, st.version))
                 st.window_selected += got
                 in_flight += got
-                out.last_s = max(out.last_s, at)
+                if at > out.last_s:
+                    out.last_s = at
 
         horizon = min(launch_bound, self.until_s)
         ahead = order[: most]
@@ -165,8 +165,9 @@ class AsyncRounds:
             energy_j = o.energy_j[ahead].tolist()
             up_bytes = np.round(o.upload_bytes[ahead]).tolist()
             down_bytes = np.round(o.download_bytes[ahead]).tolist()
+        stops = StopRule(self.engine.scenario.stop, a, len(self.engine.rounds))
         for j, i in enumerate(ahead.tolist()):
-            now = max(report_s[j], st.free_s)
+            now = st.free_s if st.free_s > report_s[j] else report_s[j]
             if now >= horizon:  # launches before it are made; it waits for the next look
                 launch_before(horizon)
                 break
@@ -178,7 +179,8 @@ class AsyncRounds:
                 launch_before(math.nextafter(now, math.inf))
             in_flight -= 1
             out.taken += 1
-            out.last_s = max(out.last_s, now)
+            if now > out.last_s:
+                out.last_s = now
             st.since_aggregation += 1
             st.window_energy_j += energy_j[j]
             st.window_up_bytes += up_bytes[j]
@@ -197,12 +199,12 @@ class AsyncRounds:
                     break
                 out.rows.append(self._row(st, now, end))
                 out.last_s = end
-                if self._stop_rule(st, len(self.engine.rounds) + len(out.rows)):
+                if stops.reached(st, len(out.rows)):
                     break
                 bisect.insort(st.owed, end)
             else:
                 bisect.insort(st.owed, now)
-            if self._stop_rule(st, len(self.engine.rounds) + len(out.rows)):
+            if stops.reached(st, len(out.rows)):
                 break
         else:
             nxt = out.taken
@@ -227,19 +229,6 @@ class AsyncRounds:
         st.window_energy_j = st.window_up_bytes = st.window_down_bytes = 0.0
         st.window_selected = 0
         return row
-
-    def _stop_rule(self, st: ServerState, rounds: int) -> bool:
-        """Aggregations count `stop.rounds`; energy and traffic count the reports taken."""
-        stop, a = self.engine.scenario.stop, self.settings
-        if stop.rounds is not None and rounds >= stop.rounds:
-            st.stop_reason = "rounds"
-        elif stop.energy_j is not None and st.taken_energy_j >= stop.energy_j:
-            st.stop_reason = "energy"
-        elif stop.traffic_bytes is not None and st.taken_traffic_bytes >= stop.traffic_bytes:
-            st.stop_reason = "traffic"
-        elif st.since_aggregation > NO_PROGRESS_BUFFERS * a.buffer_size + a.concurrency:
-            st.stop_reason = "no progress: sessions keep failing, nothing to aggregate"
-        return bool(st.stop_reason)
 
     # --- launches --------------------------------------------------------------------------
     def _launch(self, launches: list[Launch]) -> tuple[tuple[Planned, I64] | None, int, float]:

@@ -4,9 +4,13 @@ the launches owed, and one scan through the next reports (`edgetwin.emulator.asy
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
+from edgetwin.emulator.config import AsyncConfig, StopConfig
 from edgetwin.emulator.rounds import RoundRow
+
+NO_PROGRESS_BUFFERS = 50  # give up after this many buffers' worth of reports, none fresh
 
 
 @dataclass
@@ -51,3 +55,30 @@ class Scan:
     rows: list[RoundRow] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
     stale: list[int] = field(default_factory=list)  # the reports taken and discarded as stale
+
+
+class StopRule:
+    """When the server stops, asked after each report it takes: aggregations count
+    `stop.rounds`; energy and traffic count the reports taken; and it gives up after
+    `NO_PROGRESS_BUFFERS` buffers' worth of reports with none fresh. Its limits are
+    worked out once a scan: it is the scan's most frequent question."""
+
+    def __init__(self, stop: StopConfig, settings: AsyncConfig, rounds_before: int) -> None:
+        self.rows_left = math.inf if stop.rounds is None else stop.rounds - rounds_before
+        self.energy_j, self.traffic_bytes = stop.energy_j, stop.traffic_bytes
+        self.no_progress = NO_PROGRESS_BUFFERS * settings.buffer_size + settings.concurrency
+
+    def reached(self, st: ServerState, rows: int) -> bool:
+        """Whether the server stops, `rows` aggregations into the scan (and why, in
+        `st.stop_reason`)."""
+        if rows >= self.rows_left:
+            st.stop_reason = "rounds"
+        elif self.energy_j is not None and st.taken_energy_j >= self.energy_j:
+            st.stop_reason = "energy"
+        elif self.traffic_bytes is not None and st.taken_traffic_bytes >= self.traffic_bytes:
+            st.stop_reason = "traffic"
+        elif st.since_aggregation > self.no_progress:
+            st.stop_reason = "no progress: sessions keep failing, nothing to aggregate"
+        else:
+            return False
+        return True

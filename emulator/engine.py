@@ -146,7 +146,7 @@ class Engine:
 
     def should_stop(self) -> bool:
         """The synchronous stopping rules: `stop.rounds` counts rounds run, failed ones
-        included (the asynchronous rules are `AsyncRounds._stop_rule`)."""
+        included (the asynchronous rules are `async_state.StopRule`)."""
         st = self.scenario.stop
         checks = [(st.rounds is not None and len(self.rounds) >= st.rounds, "rounds"),
                   (st.virtual_time_s is not None and self.env.now >= st.virtual_time_s,

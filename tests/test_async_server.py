@@ -1,6 +1,6 @@
-"""A batch of asynchronous launches selected at once (`async_launches.select_batch`) is
-what the launches chosen one after another give: each with the clients the earlier ones
-invited held busy."""
+"""The buffered asynchronous server's parts: a batch of launches selected at once
+(`async_launches.select_batch`) is what the launches chosen one after another give,
+each with the clients the earlier ones invited held busy; and its stopping rules."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from edgetwin.emulator.async_launches import select_batch, tell_observer
 from edgetwin.emulator.checkin import candidates, choose
 from edgetwin.emulator.engine import Engine
 from edgetwin.emulator.observer import Observer
+from edgetwin.emulator.session import CANCELLED
 
 from .emulator_helpers import SCENARIOS, build, small_scenario
 
@@ -93,3 +94,26 @@ def test_the_observer_hears_each_launch_once_as_finally_chosen() -> None:
     valid = 20
     tell_observer(engine, passes, valid, list(range(len(at))))  # versions: the launch itself
     assert heard == {j: clients[launch == j].tolist() for j in range(valid)}
+
+
+@pytest.mark.parametrize(("stop", "reason"), [
+    ({"rounds": 7}, "rounds"), ({"energy_j": 30_000.0}, "energy"),
+    ({"traffic_bytes": 2e8}, "traffic"),
+    ({"rounds": 50, "virtual_time_s": 60.0, "deadline": 1.0}, "no progress")])
+def test_the_asynchronous_server_stops_by_each_rule(stop: dict[str, float], reason: str) -> None:
+    data = small_scenario(fleet__clients=60)
+    data["orchestration"].update(mode="async", deadline_s=stop.pop("deadline", 600.0))
+    data["stop"] = stop
+    r = Engine(build(data), SCENARIOS, 5).run()
+    assert r.stop_reason.startswith(reason)
+    taken = r.sessions["status"] != CANCELLED  # each session the server took or saw end
+    energy_j = r.sessions["energy_j"][taken].sum()
+    traffic = (r.sessions["upload_bytes"][taken] + r.sessions["download_bytes"][taken]).sum()
+    if reason == "rounds":
+        assert len(r.rounds) == 7
+    elif reason == "energy":
+        assert energy_j >= 30_000.0
+    elif reason == "traffic":
+        assert traffic >= 2e8
+    else:  # every session cut at its deadline: none completes, none is aggregated
+        assert len(r.rounds) == 0 and taken.sum() > 0
