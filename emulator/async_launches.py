@@ -20,23 +20,25 @@ Pass = tuple[I64, Selection]  # the launches of the batch a pass chose for, and 
 def select_batch(engine: Engine, at: F64, count: I64, ids: I64
                  ) -> tuple[I64, I64, int, list[Pass]]:
     """The launches' clients (launch by launch, each in its policy's order), the launch
-    each is for, and how many launches are certain. A client invited by one launch is
-    busy at the later ones: a launch's choice depends only on its candidates and which
-    of them the earlier launches invited. The first pass chooses with none held; each
-    pass after chooses again only for the launches where that changed, until none does
-    (a launch's choice depends only on those before it, so each pass settles at least
-    one more; the rest are uncertain if it takes too many). Also each pass: the
-    launches it chose for, and its choice."""
+    each is for, and how many launches are certain; also each pass: the launches it
+    chose for, and its choice.
+
+    A client invited by one launch is busy at the later ones (`at` increases), and a
+    launch's choice depends only on its own candidates and which of them the earlier
+    launches invited. The first pass chooses with none held; each pass after chooses
+    again only for the launches where that changed, until none does. Each pass settles
+    at least one more launch; the rest are uncertain if it takes too many passes."""
     cands = candidates(engine, at, count, ids)[1]  # once: eligibility is the same each pass
     first = choose(engine, cands)
     clients, launch = first.clients, first.launch
     passes: list[Pass] = [(np.arange(len(at)), first)]
     assumed = np.zeros(len(cands.clients), dtype=bool)  # busy, as each choice was made
     for _ in range(RESELECTIONS):
-        busy, redo = _changed(cands, clients, launch, at, assumed)
+        held = _held(clients, at[launch])
+        busy, redo = _held_changed(cands, held, assumed)
         if not len(redo):
             return clients, launch, len(at), passes
-        sel = choose(engine, cands.only(redo), _held(clients, at[launch]))
+        sel = choose(engine, cands.only(redo), held)
         passes.append((redo, sel))
         keep = ~_among(launch, redo, len(at))
         clients = np.concatenate([clients[keep], sel.clients])
@@ -45,7 +47,7 @@ def select_batch(engine: Engine, at: F64, count: I64, ids: I64
         clients, launch = clients[order], launch[order]
         again = _among(cands.launch, redo, len(at))
         assumed[again] = busy[again]
-    redo = _changed(cands, clients, launch, at, assumed)[1]
+    redo = _held_changed(cands, _held(clients, at[launch]), assumed)[1]
     return clients, launch, int(redo[0]) if len(redo) else len(at), passes
 
 
@@ -56,11 +58,10 @@ def _held(clients: I64, at_s: F64) -> tuple[I64, F64]:
     return clients[order], at_s[order]
 
 
-def _changed(cands: Candidates, clients: I64, launch: I64, at: F64, assumed: B
-             ) -> tuple[B, I64]:
-    """Which candidates the invited `clients` hold busy, and the launches (in order)
-    where that differs from what their choices `assumed`."""
-    busy = busy_among(cands, _held(clients, at[launch]))
+def _held_changed(cands: Candidates, held: tuple[I64, F64], assumed: B) -> tuple[B, I64]:
+    """Which candidates `held` holds busy, and the launches (in order) where that
+    differs from what their choices `assumed`: those to choose for again."""
+    busy = busy_among(cands, held)
     return busy, np.unique(cands.launch[busy != assumed])
 
 
@@ -73,14 +74,15 @@ def _among(launch: I64, which: I64, launches: int) -> B:
 
 
 def tell_observer(engine: Engine, passes: list[Pass], valid: int, versions: list[int]) -> None:
-    """Tell the observer each of the first `valid` launches (at model `versions`), from
-    the pass that chose it last."""
+    """Tell the observer each of the first `valid` launches (at model `versions`, one per
+    launch), from the pass that chose for it last."""
     v = np.array(versions, dtype=np.int64)
-    last = np.zeros(max(valid, 1), dtype=np.int64)  # per launch: the last pass for it
+    last = np.zeros(valid, dtype=np.int64)  # per launch that holds: its last pass
     for k, (which, _) in enumerate(passes):
         last[which[which < valid]] = k
     for k, (which, sel) in enumerate(passes):
-        counted = (which < valid) & (last[np.minimum(which, len(last) - 1)] == k)
+        counted = np.zeros(len(which), dtype=bool)
+        holds = which < valid
+        counted[holds] = last[which[holds]] == k
         if counted.any():
-            engine.observer.selected(sel.ctx, sel.pool, sel.places,
-                                     v[np.minimum(which, len(v) - 1)], counted)
+            engine.observer.selected(sel.ctx, sel.pool, sel.places, v[which], counted)

@@ -317,8 +317,9 @@ class AsyncRounds:
         p = take(self._planned(), idx)
         cut = p.start_s + self.orchestration.deadline_s
         o = take(self._outcomes(), idx)
-        discarded = None if stale is None else np.isin(idx, stale) if len(stale) else \
-            np.zeros(len(idx), dtype=bool)  # (isin's own cost, where there is none)
+        discarded = None
+        if stale is not None:  # (isin's own cost spared where none is stale)
+            discarded = np.isin(idx, stale) if len(stale) else np.zeros(len(idx), dtype=bool)
         first = self.engine.record(p, o, self.started_version[idx], cut, DEADLINE,
                                    settle=False, stale=discarded)
         status = o.status if discarded is None else np.where(discarded, STALE, o.status)

@@ -71,7 +71,8 @@ class Charger:
         return (on <= 0.0) | (on >= (t1_s - t0_s) * (1.0 - 1e-12))
 
     def subset(self, m: B | npt.NDArray[np.int64]) -> Charger:
-        return Charger(self.charge_w[m], self.tz_h[m], self.start_h[m], self.length_h[m])
+        return Charger(charge_w=self.charge_w[m], tz_h=self.tz_h[m], start_h=self.start_h[m],
+                       length_h=self.length_h[m])
 
 
 @dataclass(frozen=True)

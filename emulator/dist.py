@@ -74,6 +74,10 @@ class Dist:
             raise InputError(where, key, "lognormal needs mean > 0 and cv >= 0")
         if self.dist == "normal" and self.std < 0:
             raise InputError(where, key, "normal needs std >= 0")
+        if self.dist in ("normal", "lognormal") and self.low is not None \
+                and self.high is not None and self.high < self.low:
+            raise InputError(where, key, f"{self.dist} needs low <= high, got low {self.low:g} "
+                             f"and high {self.high:g}")
         if self.dist == "choice":
             if not self.values:
                 raise InputError(where, key, "choice needs values")

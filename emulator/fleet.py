@@ -151,14 +151,14 @@ def memory_warnings(f: Fleet, share: float = MEMORY_WARN_SHARE) -> list[str]:
     a session's peak memory: their sessions would all end out of memory, so say it first.
     A group of more than `WARN_SAMPLE` clients is judged on that many, evenly spread."""
     out = []
-    first = 0
+    end = 0
     most_mb = float(f.cost_table.peak_memory_mb.max(initial=0.0))
     for gi, count in enumerate(f.counts):
-        ids = np.arange(first, first + count) if count <= WARN_SAMPLE else \
-            np.linspace(first, first + count - 1, WARN_SAMPLE).round().astype(np.int64)
-        first += count
+        start, end = end, end + count  # the group's clients
         if not count or most_mb <= least_usable_ram_mb(f, gi):  # none can be short
             continue
+        ids = np.arange(start, end) if count <= WARN_SAMPLE else \
+            np.linspace(start, end - 1, WARN_SAMPLE).round().astype(np.int64)
         need_mb = f.cost_table.peak_memory_mb[f.cost_index[ids]]
         ram = f.usable_ram_mb[ids]
         short_share = float(np.mean(ram < need_mb))
@@ -180,5 +180,6 @@ def least_usable_ram_mb(f: Fleet, gi: int) -> float:
     """The least usable RAM a client of group `gi` can draw (its profile's, times the
     least of its spread, as `Draws.usable_ram_mb` works it out): where every session
     fits that, no client need be looked at."""
-    spread = max(f.groups[gi].spread.usable_ram.lower_bound(), LEAST_SPREAD)
+    d = f.groups[gi].spread.usable_ram
+    spread = max(min(d.lower_bound(), d.upper_bound()), LEAST_SPREAD)  # (low <= high: checked)
     return f.profiles[gi].memory.usable_ram_mb * spread

@@ -82,8 +82,9 @@ class Streams:
         # converted (rounding to nearest even, as m + 1/2 rounds), then scaled exactly
         x >>= _S10
         x |= _ONE
-        out: npt.NDArray[np.float64] = np.multiply(x.view(np.int64), _TWO_TO_MINUS_54)
-        return out
+        out: npt.NDArray[np.float64] = np.asarray(np.multiply(x.view(np.int64),
+                                                              _TWO_TO_MINUS_54))
+        return out  # (an array, 0-d for scalar keys only)
 
     def _mixed(self, name: str, scalars: tuple[npt.ArrayLike, ...]) -> np.uint64:
         """The stream's key mixed with leading scalar keys, as integers (remembered: the

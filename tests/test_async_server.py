@@ -49,7 +49,8 @@ def _one_by_one(engine: Engine, at: np.ndarray, count: np.ndarray, ids: np.ndarr
     return chosen
 
 
-@pytest.mark.parametrize("policy", ["deadline_aware", "random", "oort", "power_of_choice"])
+@pytest.mark.parametrize("policy", ["deadline_aware", "random", "oort", "power_of_choice",
+                                    "battery_aware"])
 def test_a_batch_of_launches_chooses_as_one_launch_after_another(policy: str) -> None:
     engine = _engine(60, policy)  # a small fleet: launches of a batch compete for clients
     at, count, ids = _batch(25)

@@ -42,6 +42,9 @@ def _break(how: str) -> dict[str, Any]:
         g[0]["name"] = "phones, old"
     elif how == "more clients a round than the fleet":
         d["orchestration"]["clients_per_round"] = d["fleet"]["clients"] + 1
+    elif how == "a spread clipped from above its top":
+        g[1]["spread"] = {"usable_ram": {"dist": "lognormal", "mean": 1.0, "cv": 0.1,
+                                         "low": 0.9, "high": 0.02}}
     return d
 
 
@@ -61,6 +64,8 @@ CASES = [
      "control character: client_sessions.csv writes it unquoted"),
     ("more clients a round than the fleet",
      "orchestration.clients_per_round: 101 is more than the fleet's 100 clients"),
+    ("a spread clipped from above its top", "fleet.groups[1].spread.usable_ram: lognormal "
+     "needs low <= high, got low 0.9 and high 0.02"),
 ]
 
 
