@@ -4,7 +4,9 @@ Per case: the engine's time (from the scenario loaded to the results in memory: 
 fleet's build and the events, as run.json records it; no interpreter start, no files,
 no plots), end to end (the whole command), client sessions per engine second, and the
 command's peak memory. Each case's goal is checked and said met or missed, and by how
-much; goals that are ratios compare cases measured in the same run.
+much; goals that are ratios compare cases measured in the same run. Each repeat runs
+every case once, in turn, so that the cases a ratio compares see the same stretch of a
+shared machine's time: a ratio's figure is the median of its repeats' own ratios.
 
 `--baseline DIR` measures an earlier edgetwin beside this one, case by case and
 alternating, so that both see the same machine: DIR holds that version installed
@@ -67,6 +69,15 @@ class Measured:
 
     now: Run
     before: Run | None = None
+    runs: list[Run] = field(default_factory=list)  # each repeat's, now
+
+
+def paired(m: dict[str, Measured], key: str, of: str, value: Callable[[Run, Run], float]
+           ) -> float:
+    """The median over repeats of `value(key's run, of's run)`: each pair measured in
+    the same repeat."""
+    return statistics.median(value(a, b) for a, b in zip(m[key].runs, m[of].runs,
+                                                          strict=True))
 
 
 Goal = Callable[[dict[str, Measured]], list[str]]  # lines: each goal, met or missed
@@ -99,8 +110,8 @@ def share_of(key: str, of: str, share: float) -> Goal:
     def check(m: dict[str, Measured]) -> list[str]:
         if of not in m:
             return [f"  {key} against {of}: not measured ({of} not run)"]
-        return [verdict(f"{key} rate / {of} rate", m[key].now.rate / m[of].now.rate, share,
-                        at_most=False)]
+        return [verdict(f"{key} rate / {of} rate", paired(m, key, of, lambda a, b: a.rate / b.rate),
+                        share, at_most=False)]
     return check
 
 
@@ -128,9 +139,10 @@ def tenfold(key: str, of: str, most: float) -> Goal:
     def check(m: dict[str, Measured]) -> list[str]:
         if of not in m:
             return [f"  {key} against {of}: not measured ({of} not run)"]
-        a, b = m[key].now, m[of].now
-        return [verdict(f"{key} / {of} engine", a.engine_s / b.engine_s, most, at_most=True),
-                verdict(f"{key} / {of} end to end", a.wall_s / b.wall_s, most, at_most=True)]
+        engine = paired(m, key, of, lambda a, b: a.engine_s / b.engine_s)
+        wall = paired(m, key, of, lambda a, b: a.wall_s / b.wall_s)
+        return [verdict(f"{key} / {of} engine", engine, most, at_most=True),
+                verdict(f"{key} / {of} end to end", wall, most, at_most=True)]
     return check
 
 
@@ -139,14 +151,14 @@ CASES = [
          goals=[wall_at_most("plots", 10.0)]),
     Case("sync-100k", "100k clients x 1,000 a round x 100, sync", SYNC_100K,
          goals=[rate_at_least("sync-100k", 400_000)]),
+    Case("idle", "1M clients x 1,000 a round x 100 (idle)", IDLE,  # just after its pair
+         goals=[tenfold("idle", "sync-100k", 1.3)]),
     Case("async-1k", "thousand_clients.yaml, async, 2,000 aggregations", ASYNC_1K,
          goals=[rate_at_least("async-1k", 50_000), share_of("async-1k", "sync-100k", 0.25)]),
     Case("async-100k", "100k clients, async, 1,000 in flight, 300 aggregations", ASYNC_100K,
          goals=[rate_at_least("async-100k", 100_000)]),
     Case("million", "1M clients x 10,000 a round x 100", MILLION,
          goals=[faster_than_before("million", 0.5), peak_at_most("million", 1.0)]),
-    Case("idle", "1M clients x 1,000 a round x 100 (idle)", IDLE,
-         goals=[tenfold("idle", "sync-100k", 1.3)]),
     Case("10M", "10M clients x 10,000 a round x 10", TEN_MILLION),
     Case("100M", "100M clients x 10,000 a round x 10", HUNDRED_MILLION, huge=True,
          goals=[peak_at_most("100M", 4.0), wall_at_most("100M", 30.0)]),
@@ -242,9 +254,7 @@ def main() -> int:
         print(f"fleet_speed: --only {args.only!r} names no case (cases: "
               f"{', '.join(c.key for c in CASES)})", file=sys.stderr)
         return 2
-    print(f"{'case':58} {'engine s':>9} {'e2e s':>7} {'sessions':>10} {'sessions/s':>11} "
-          f"{'peak MiB':>9}")
-    measured: dict[str, Measured] = {}
+    selected = []
     for case in CASES:
         if args.only not in case.key and args.only not in case.label:
             continue
@@ -252,16 +262,25 @@ def main() -> int:
             print(f"{case.label}: not run: it may take {HUGE_NEEDS_GIB:g} GiB; "
                   f"{available_mib() / GIB:,.1f} GiB are free")
             continue
-        now_runs, before_runs = [], []
-        for _ in range(args.repeats):  # alternating: both see the same machine
+        selected.append(case)
+    now_runs: dict[str, list[Run]] = {c.key: [] for c in selected}
+    before_runs: dict[str, list[Run]] = {c.key: [] for c in selected}
+    for repeat in range(args.repeats):  # every case in turn, each repeat
+        for case in selected:  # alternating with the baseline: both see the same machine
             if args.baseline and not case.huge:
-                before_runs.append(measure_once(case, args.baseline))
-            now_runs.append(measure_once(case, None))
-        m = Measured(median_run(now_runs), median_run(before_runs) if before_runs else None)
+                before_runs[case.key].append(measure_once(case, args.baseline))
+            now_runs[case.key].append(measure_once(case, None))
+        print(f"fleet_speed: repeat {repeat + 1} of {args.repeats} done", file=sys.stderr)
+    print(f"{'case':58} {'engine s':>9} {'e2e s':>7} {'sessions':>10} {'sessions/s':>11} "
+          f"{'peak MiB':>9}")
+    measured: dict[str, Measured] = {}
+    for case in selected:
+        runs, before = now_runs[case.key], before_runs[case.key]
+        m = Measured(median_run(runs), median_run(before) if before else None, runs)
         measured[case.key] = m
         print(row(case.label, m.now))
-        print(f"{'':58} runs: engine {', '.join(f'{r.engine_s:.2f}' for r in now_runs)}; "
-              f"e2e {', '.join(f'{r.wall_s:.2f}' for r in now_runs)}")
+        print(f"{'':58} runs: engine {', '.join(f'{r.engine_s:.2f}' for r in runs)}; "
+              f"e2e {', '.join(f'{r.wall_s:.2f}' for r in runs)}")
         if m.before is not None:
             print(row("  before", m.before))
             print(f"{'':58} speed-up: engine {m.before.engine_s / m.now.engine_s:.2f}x, "
