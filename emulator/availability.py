@@ -170,6 +170,9 @@ class Availability:
         self.tz_h, self.window_start_h, self.window_length_h = (tz_h, window_start_h,
                                                                 window_length_h)
         self.charger = charger
+        # the charger's local hours are the daily window's (the same time zone column):
+        # worked out once for both
+        self.shared_tz = charger.tz_h is tz_h
         self.charging_only = charging_only
         self.online_fraction = online_fraction
         # churn: epochs of this length are each online with probability q, so online
@@ -218,14 +221,14 @@ class Availability:
             on = mod_24(local_h - self.window_start_h[c]) < self.window_length_h[c]
         if self.charging_only:  # the charger, for those the daily window lets on
             i = np.flatnonzero(on)
-            if tz is not None and ch.tz_h is self.tz_h:  # the same local hours
+            if tz is not None and self.shared_tz:
                 start, length = ch.start_h[c[i]], ch.length_h[c[i]]
                 plugged = mod_24(local_h[i] - start) < length
                 on[i] = plugged
                 if chargers:
                     kept = i[plugged]
-                    read = Charger(ch.charge_w[c[kept]], tz[kept], start[plugged],
-                                   length[plugged])
+                    read = Charger(charge_w=ch.charge_w[c[kept]], tz_h=tz[kept],
+                                   start_h=start[plugged], length_h=length[plugged])
             else:
                 on[i] = self.plugged(c[i], at_places(t_s, i))
         if self.epoch_s > 0:  # churn, for those the windows let on
@@ -243,7 +246,7 @@ class Availability:
         if self.trace is not None:
             end = self.trace.end_s(c, t_s)
         else:
-            tz = ch.tz_h if ch is not None and self.charger.tz_h is self.tz_h else self.tz_h[c]
+            tz = ch.tz_h if ch is not None and self.shared_tz else self.tz_h[c]
             end = window_end_s(t_s, tz, self.window_start_h[c], self.window_length_h[c])
         if self.charging_only:
             assert ch is not None
