@@ -25,7 +25,7 @@ from numba import njit
 from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.availability import HOUR
 from edgetwin.emulator.clock import EXACT_BELOW
-from edgetwin.emulator.streams import GOLDEN, M1, M2
+from edgetwin.emulator.streams import BELOW_ONE, GOLDEN, M1, M2
 
 if TYPE_CHECKING:
     from edgetwin.emulator.engine import Engine
@@ -133,8 +133,8 @@ def _mix(x: Any) -> Any:
 
 @njit(cache=True)
 def _unit(x: Any) -> float:
-    """53 bits of `x` as a uniform in (0, 1) (as `Streams.uniform`)."""
-    return (float(np.int64(x >> _S11)) + 0.5) * (1.0 / 9007199254740992.0)
+    """53 bits of `x` as a uniform in (0, 1) (as `streams.unit_interval`: 1 taken below)."""
+    return min((float(np.int64(x >> _S11)) + 0.5) * (1.0 / 9007199254740992.0), BELOW_ONE)
 
 
 @njit(cache=True)

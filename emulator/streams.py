@@ -24,6 +24,7 @@ _M1, _M2, _GOLDEN = np.uint64(M1), np.uint64(M2), np.uint64(GOLDEN)
 _S10, _S27, _S30, _S31 = np.uint64(10), np.uint64(27), np.uint64(30), np.uint64(31)
 _ONE = np.uint64(1)
 _TWO_TO_MINUS_54 = 2.0 ** -54
+BELOW_ONE = float(np.nextafter(1.0, 0.0))  # the largest uniform drawn
 _MASK = (1 << 64) - 1
 PREFIXES = 4096  # stream and leading scalar keys remembered mixed, at most
 
@@ -78,13 +79,7 @@ class Streams:
             np.multiply(a, _GOLDEN, out=scratch)
             x ^= scratch
             _splitmix_in_place(x, scratch)
-        # the top 53 bits m as (m + 1/2) / 2^53: 2m + 1 (the top 54 bits, the last set to 1)
-        # converted (rounding to nearest even, as m + 1/2 rounds), then scaled exactly
-        x >>= _S10
-        x |= _ONE
-        out: npt.NDArray[np.float64] = np.asarray(np.multiply(x.view(np.int64),
-                                                              _TWO_TO_MINUS_54))
-        return out  # (an array, 0-d for scalar keys only)
+        return unit_interval(x)
 
     def _mixed(self, name: str, scalars: tuple[npt.ArrayLike, ...]) -> np.uint64:
         """The stream's key mixed with leading scalar keys, as integers (remembered: the
@@ -104,6 +99,22 @@ class Streams:
             self._prefixes.clear()
         self._prefixes[(name, *scalars)] = mixed = np.uint64(h)
         return mixed
+
+
+def unit_interval(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+    """Hashed keys `x` (changed in place) as uniforms in (0, 1): the top 53 bits m as
+    (m + 1/2) / 2^53. That is 2m + 1 (the top 54 bits, the last set to 1) converted,
+    rounding to nearest even as m + 1/2 rounds, then scaled exactly. The largest m
+    rounds up to 1 (once in 2^53 draws), so 1 is taken to the largest double below it:
+    a normal quantile at 1 is infinite (an array, 0-d for scalar keys only)."""
+    x >>= _S10
+    x |= _ONE
+    out = np.multiply(x.view(np.int64), _TWO_TO_MINUS_54)
+    if out.ndim:
+        np.minimum(out, BELOW_ONE, out=out)
+    else:  # a scalar: no place to write in
+        out = np.minimum(out, BELOW_ONE)
+    return np.asarray(out)
 
 
 def _as_unsigned(key: npt.ArrayLike) -> npt.NDArray[np.uint64]:

@@ -115,6 +115,17 @@ def test_a_kernel_that_lost_one_candidate_a_draw_is_told_apart(
     assert not _same(wrong, _run([], False, monkeypatch)[0])
 
 
+def test_the_kernels_uniforms_are_numpys_at_the_ends_too() -> None:
+    """Hashes whose uniform rounds to 1 are taken below it by both paths (an online
+    fraction of 1 then keeps the client online in both)."""
+    from edgetwin.emulator.streams import unit_interval
+
+    x = np.array([2 ** 64 - 1, 2 ** 64 - 2 ** 11, 2 ** 64 - 2 ** 12, 0, 2 ** 63 + 12_345],
+                 dtype=np.uint64)
+    kernel = [checkin_kernel._unit(v) for v in x]
+    assert kernel == unit_interval(x.copy()).tolist() and max(kernel) < 1.0
+
+
 def test_hours_out_of_the_exact_range_are_left_to_numpy(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Where local hours would leave the range `mod_24`'s formula is exact for, the

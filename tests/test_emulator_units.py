@@ -21,9 +21,10 @@ from edgetwin.emulator.availability import (
 )
 from edgetwin.emulator.clock import mod_24
 from edgetwin.emulator.columns import column
+from edgetwin.emulator.dist import Dist
 from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
 from edgetwin.emulator.session import DEADLINE, OOM, SessionModel
-from edgetwin.emulator.streams import Streams
+from edgetwin.emulator.streams import Streams, unit_interval
 
 from .emulator_helpers import SCENARIOS, build, run, small_scenario
 
@@ -68,6 +69,17 @@ def test_jitter_has_mean_one_and_the_given_spread() -> None:
     assert f.mean() == pytest.approx(1.0, abs=0.01)
     assert f.std() / f.mean() == pytest.approx(0.3, rel=0.05)
     assert np.all(jitter(u[:10], 0.0) == 1.0)
+
+
+def test_keyed_uniforms_stay_inside_the_open_interval() -> None:
+    """The largest hash rounds to 1 in the conversion; it is kept below 1, so that a
+    normal quantile there (a client's plug-in hour) stays finite."""
+    top = np.array([2 ** 64 - 1, 2 ** 64 - 2 ** 11, 0], dtype=np.uint64)
+    u = unit_interval(top.copy())
+    assert u[0] == u[1] == np.nextafter(1.0, 0.0) and u[2] == 2.0 ** -54
+    assert float(unit_interval(top[:1].reshape(()).copy())) < 1.0  # a scalar key's draw
+    plug = Dist("normal", mean=23.0, std=1.5)
+    assert np.all(np.isfinite(plug.quantile(u))) and np.all(np.isfinite(jitter(u, 0.3)))
 
 
 def test_bandwidth_trace_scales_by_its_mean(tmp_path: Path) -> None:

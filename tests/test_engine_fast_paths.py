@@ -325,7 +325,7 @@ def _splitmix_reference(seed: int, keys: tuple[int, ...]) -> float:
         h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & mask
         h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & mask
         h ^= h >> 31
-    return ((h >> 11) + 0.5) / float(1 << 53)
+    return min(((h >> 11) + 0.5) / float(1 << 53), float(np.nextafter(1.0, 0.0)))
 
 
 def test_keyed_uniforms_are_splitmix_whatever_mix_of_scalars_and_arrays() -> None:
