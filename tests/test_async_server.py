@@ -4,6 +4,7 @@ each with the clients the earlier ones invited held busy; and its stopping rules
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -118,3 +119,34 @@ def test_the_asynchronous_server_stops_by_each_rule(stop: dict[str, float], reas
         assert traffic >= 2e8
     else:  # every session cut at its deadline: none completes, none is aggregated
         assert len(r.rounds) == 0 and taken.sum() > 0
+
+
+def _benchmark(name: str) -> Any:
+    """A script of `benchmarks/`, imported from its file."""
+    import importlib.util
+
+    path = SCENARIOS.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_step_benchmark_counts_each_session_kept_once() -> None:
+    """`benchmarks/async_steps.py` counts what the server kept: every session it kept is
+    in the run's log once (those planned in vain are not), each step that launched ended
+    for one reason, the phases fit in the steps, and the counts repeat with the seed."""
+    bench = _benchmark("async_steps")
+    overrides = [*bench.ASYNC_1K[:-1], "stop.rounds=60"]
+    t = bench.measure(overrides)
+    assert t.steps > 10 and t.kept == t.recorded > 0 and t.planned >= t.kept
+    assert sum(t.ended.values()) == t.launch_steps <= t.steps
+    assert t.choices >= t.launch_steps and t.launches >= t.launch_steps
+    phases = sum(t.seconds[p] for p in bench.PHASES)
+    assert 0 < phases <= t.seconds["step"] <= t.run_s
+    assert bench.measure(overrides).counts() == t.counts()
+    lines = bench.report("async-1k", [t])
+    assert f"{t.recorded:,} sessions" in lines[1] and f"{t.steps:,} steps" in lines[2]
+    assert async_launches.choose is choose  # the server's own parts again afterwards
