@@ -152,9 +152,10 @@ def memory_warnings(f: Fleet, share: float = MEMORY_WARN_SHARE) -> list[str]:
     A group of more than `WARN_SAMPLE` clients is judged on that many, evenly spread."""
     out = []
     end = 0
-    most_mb = float(f.cost_table.peak_memory_mb.max(initial=0.0))
+    table = f.cost_table
     for gi, count in enumerate(f.counts):
         start, end = end, end + count  # the group's clients
+        most_mb = float(table.peak_memory_mb[table.group == gi].max(initial=0.0))
         if not count or most_mb <= least_usable_ram_mb(f, gi):  # none can be short
             continue
         ids = np.arange(start, end) if count <= WARN_SAMPLE else \

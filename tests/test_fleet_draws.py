@@ -206,6 +206,30 @@ def test_the_memory_check_looks_only_at_groups_where_a_client_could_be_short() -
         assert ram[ids].min() >= least[g]
 
 
+def test_each_group_is_held_to_its_own_sessions_peak_memory() -> None:
+    """A group is read only where its own sessions' peak could pass its least usable
+    RAM: in the thousand-client fleet the flagship phones (4,000 MB at least, their
+    sessions 3,142 MB at most) are not read for the AGX Orins' 10,193 MB sessions."""
+    from edgetwin.emulator.scenario import load_scenario
+
+    s = load_scenario(SCENARIOS / "thousand_clients.yaml", ["fleet.clients=300000"])
+    f = Engine(s, SCENARIOS, 3).fleet
+    table = f.cost_table
+    read: list[int] = []
+
+    class Traced:
+        def __getitem__(self, c: np.ndarray) -> Any:
+            read.extend(np.unique(f.group[c]).tolist())
+            return ram[c]
+
+    ram = f.usable_ram_mb
+    f.usable_ram_mb = Traced()  # type: ignore[assignment]
+    assert fleet_module.memory_warnings(f) == []
+    could = [g for g in range(len(f.counts)) if table.peak_memory_mb[table.group == g].max()
+             > fleet_module.least_usable_ram_mb(f, g)]
+    assert read == could and 0 not in could and table.peak_memory_mb.max() > 4_000
+
+
 @pytest.mark.parametrize(("clients", "per_round", "whole"), [
     (200_000, 10, True),  # small enough to hold whatever the run asks
     (1_000_000, 1_000, False),  # 1.3 candidates a client: worked out per client
