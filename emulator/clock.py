@@ -27,9 +27,14 @@ def mod_24(hours: npt.ArrayLike) -> F64:
     """`np.mod(hours, 24.0)`, the same bits: the hour of the day in [0, 24] (24.0 where
     a tiny negative value rounds up to it, as numpy's does)."""
     x = np.asarray(hours, dtype=np.float64)
-    if x.size < FEW or not (x.max() < EXACT_BELOW and x.min() > -EXACT_BELOW):
+    if x.size < FEW:
         out: F64 = np.mod(x, 24.0)
         return out
+    lo, hi = x.min(), x.max()
+    if not (hi < EXACT_BELOW and lo > -EXACT_BELOW):
+        return np.mod(x, 24.0)
+    if lo >= 0.0 and hi < 24.0:  # hours of the day already (a daily window's start):
+        return x + 0.0  # unchanged, as numpy's modulo leaves them, -0.0 made 0.0 as it is
     r: F64 = x - np.floor(x / 24.0) * 24.0
     np.add(r, 24.0, out=r, where=r < 0.0)
     return r

@@ -59,7 +59,7 @@ class Streams:
     def uniform(self, name: str, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Uniforms in (0, 1) that are a pure function of the stream and the integer keys."""
         lead = 0  # leading scalar keys (an attribute's number) are mixed once, as integers
-        while lead < len(keys) and np.ndim(keys[lead]) == 0:
+        while lead < len(keys) and _scalar(keys[lead]):
             lead += 1
         h = self._mixed(name, keys[:lead])
         if lead == len(keys):
@@ -109,12 +109,17 @@ def unit_interval(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
     a normal quantile at 1 is infinite (an array, 0-d for scalar keys only)."""
     x >>= _S10
     x |= _ONE
-    out = np.multiply(x.view(np.int64), _TWO_TO_MINUS_54)
-    if out.ndim:
-        np.minimum(out, BELOW_ONE, out=out)
-    else:  # a scalar: no place to write in
-        out = np.minimum(out, BELOW_ONE)
-    return np.asarray(out)
+    out: npt.NDArray[np.float64] = x.view(np.int64).astype(np.float64)  # (half the cost of
+    out *= _TWO_TO_MINUS_54  # converting inside the multiplication)
+    np.minimum(out, BELOW_ONE, out=out)
+    return out
+
+
+def _scalar(key: npt.ArrayLike) -> bool:
+    """Whether a key is one number (`np.ndim(key) == 0`, without its cost for ints)."""
+    if isinstance(key, np.ndarray):
+        return key.ndim == 0
+    return isinstance(key, (int, np.integer)) or np.ndim(key) == 0
 
 
 def _as_unsigned(key: npt.ArrayLike) -> npt.NDArray[np.uint64]:

@@ -52,6 +52,13 @@ def test_hours_of_the_day_are_numpys_modulo_bit_for_bit() -> None:
     with np.errstate(invalid="ignore"):
         assert np.array_equal(mod_24(odd), np.mod(odd, 24.0), equal_nan=True)
     assert mod_24(np.float64(-1.5)) == 22.5
+    # hours of the day already (a window's start) come back as numpy's modulo gives them:
+    # unchanged, but for -0.0, which becomes 0.0; 24.0 itself is not among them
+    hours = np.random.default_rng(1).uniform(0.0, 24.0, 5_000)
+    day = np.concatenate([hours, [0.0, -0.0, 5e-324, np.nextafter(24.0, 0.0)]])
+    for h in (day, np.append(day, 24.0)):
+        assert np.array_equal(mod_24(h).view(np.int64), np.mod(h, 24.0).view(np.int64))
+    assert mod_24(hours) is not hours  # a new array, as numpy's
     # the check has teeth: the same formula without its fix-up of a quotient one too
     # large is caught
     naive = x - np.floor(x / 24.0) * 24.0
