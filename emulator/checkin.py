@@ -270,7 +270,9 @@ class Drawn:
         """The distinct pairs among these not drawn before (made by draw `r` each), each
         with the first draw that drew it (several launches; a single one draws by
         `fresh`)."""
-        ranked = np.sort((g * self.n + c) * REDRAWS + r)  # by launch, client, then draw
+        # by launch, client, then draw; the draws come launch by launch, so a merge sort of
+        # the runs costs a fifth of numpy's default here (the same sorted numbers)
+        ranked = np.sort((g * self.n + c) * REDRAWS + r, kind="stable")
         keys, r = ranked // REDRAWS, ranked % REDRAWS
         firsts = run_starts(keys)
         keys, r = keys[firsts], r[firsts]
