@@ -7,17 +7,20 @@ one short of clients or not settled). A run's time is its steps times the cost o
 this script measures both, for the two asynchronous cases of `fleet_speed.py`:
 
 - the steps, and per step: sessions kept, sessions planned (those of launches beyond
-  what holds are planned in vain), launches, and calls of the selection policy;
-- what ended each step: every launch held; a new session reported before a launch;
-  a launch short of clients or not settled;
+  what holds are planned in vain), launches selected and kept, and calls of the
+  selection policy;
+- what ended each step that launched: every launch held; a new session reported before
+  a launch; a launch short of clients; a launch not settled by the selection's passes;
 - a step's time and its shares: the scan (twice a step), selection, planning, the
   sessions' accounts, and the rest (taking, starting and recording sessions); and the
   time outside the steps (the events' loop, the stop).
 
-In one process, each phase timed by a wrapper (about a microsecond a call), so a run
-takes a little longer than `fleet_speed.py`'s engine time, which also counts the fleet's
-build; a first run, not counted, warms imports and caches. The counts are the same on
-every machine with the same versions (each repeat checks it); the times are medians.
+The run's time is the events' only (the fleet is built before it), each phase timed by
+a wrapper (about a microsecond a call): compare its figures with each other, not with
+`fleet_speed.py`'s engine time, which counts the build too. A first run, not counted,
+warms imports and caches. The counts repeat with the seed (each repeat checks it; on
+another class of processor they may differ, as the goldens' hashes do); the times are
+medians.
 
 Usage: python benchmarks/async_steps.py [--repeats N] [--only SUBSTRING] [--set KEY=VALUE]
 """
@@ -35,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from edgetwin.common.errors import InputError
 from edgetwin.emulator import async_launches, async_rounds
 from edgetwin.emulator.async_rounds import AsyncRounds
 from edgetwin.emulator.engine import Engine
@@ -47,8 +53,9 @@ from fleet_speed import ASYNC_1K, ASYNC_100K, SCENARIO
 CASES = {"async-1k": ("thousand_clients.yaml, async, 2,000 aggregations", ASYNC_1K),
          "async-100k": ("100k clients, async, 1,000 in flight, 300 aggregations", ASYNC_100K)}
 PHASES = {"scan": "scan", "select": "selection", "plan": "planning", "account": "accounts"}
+TIMED = ("step", *PHASES, "launch", "choose")
 ENDED = {"held": "every launch held", "report": "a new session reported first",
-         "short": "a launch short or not settled"}
+         "short": "a launch short of clients", "unsettled": "a launch not settled"}
 
 
 @dataclass
@@ -57,37 +64,50 @@ class Tally:
 
     steps: int = 0
     launch_steps: int = 0  # steps that made launches
-    launches: int = 0
+    launches: int = 0  # selected, those beyond what holds among them
+    launches_kept: int = 0
     planned: int = 0
     kept: int = 0
     choices: int = 0  # selection-policy calls
     ended: Counter[str] = field(default_factory=Counter)
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMED, 0.0))
     run_s: float = 0.0
     recorded: int = 0  # sessions in the run's log
 
     def counts(self) -> tuple[Any, ...]:
-        return (self.steps, self.launch_steps, self.launches, self.planned, self.kept,
-                self.choices, tuple(sorted(self.ended.items())), self.recorded)
+        return (self.steps, self.launch_steps, self.launches, self.launches_kept,
+                self.planned, self.kept, self.choices, tuple(sorted(self.ended.items())),
+                self.recorded)
 
 
 @contextmanager
 def instrumented(t: Tally) -> Iterator[None]:
-    """The server's phases timed and counted into `t` while inside."""
+    """The server's phases timed and counted into `t` while inside (inside a step only:
+    the stop accounts the sessions still running too); the server's own parts again
+    afterwards, whatever happens."""
     saved: list[tuple[Any, str, Any]] = []
+    inside = [False]  # within a step
+    certain = [0]  # launches the last batch's selection settled
 
     def wrap(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
         original = getattr(owner, name)
         saved.append((owner, name, original))
         setattr(owner, name, make(original))
 
-    def timed(phase: str, count: Callable[..., None] | None = None
+    def timed(phase: str, count: Callable[[Any, Any], None] | None = None
               ) -> Callable[[Any], Any]:
         def make(original: Any) -> Any:
             def call(*args: Any, **kwargs: Any) -> Any:
+                if phase != "step" and not inside[0]:
+                    return original(*args, **kwargs)
+                inside[0] = True
                 t0 = time.perf_counter()
-                out = original(*args, **kwargs)
-                t.seconds[phase] += time.perf_counter() - t0
+                try:
+                    out = original(*args, **kwargs)
+                finally:
+                    t.seconds[phase] += time.perf_counter() - t0
+                    if phase == "step":
+                        inside[0] = False
                 if count is not None:
                     count(args, out)
                 return out
@@ -97,6 +117,9 @@ def instrumented(t: Tally) -> Iterator[None]:
     def step(args: Any, out: Any) -> None:
         t.steps += 1
 
+    def select(args: Any, out: Any) -> None:
+        certain[0] = out[2]
+
     def plan(args: Any, out: Any) -> None:
         t.planned += len(args[1])
 
@@ -104,32 +127,46 @@ def instrumented(t: Tally) -> Iterator[None]:
         t.choices += 1
 
     def launch(args: Any, out: Any) -> None:
-        made, (new, valid, earliest) = args[1], out
+        made, (new, valid, _) = args[1], out
         if not made:
             return
         t.launch_steps += 1
         t.launches += len(made)
+        t.launches_kept += valid
         t.kept += 0 if new is None else len(new[1])
-        t.ended["held" if valid == len(made) else
-                "report" if made[valid].at_s >= earliest else "short"] += 1
+        t.ended[ended_by(made, new, valid, certain[0])] += 1
 
-    wrap(AsyncRounds, "step", timed("step", step))
-    wrap(AsyncRounds, "scan", timed("scan"))
-    wrap(AsyncRounds, "_launch", timed("launch", launch))
-    wrap(async_rounds, "select_batch", timed("select"))
-    wrap(async_launches, "choose", timed("choose", choose))
-    wrap(SessionModel, "plan", timed("plan", plan))
-    wrap(SessionModel, "account", timed("account"))
     try:
+        wrap(AsyncRounds, "step", timed("step", step))
+        wrap(AsyncRounds, "scan", timed("scan"))
+        wrap(AsyncRounds, "_launch", timed("launch", launch))
+        wrap(async_rounds, "select_batch", timed("select", select))
+        wrap(async_launches, "choose", timed("choose", choose))
+        wrap(SessionModel, "plan", timed("plan", plan))
+        wrap(SessionModel, "account", timed("account"))
         yield
     finally:
         for owner, name, original in reversed(saved):
             setattr(owner, name, original)
 
 
+def ended_by(made: list[Any], new: Any, valid: int, certain: int) -> str:
+    """Why `AsyncRounds._launch` kept `valid` of the launches `made` (the batch's
+    selection settled `certain`): it keeps them in order up to the first a new session
+    reports before, and stops after one short of clients or at the first not settled."""
+    if valid == len(made):
+        return "held"
+    got = np.bincount(new[1], minlength=valid) if new is not None else np.zeros(valid)
+    if valid and got[valid - 1] < made[valid - 1].count:
+        return "short"
+    return "unsettled" if valid == certain else "report"
+
+
 def measure(overrides: list[str]) -> Tally:
     """One instrumented run of the thousand-client scenario with `overrides`."""
     s = load_scenario(SCENARIO, overrides)
+    if s.seed is None:
+        raise ValueError("the scenario needs a seed: the counts repeat only with one")
     engine = Engine(s, SCENARIO.parent, s.seed)
     t = Tally()
     with instrumented(t):
@@ -165,7 +202,8 @@ def report(label: str, runs: list[Tally]) -> list[str]:
         f"{t.recorded / run_s:,.0f} a second",
         f"  {t.steps:,} steps: per step {t.kept / per:.1f} sessions kept, "
         f"{t.planned / per:.1f} planned ({1 - t.kept / max(t.planned, 1):.0%} of them in vain), "
-        f"{t.launches / per:.1f} launches, {t.choices / per:.2f} policy calls",
+        f"{t.launches / per:.1f} launches selected ({t.launches_kept / per:.1f} kept), "
+        f"{t.choices / per:.2f} policy calls",
         f"  what ended a step that launched ({t.launch_steps:,}): {ended}",
         f"  a step {ms:.2f} ms: {shares}",
         f"  outside the steps: {run_s - step_s:.2f} s",
@@ -190,8 +228,16 @@ def main() -> int:
         return 2
     for key, (label, overrides) in chosen.items():
         case = overrides + args.set
-        measure(case)  # imports and caches warmed, not counted
-        runs = [measure(case) for _ in range(args.repeats)]
+        try:
+            measure(case)  # imports and caches warmed, not counted
+            runs = [measure(case) for _ in range(args.repeats)]
+        except (InputError, ValueError) as e:
+            print(f"async_steps: {key}: {e}", file=sys.stderr)
+            return 2
+        if not runs[0].steps:
+            print(f"async_steps: {key}: no asynchronous step ran (orchestration.mode is "
+                  "not async?)", file=sys.stderr)
+            return 2
         if len({r.counts() for r in runs}) != 1:
             print(f"async_steps: {key}: the counts differ between repeats of one seed",
                   file=sys.stderr)

@@ -7,8 +7,10 @@ largest single cost of a large fleet's check-in. For |hours| below `EXACT_BELOW`
 size (24 is 3 x 8); the difference, of magnitude below 24 and on x's own grid, is
 exact too; `floor(x / 24)` is never below the true quotient's floor (rounding is
 monotone and whole multiples divide exactly), and where it is one above, the negative
-difference plus 24 rounds once, as numpy's fix-up does. Outside that range (and for
-inf and nan) numpy's modulo itself is used. `tests/test_emulator_units.py` checks it bit
+difference plus 24 rounds once, as numpy's fix-up does. Values all of the day already
+(a window's start) are handed back as they are (numpy's `fmod` is exact; -0.0 becomes
+0.0, as numpy's sign fix makes it). Outside that range (and for inf and nan) numpy's
+modulo itself is used. `tests/test_emulator_units.py` checks it bit
 for bit against `np.mod`, near every whole multiple of 24 and at tiny and huge values.
 """
 

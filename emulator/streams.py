@@ -109,8 +109,8 @@ def unit_interval(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
     a normal quantile at 1 is infinite (an array, 0-d for scalar keys only)."""
     x >>= _S10
     x |= _ONE
-    out: npt.NDArray[np.float64] = x.view(np.int64).astype(np.float64)  # (half the cost of
-    out *= _TWO_TO_MINUS_54  # converting inside the multiplication)
+    out: npt.NDArray[np.float64] = x.view(np.int64).astype(np.float64)  # (less than a
+    out *= _TWO_TO_MINUS_54  # conversion inside the multiplication costs)
     np.minimum(out, BELOW_ONE, out=out)
     return out
 

@@ -1,6 +1,7 @@
 """The buffered asynchronous server's parts: a batch of launches selected at once
 (`async_launches.select_batch`) is what the launches chosen one after another give,
-each with the clients the earlier ones invited held busy; and its stopping rules."""
+each with the clients the earlier ones invited held busy; its stopping rules; and what
+`benchmarks/async_steps.py` counts of its steps."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgetwin.emulator import async_launches
+from edgetwin.emulator import async_launches, async_rounds
 from edgetwin.emulator.async_launches import select_batch, tell_observer
+from edgetwin.emulator.async_state import Launch
 from edgetwin.emulator.checkin import candidates, choose
 from edgetwin.emulator.engine import Engine
 from edgetwin.emulator.observer import Observer
@@ -122,7 +124,8 @@ def test_the_asynchronous_server_stops_by_each_rule(stop: dict[str, float], reas
 
 
 def _benchmark(name: str) -> Any:
-    """A script of `benchmarks/`, imported from its file."""
+    """A script of `benchmarks/`, imported from its file (the path and the sibling it
+    imports left as they were)."""
     import importlib.util
 
     path = SCENARIOS.parent / "benchmarks" / f"{name}.py"
@@ -130,23 +133,52 @@ def _benchmark(name: str) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # (its dataclasses look their module up)
-    spec.loader.exec_module(module)
+    before = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = before
+        sys.modules.pop("fleet_speed", None)
     return module
 
 
 def test_the_step_benchmark_counts_each_session_kept_once() -> None:
     """`benchmarks/async_steps.py` counts what the server kept: every session it kept is
-    in the run's log once (those planned in vain are not), each step that launched ended
-    for one reason, the phases fit in the steps, and the counts repeat with the seed."""
+    in the run's log (those planned in vain are not), every phase is timed within the
+    steps, the counts repeat with the seed, and the server's own parts are back after."""
+    from edgetwin.emulator.async_rounds import AsyncRounds
+    from edgetwin.emulator.session import SessionModel
+
     bench = _benchmark("async_steps")
-    overrides = [*bench.ASYNC_1K[:-1], "stop.rounds=60"]
+    parts = [(AsyncRounds, "step"), (AsyncRounds, "scan"), (AsyncRounds, "_launch"),
+             (async_rounds, "select_batch"), (async_launches, "choose"),
+             (SessionModel, "plan"), (SessionModel, "account")]
+    own = [getattr(owner, name) for owner, name in parts]
+    overrides = [o for o in bench.ASYNC_1K if not o.startswith("stop.")] + ["stop.rounds=60"]
     t = bench.measure(overrides)
     assert t.steps > 10 and t.kept == t.recorded > 0 and t.planned >= t.kept
     assert sum(t.ended.values()) == t.launch_steps <= t.steps
-    assert t.choices >= t.launch_steps and t.launches >= t.launch_steps
-    phases = sum(t.seconds[p] for p in bench.PHASES)
-    assert 0 < phases <= t.seconds["step"] <= t.run_s
+    assert t.launches >= t.launches_kept >= t.launch_steps and t.choices >= t.launch_steps
+    assert all(t.seconds[p] > 0 for p in bench.PHASES)
+    assert sum(t.seconds[p] for p in bench.PHASES) <= t.seconds["step"] <= t.run_s
     assert bench.measure(overrides).counts() == t.counts()
     lines = bench.report("async-1k", [t])
     assert f"{t.recorded:,} sessions" in lines[1] and f"{t.steps:,} steps" in lines[2]
-    assert async_launches.choose is choose  # the server's own parts again afterwards
+    assert [getattr(owner, name) for owner, name in parts] == own
+
+
+def test_the_step_benchmark_tells_why_a_step_ended() -> None:
+    """The reason a step kept fewer launches than it made, as `_launch` decides it: a
+    new session's report before the next launch, a launch short of clients (counted
+    from the sessions kept), or the first launch the selection did not settle."""
+    bench = _benchmark("async_steps")
+    made = [Launch(at_s=float(i), count=2, version=0) for i in range(4)]
+
+    def kept(per_launch: list[int]) -> tuple[None, np.ndarray]:
+        return None, np.repeat(np.arange(len(per_launch)), per_launch)
+
+    assert bench.ended_by(made, kept([2, 2, 2, 1]), 4, 4) == "held"
+    assert bench.ended_by(made, kept([2, 1]), 2, 4) == "short"
+    assert bench.ended_by(made, kept([2, 2]), 2, 4) == "report"
+    assert bench.ended_by(made, kept([2, 2]), 2, 2) == "unsettled"
+    assert bench.ended_by(made, None, 0, 0) == "unsettled"

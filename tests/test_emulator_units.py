@@ -81,9 +81,10 @@ def test_jitter_has_mean_one_and_the_given_spread() -> None:
 def test_keyed_uniforms_stay_inside_the_open_interval() -> None:
     """The largest hash rounds to 1 in the conversion; it is kept below 1, so that a
     normal quantile there (a client's plug-in hour) stays finite."""
-    top = np.array([2 ** 64 - 1, 2 ** 64 - 2 ** 11, 0], dtype=np.uint64)
+    top = np.array([2 ** 64 - 1, 2 ** 64 - 2 ** 11, 0, (2 ** 53 - 2) << 11], dtype=np.uint64)
     u = unit_interval(top.copy())
     assert u[0] == u[1] == np.nextafter(1.0, 0.0) and u[2] == 2.0 ** -54
+    assert u[3] == 1.0 - 2.0 ** -52  # the next m down rounds below 1 by itself
     assert float(unit_interval(top[:1].reshape(()).copy())) < 1.0  # a scalar key's draw
     plug = Dist("normal", mean=23.0, std=1.5)
     assert np.all(np.isfinite(plug.quantile(u))) and np.all(np.isfinite(jitter(u, 0.3)))
