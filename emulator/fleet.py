@@ -160,7 +160,7 @@ def memory_warnings(f: Fleet, share: float = MEMORY_WARN_SHARE) -> list[str]:
             continue
         ids = np.arange(start, end) if count <= WARN_SAMPLE else \
             np.linspace(start, end - 1, WARN_SAMPLE).round().astype(np.int64)
-        need_mb = f.cost_table.peak_memory_mb[f.cost_index[ids]]
+        need_mb = table.peak_memory_mb[f.cost_index[ids]]
         ram = f.usable_ram_mb[ids]
         short_share = float(np.mean(ram < need_mb))
         if short_share <= share:

@@ -15,6 +15,7 @@ from edgetwin.emulator import fleet as fleet_module
 from edgetwin.emulator.columns import Computed, Kept
 from edgetwin.emulator.dist import Dist
 from edgetwin.emulator.engine import Engine, Results
+from edgetwin.emulator.scenario import load_scenario
 
 from .emulator_helpers import SCENARIOS, build, run, small_scenario
 
@@ -183,12 +184,10 @@ def test_a_group_that_cannot_fit_a_session_is_named_before_the_run(
     assert ("(judged on 100,000 of them)" in lines[0]) == sampled
 
 
-def test_the_memory_check_looks_only_at_groups_where_a_client_could_be_short() -> None:
-    """A group whose least usable RAM (its profile's, times the least of its spread)
-    holds every session is judged without reading a client; the others are read."""
-    data = small_scenario(fleet__clients=300_000)
-    data["fleet"]["groups"][1]["spread"] = {"usable_ram": 0.01}
-    f = Engine(build(data), SCENARIOS, 3).fleet
+def _memory_check_reads(f: Any) -> tuple[list[str], list[int]]:
+    """The memory check's warnings for fleet `f`, and the groups whose clients it read
+    (their usable RAM traced while it runs)."""
+    ram = f.usable_ram_mb
     read: list[int] = []
 
     class Traced:
@@ -196,10 +195,23 @@ def test_the_memory_check_looks_only_at_groups_where_a_client_could_be_short() -
             read.extend(np.unique(f.group[c]).tolist())
             return ram[c]
 
-    ram = f.usable_ram_mb
-    f.usable_ram_mb = Traced()  # type: ignore[assignment]
-    assert len(fleet_module.memory_warnings(f)) == 1
+    f.usable_ram_mb = Traced()
+    try:
+        return fleet_module.memory_warnings(f), read
+    finally:
+        f.usable_ram_mb = ram
+
+
+def test_the_memory_check_looks_only_at_groups_where_a_client_could_be_short() -> None:
+    """A group whose least usable RAM (its profile's, times the least of its spread)
+    holds every session is judged without reading a client; the others are read."""
+    data = small_scenario(fleet__clients=300_000)
+    data["fleet"]["groups"][1]["spread"] = {"usable_ram": 0.01}
+    f = Engine(build(data), SCENARIOS, 3).fleet
+    warnings, read = _memory_check_reads(f)
+    assert len(warnings) == 1
     assert read == [1]  # the short group only
+    ram = f.usable_ram_mb
     least = [fleet_module.least_usable_ram_mb(f, g) for g in range(len(f.counts))]
     for g in range(len(f.counts)):
         ids = np.arange(sum(f.counts[:g]), sum(f.counts[:g + 1]))
@@ -210,21 +222,11 @@ def test_each_group_is_held_to_its_own_sessions_peak_memory() -> None:
     """A group is read only where its own sessions' peak could pass its least usable
     RAM: in the thousand-client fleet the flagship phones (4,000 MB at least, their
     sessions 3,142 MB at most) are not read for the AGX Orins' 10,193 MB sessions."""
-    from edgetwin.emulator.scenario import load_scenario
-
     s = load_scenario(SCENARIOS / "thousand_clients.yaml", ["fleet.clients=300000"])
     f = Engine(s, SCENARIOS, 3).fleet
     table = f.cost_table
-    read: list[int] = []
-
-    class Traced:
-        def __getitem__(self, c: np.ndarray) -> Any:
-            read.extend(np.unique(f.group[c]).tolist())
-            return ram[c]
-
-    ram = f.usable_ram_mb
-    f.usable_ram_mb = Traced()  # type: ignore[assignment]
-    assert fleet_module.memory_warnings(f) == []
+    warnings, read = _memory_check_reads(f)
+    assert warnings == []
     could = [g for g in range(len(f.counts)) if table.peak_memory_mb[table.group == g].max()
              > fleet_module.least_usable_ram_mb(f, g)]
     assert read == could and 0 not in could and table.peak_memory_mb.max() > 4_000
