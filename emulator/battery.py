@@ -17,9 +17,12 @@ def idle_update_j(battery_j: F64, capacity_j: F64, t0_s: F64, t1_s: F64, charger
     """
     plugged_s = charger.plugged_s(t0_s, t1_s)
     unplugged_s = np.maximum(t1_s - t0_s - plugged_s, 0.0)
-    finite = np.isfinite(capacity_j)
-    out = battery_j.copy()
     delta = charger.charge_w * plugged_s - standby_w * unplugged_s
+    finite = np.isfinite(capacity_j)
+    if finite.all():  # batteries only (as the session model asks): no mask to apply
+        every: F64 = np.clip(battery_j + delta, 0.0, capacity_j)
+        return every
+    out = battery_j.copy()
     out[finite] = np.clip(battery_j[finite] + delta[finite], 0.0, capacity_j[finite])
     return out
 

@@ -133,9 +133,11 @@ def _eligible(engine: Engine, c: I64, t_s: F64 | float) -> tuple[I64, F64]:
     i = np.flatnonzero(on)
     idle = engine.busy_until_s[c[i]] <= at_places(t, i)
     i = i[idle]
-    battery = model.battery_at(c[i], at_places(t, i),
-                               None if chargers is None else chargers.subset(idle))
-    ok = model.charged_enough(c[i], battery)
+    ci = c[i]
+    capacity = engine.fleet.battery_capacity_j[ci]  # read once for the charge and the check
+    battery = model.battery_at(ci, at_places(t, i),
+                               None if chargers is None else chargers.subset(idle), capacity)
+    ok = model.charged_enough(ci, battery, capacity)
     return i[ok], battery[ok]
 
 

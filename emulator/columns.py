@@ -5,7 +5,8 @@ is a function: `Computed` works values out for the clients asked. A fleet small 
 holds them whole instead (a gather is cheaper than working a value out again); the
 values are the same either way. What a run writes of a client (its charge, its
 temperature, when its session ends) is `Kept`: held only for the clients written,
-every other client reading its default.
+every other client reading its default (a constant one needs no more than the value
+held: it is what a place not yet written holds).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class Kept:
         self.columns: list[KeptColumn] = []
         self.size = 0
 
-    def add(self, default: Of, dtype: npt.DTypeLike = np.float64) -> KeptColumn:
+    def add(self, default: Of | float, dtype: npt.DTypeLike = np.float64) -> KeptColumn:
         col = KeptColumn(self, default, np.dtype(dtype))
         self.columns.append(col)
         return col
@@ -112,12 +113,17 @@ class Kept:
 
 
 class KeptColumn:
-    """One column of a `Kept` state: its default for a client not yet written."""
+    """One column of a `Kept` state: its default for a client not yet written (worked out
+    per client, or one number for all)."""
 
-    def __init__(self, kept: Kept, default: Of, dtype: np.dtype[Any]) -> None:
-        self.kept, self.default = kept, default
-        self.values = np.zeros(16, dtype=dtype)
-        self.written = np.zeros(16, dtype=bool)  # per place: this column written there
+    def __init__(self, kept: Kept, default: Of | float, dtype: np.dtype[Any]) -> None:
+        self.kept = kept
+        # a number: held by every place until written there, so no place need say which
+        self.default: Of | None = default if callable(default) else None
+        self.fill: float = 0 if callable(default) else default
+        self.values = np.full(16, self.fill, dtype=dtype)
+        # per place: this column written there (a constant default needs no such flags)
+        self.written = np.zeros(16, dtype=bool) if self.default is not None else None
 
     def __len__(self) -> int:
         return self.kept.n
@@ -126,13 +132,15 @@ class KeptColumn:
         """Room for the places up to `end` (twice as much again where it grows)."""
         if end > len(self.values):
             size = max(end, 2 * len(self.values))
-            self.values = _grown(self.values, size)
-            self.written = _grown(self.written, size)
+            self.values = _grown(self.values, size, self.fill)
+            if self.written is not None:
+                self.written = _grown(self.written, size, False)
 
     def put(self, at: npt.NDArray[np.integer[Any]], value: Any) -> None:
         """Write `value` at places `at` (given by `Kept.place`)."""
         self.values[at] = value
-        self.written[at] = True
+        if self.written is not None:
+            self.written[at] = True
 
     def __getitem__(self, c: Any) -> Any:
         c = np.asarray(c, dtype=np.int64)
@@ -140,6 +148,8 @@ class KeptColumn:
             return self[c.reshape(1)][0]
         s = self.kept.slots(c)
         out = self.values[s]
+        if self.default is None or self.written is None:  # a constant default: held there
+            return out
         unwritten = np.flatnonzero(~self.written[s])
         if len(unwritten):
             out[unwritten] = self.default(c[unwritten])
@@ -149,17 +159,19 @@ class KeptColumn:
         self.put(self.kept.place(np.asarray(c, dtype=np.int64)), value)
 
 
-def _grown(a: Values, size: int) -> Values:
-    """`a` in an array of `size` entries, the rest zero."""
-    out = np.zeros(size, dtype=a.dtype)
+def _grown(a: Values, size: int, fill: Any) -> Values:
+    """`a` in an array of `size` entries, the rest `fill`."""
+    out = np.full(size, fill, dtype=a.dtype)
     out[: len(a)] = a
     return out
 
 
-def state(n: int, default: Of, kept: Kept | None, dtype: npt.DTypeLike = np.float64
-          ) -> StateColumn:
-    """A column a run writes: a whole array, or `kept` for the clients written."""
+def state(n: int, default: Of | float, kept: Kept | None,
+          dtype: npt.DTypeLike = np.float64) -> StateColumn:
+    """A column a run writes, each client's value until then `default` (worked out per
+    client, or one number for all): a whole array, or `kept` for the clients written."""
     if kept is None:
-        whole: StateColumn = np.asarray(default(np.arange(n, dtype=np.int64)), dtype=dtype)
+        whole: StateColumn = np.full(n, default, dtype=dtype) if not callable(default) else \
+            np.asarray(default(np.arange(n, dtype=np.int64)), dtype=dtype)
         return whole
     return kept.add(default, dtype)

@@ -53,7 +53,7 @@ class Draws:
         self.dirichlet_sum = self._dirichlet_sum(sum(counts))
 
     def group(self, c: I64) -> I64:
-        g: I64 = np.searchsorted(self.starts, c, side="right")
+        g: I64 = self.starts.searchsorted(c, side="right")  # (numpy's function wraps this)
         return g
 
     def uniform(self, c: I64, name: str) -> F64:

@@ -74,12 +74,11 @@ class Engine:
         self.model = SessionModel(scenario, self.fleet, self.streams, base)
         self.env = simpy.Environment()
         # when each client's session ends, and how many it has started
-        self.busy_until_s = self.fleet.state(lambda c: np.zeros(c.shape))
+        self.busy_until_s = self.fleet.state(0.0)
         # the compiled check-in's view of the fleet (`checkin_kernel.Fleet`), once asked;
         # False where it does not apply
         self.checkin_fleet: KernelFleet | Literal[False] | None = None
-        self.participations = self.fleet.state(lambda c: np.zeros(c.shape, dtype=np.int64),
-                                               np.int64)
+        self.participations = self.fleet.state(0, np.int64)
         self.policy, self.policy_params = policy_for(scenario.selection)
         self.clients = self._client_view()
         self.rounds: list[RoundRow] = []

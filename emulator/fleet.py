@@ -93,7 +93,7 @@ class Fleet:
         else:
             self.kept.write(c, {col: value for col, value in pairs if isinstance(col, KeptColumn)})
 
-    def state(self, default: Of, dtype: npt.DTypeLike = np.float64) -> StateColumn:
+    def state(self, default: Of | float, dtype: npt.DTypeLike = np.float64) -> StateColumn:
         """A further column the run writes, kept as this fleet keeps its own."""
         return state(self.n, default, self.kept, dtype)
 
@@ -131,7 +131,7 @@ def build_fleet(s: Scenario, streams: Streams, base: Path, whole: bool | None = 
                  latency_s=col(d.latency_s), battery_capacity_j=col(d.capacity_j),
                  battery_j=state(n, d.initial_battery_j, kept),
                  temperature_c=state(n, lambda c: temp0[d.group(c)], kept),
-                 last_touch_s=state(n, lambda c: np.zeros(c.shape), kept),
+                 last_touch_s=state(n, 0.0, kept),
                  tz_h=col(d.tz_h), window_start_h=col(d.window_start_h),
                  window_length_h=col(d.window_length_h), plug_start_h=col(d.plug_start_h),
                  plug_length_h=col(d.plug_length_h), kept=kept)

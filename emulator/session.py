@@ -174,24 +174,28 @@ class SessionModel:
                        th.resistance_c_per_w[g], th.time_constant_s[g])
         return self.battery_at(c, t_s, charger), temp
 
-    def battery_at(self, c: I64, t_s: F64 | float, charger: Charger | None = None) -> F64:
+    def battery_at(self, c: I64, t_s: F64 | float, charger: Charger | None = None,
+                   capacity_j: F64 | None = None) -> F64:
         """Each client's charge at `t_s` (one instant for all, or one each; see
-        `state_at`); mains power stays infinite."""
+        `state_at`); mains power stays infinite. `capacity_j`: the clients' battery
+        capacities, where the caller has them read."""
         f = self.fleet
         out: F64 = f.battery_j[c]
-        i = np.flatnonzero(np.isfinite(f.battery_capacity_j[c]))
+        capacity_j = f.battery_capacity_j[c] if capacity_j is None else capacity_j
+        i = np.flatnonzero(np.isfinite(capacity_j))
         if len(i):
             ci = c[i]
             out[i] = batt.idle_update_j(
-                out[i], f.battery_capacity_j[ci], f.last_touch_s[ci],
+                out[i], capacity_j[i], f.last_touch_s[ci],
                 at_places(np.asarray(t_s, dtype=np.float64), i),
                 self.charger.subset(ci) if charger is None else charger.subset(i),
                 self.standby_w[f.group[ci]])
         return out
 
-    def charged_enough(self, c: I64, battery_j: F64) -> B:
-        """Charged enough to join a round at `battery_j`."""
-        pct = batt.percent(battery_j, self.fleet.battery_capacity_j[c])
+    def charged_enough(self, c: I64, battery_j: F64, capacity_j: F64 | None = None) -> B:
+        """Charged enough to join a round at `battery_j` (`capacity_j`: as `battery_at`)."""
+        capacity_j = self.fleet.battery_capacity_j[c] if capacity_j is None else capacity_j
+        pct = batt.percent(battery_j, capacity_j)
         return pct >= self.scenario.battery.min_pct_to_join
 
     # --- planning -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from edgetwin.emulator import fleet as fleet_module
-from edgetwin.emulator.columns import Computed, Kept
+from edgetwin.emulator.columns import Computed, Kept, state
 from edgetwin.emulator.dist import Dist
 from edgetwin.emulator.engine import Engine, Results
 from edgetwin.emulator.scenario import load_scenario
@@ -169,6 +169,25 @@ def test_a_client_placed_by_one_column_works_out_the_others_defaults_only_when_r
     asked.clear()
     assert battery[ids[:3]].tolist() == [1.0, 2.0, 24.0] and asked == [12]
     assert busy[np.array([10, 5])].tolist() == [5.0, 0.0]
+
+
+def test_a_constant_default_is_read_without_flags_whole_or_kept() -> None:
+    """A column whose default is one number holds it at every place not written, through
+    growth and places given by another column's writes, and reads as a whole array would."""
+    kept = Kept(1_000)
+    busy, other = kept.add(7.5), kept.add(lambda c: c * 1.0)
+    count = kept.add(3, np.int64)
+    assert busy.written is None and other.written is not None
+    other[np.arange(100, 140)] = 1.0  # places for forty clients: the columns grow past 16
+    ids = np.array([100, 139, 5, 0, 999])
+    assert busy[ids].tolist() == [7.5] * 5 and count[ids].tolist() == [3] * 5
+    busy[np.array([139, 5])] = np.array([1.0, 2.0])
+    count[np.array([100])] += 1
+    assert busy[ids].tolist() == [7.5, 1.0, 2.0, 7.5, 7.5]
+    assert count[ids].tolist() == [4, 3, 3, 3, 3] and busy[np.int64(5)] == 2.0
+    whole = state(1_000, 7.5, None)
+    assert isinstance(whole, np.ndarray) and whole.tolist() == [7.5] * 1_000
+    assert state(4, 3, None, np.int64).tolist() == [3] * 4
 
 
 @pytest.mark.parametrize(("clients", "sampled"), [(3_000, False), (300_000, True)])
