@@ -171,7 +171,9 @@ def state(n: int, default: Of | float, kept: Kept | None,
     """A column a run writes, each client's value until then `default` (worked out per
     client, or one number for all): a whole array, or `kept` for the clients written."""
     if kept is None:
-        whole: StateColumn = np.full(n, default, dtype=dtype) if not callable(default) else \
-            np.asarray(default(np.arange(n, dtype=np.int64)), dtype=dtype)
+        if callable(default):
+            whole: StateColumn = np.asarray(default(np.arange(n, dtype=np.int64)), dtype=dtype)
+        else:  # zeros as the system hands them out: a page is committed where written
+            whole = np.zeros(n, dtype=dtype) if default == 0 else np.full(n, default, dtype=dtype)
         return whole
     return kept.add(default, dtype)
