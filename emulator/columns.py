@@ -148,10 +148,11 @@ class KeptColumn:
             return self[c.reshape(1)][0]
         s = self.kept.slots(c)
         out = self.values[s]
-        if self.default is None or self.written is None:  # a constant default: held there
+        if self.written is None:  # a constant default: held there
             return out
         unwritten = np.flatnonzero(~self.written[s])
         if len(unwritten):
+            assert self.default is not None  # (flags are kept for a default per client)
             out[unwritten] = self.default(c[unwritten])
         return out
 
