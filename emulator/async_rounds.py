@@ -30,7 +30,7 @@ import numpy as np
 from edgetwin.common.arrays import F64, I64
 from edgetwin.emulator.async_launches import select_batch, tell_observer
 from edgetwin.emulator.async_state import Launch, Scan, ServerState, StopRule
-from edgetwin.emulator.batches import join, take
+from edgetwin.emulator.entries import join, take
 from edgetwin.emulator.margins import Cut
 from edgetwin.emulator.rounds import IDLE_RETRY_S, MAX_IDLE_S, RoundRow
 from edgetwin.emulator.session import (

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from edgetwin.common.arrays import F64, I64, B, at_places
 from edgetwin.emulator.clock import mod_24
 from edgetwin.emulator.columns import Column, Of
 from edgetwin.emulator.csvfile import read_rows
+from edgetwin.emulator.entries import take
 from edgetwin.emulator.streams import Streams
 
 HOUR = 3600.0
@@ -70,10 +70,6 @@ class Charger:
         on = self.plugged_s(t0_s, t1_s)
         return (on <= 0.0) | (on >= (t1_s - t0_s) * (1.0 - 1e-12))
 
-    def subset(self, m: B | npt.NDArray[np.int64]) -> Charger:
-        return Charger(charge_w=self.charge_w[m], tz_h=self.tz_h[m], start_h=self.start_h[m],
-                       length_h=self.length_h[m])
-
 
 @dataclass(frozen=True)
 class Chargers:
@@ -89,7 +85,8 @@ class Chargers:
         """Whether clients `c` are on their chargers at `t_s`."""
         return in_daily_window(t_s, self.tz_h[c], self.start_h[c], self.length_h[c])
 
-    def subset(self, c: I64) -> Charger:
+    def of(self, c: I64) -> Charger:
+        """The chargers of clients `c`."""
         return Charger(self.charge_w[c], self.tz_h[c], self.start_h[c], self.length_h[c])
 
 
@@ -235,14 +232,14 @@ class Availability:
             i = np.flatnonzero(on)
             churned_on = self._churn_on(c[i], self._epoch(c[i], at_places(t_s, i)))
             on[i] = churned_on
-            read = None if read is None else read.subset(churned_on)
+            read = None if read is None else take(read, churned_on)
         return on, read
 
     def offline_at(self, c: I64, t_s: F64, charger: Charger | None = None) -> F64:
         """For clients online at `t_s`: when they next go offline (`charger`: their
         chargers, where the caller has them read)."""
         t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
-        ch = self.charger.subset(c) if charger is None and self.charging_only else charger
+        ch = self.charger.of(c) if charger is None and self.charging_only else charger
         if self.trace is not None:
             end = self.trace.end_s(c, t_s)
         else:

@@ -11,19 +11,12 @@ from edgetwin.emulator.availability import Charger
 def idle_update_j(battery_j: F64, capacity_j: F64, t0_s: F64, t1_s: F64, charger: Charger,
                   standby_w: F64 | float) -> F64:
     """Charge after idling from t0 to t1: the charger's rate while plugged in, less the
-    profile's standby drain (per client, or one for all) otherwise.
-
-    Mains-powered devices (infinite capacity) stay at infinity.
-    """
+    profile's standby drain (per client, or one for all) otherwise, kept within
+    [0, capacity]: mains power (an infinite capacity and charge) stays at infinity."""
     plugged_s = charger.plugged_s(t0_s, t1_s)
     unplugged_s = np.maximum(t1_s - t0_s - plugged_s, 0.0)
     delta = charger.charge_w * plugged_s - standby_w * unplugged_s
-    finite = np.isfinite(capacity_j)
-    if finite.all():  # batteries only (as the session model asks): no mask to apply
-        every: F64 = np.clip(battery_j + delta, 0.0, capacity_j)
-        return every
-    out = battery_j.copy()
-    out[finite] = np.clip(battery_j[finite] + delta[finite], 0.0, capacity_j[finite])
+    out: F64 = np.clip(battery_j + delta, 0.0, capacity_j)
     return out
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgetwin.common.arrays import F64, I64, B, at_places, run_starts, sort_ids
+from edgetwin.emulator.entries import take
 from edgetwin.emulator.selection.policies import Context, Pool
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def _eligible(engine: Engine, c: I64, t_s: F64 | float) -> tuple[I64, F64]:
     ci = c[i]
     capacity = engine.fleet.battery_capacity_j[ci]  # read once for the charge and the check
     battery = model.battery_at(ci, at_places(t, i),
-                               None if chargers is None else chargers.subset(idle), capacity)
+                               None if chargers is None else take(chargers, idle), capacity)
     ok = model.charged_enough(ci, battery, capacity)
     return i[ok], battery[ok]
 

@@ -19,6 +19,7 @@ from edgetwin.common.arrays import F64, I64, B, at_places
 from edgetwin.emulator import battery as batt
 from edgetwin.emulator.availability import Availability, Charger, Chargers, Trace
 from edgetwin.emulator.config import Scenario
+from edgetwin.emulator.entries import take
 from edgetwin.emulator.fleet import Fleet
 from edgetwin.emulator.network import BandwidthTrace, jitter, transfer_s
 from edgetwin.emulator.steps import StepInputs, run_steps
@@ -188,7 +189,7 @@ class SessionModel:
             out[i] = batt.idle_update_j(
                 out[i], capacity_j[i], f.last_touch_s[ci],
                 at_places(np.asarray(t_s, dtype=np.float64), i),
-                self.charger.subset(ci) if charger is None else charger.subset(i),
+                self.charger.of(ci) if charger is None else take(charger, i),
                 self.standby_w[f.group[ci]])
         return out
 
@@ -217,7 +218,7 @@ class SessionModel:
         links = self._links(c, g, k, t0, keys, down_bytes)
         io_w = self.io_w[g]
         dl_end = t0 + links.download_s
-        charger = self.charger.subset(c)
+        charger = self.charger.of(c)
         battery0, temp0 = self.state_at(c, t0, charger) if start is None else start
         peak = self.costs.peak_memory_mb[k] if costs is None else costs.peak_memory_mb
         oom = peak > f.usable_ram_mb[c]
@@ -226,7 +227,7 @@ class SessionModel:
         abort_j = np.full(len(c), -np.inf)  # mains power never aborts
         finite = np.isfinite(cap)
         abort_j[finite] = cap[finite] * s.battery.abort_below_pct / 100.0
-        thermal = self.group_thermal.subset(g) if s.thermal.enabled else None
+        thermal = take(self.group_thermal, g) if s.thermal.enabled else None
         battery_dl = self._charged(battery0 - io_w * links.download_s, cap, charger, t0, dl_end,
                                    None if thermal is None else thermal.charge_share(temp0))
         steps = run_steps(StepInputs(

@@ -20,6 +20,7 @@ from edgetwin.common.arrays import F64, I64, B
 from edgetwin.emulator import battery as batt
 from edgetwin.emulator import thermal
 from edgetwin.emulator.availability import Charger
+from edgetwin.emulator.entries import take
 from edgetwin.profiles.training_setup import EnergyAwareSleep
 
 
@@ -121,17 +122,17 @@ def _mask(outer: B, inner: B) -> B:
 
 
 def _subset_result(r: StepResult, m: B) -> StepResult:
-    if m.all():  # the same numbers without copying them
-        return r
-    return StepResult(**{f.name: getattr(r, f.name)[m] for f in dataclasses.fields(r)})
+    return r if m.all() else take(r, m)  # all: the same numbers without copying them
 
 
 def _subset(x: StepInputs, m: B) -> StepInputs:
+    """The sessions `m` of a batch's inputs (its parameters, not per session, kept)."""
     if m.all():
         return x
-    th = x.thermal.subset(m) if x.thermal is not None else None
-    arrays: dict[str, Any] = {k: v[m] for k, v in vars(x).items() if isinstance(v, np.ndarray)}
-    return dataclasses.replace(x, thermal=th, charger=x.charger.subset(m), **arrays)
+    i = np.flatnonzero(m)
+    th = None if x.thermal is None else take(x.thermal, i)
+    arrays: dict[str, Any] = {k: v[i] for k, v in vars(x).items() if isinstance(v, np.ndarray)}
+    return dataclasses.replace(x, thermal=th, charger=take(x.charger, i), **arrays)
 
 
 def _closed_form(x: StepInputs) -> StepResult:

@@ -5,11 +5,9 @@ charge rate."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from edgetwin.common.arrays import F64, B
 
@@ -78,10 +76,3 @@ class ThermalArrays:
         stays below it however long it runs (a margin covers rounding)."""
         hottest = np.maximum(temp_c, self.ambient_c + power_w * self.resistance_c_per_w)
         return hottest < self.throttle_start_c - 1e-9
-
-    def subset(self, m: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> ThermalArrays:
-        """The entries `m` (a mask, or indices: one per client of a batch)."""
-        return ThermalArrays(**{name: getattr(self, name)[m] for name in _THERMAL_FIELDS})
-
-
-_THERMAL_FIELDS = tuple(f.name for f in dataclasses.fields(ThermalArrays))  # named once

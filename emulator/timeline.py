@@ -15,6 +15,7 @@ import numpy as np
 
 from edgetwin.common.arrays import F64
 from edgetwin.emulator.availability import Charger
+from edgetwin.emulator.entries import take
 from edgetwin.emulator.session import SessionModel
 from edgetwin.emulator.steps import StepInputs, run_steps
 
@@ -43,7 +44,7 @@ def step_timeline(model: SessionModel, client: int, steps: int, *, plugged: bool
     g = int(f.group[client])
     k = int(f.cost_index[client])
     cap = float(f.battery_capacity_j[client])
-    thermal = model.group_thermal.subset(np.array([g]))
+    thermal = take(model.group_thermal, np.array([g]))
     one = np.ones(1)
     x = StepInputs(
         start_s=np.zeros(1), planned=np.ones(1, dtype=np.int64),

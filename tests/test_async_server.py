@@ -77,6 +77,8 @@ def test_a_batch_that_does_not_settle_says_how_many_launches_are_certain(
         assert got[:certain] == want[:certain]
         settled.append(certain)
     assert settled[0] < settled[1] <= settled[2] < len(at)
+    # no under-claim past what the passes guarantee: each settles one more launch
+    assert all(certain > passes for passes, certain in enumerate(settled))
 
 
 def test_the_observer_hears_each_launch_once_as_finally_chosen() -> None:

@@ -273,3 +273,30 @@ def test_session_model_is_the_seam_for_other_orchestrators() -> None:
     assert np.all((p.download_j[ran] < cut.energy_j[ran])
                   & (cut.energy_j[ran] < whole.energy_j[ran]))
     assert np.all(cut.upload_bytes[ran] == 0)
+
+
+def test_entries_are_taken_and_joined_whole_for_every_kind() -> None:
+    """Some sessions of a planned batch, and of their chargers: every field's entries at
+    the places asked (a mask the same as its places), and the parts joined back in order
+    are the batch; a kind's every field is carried, the ones added later too."""
+    import dataclasses
+
+    from edgetwin.emulator.entries import join, take
+    from edgetwin.emulator.fleet import build_fleet
+
+    s = build(small_scenario())
+    streams = Streams(11)
+    model = SessionModel(s, build_fleet(s, streams, SCENARIOS), streams, SCENARIOS)
+    c = np.array([0, 1, 5, 30, 31])
+    p = model.plan(c, np.zeros(len(c)), 0)
+    mask = np.array([True, False, True, False, True])
+    for whole in (p, model.charger.of(c)):
+        some, rest = take(whole, mask), take(whole, np.flatnonzero(~mask))
+        for f in dataclasses.fields(whole):
+            column = getattr(whole, f.name)
+            assert np.array_equal(getattr(some, f.name), column[[0, 2, 4]], equal_nan=True)
+            assert getattr(some, f.name).dtype == column.dtype
+        back = join([take(whole, np.array([0, 1])), take(whole, np.array([2, 3, 4]))])
+        assert all(np.array_equal(getattr(back, f.name), getattr(whole, f.name),
+                                  equal_nan=True) for f in dataclasses.fields(whole))
+        assert len(getattr(rest, dataclasses.fields(whole)[0].name)) == 2

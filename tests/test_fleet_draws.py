@@ -313,6 +313,6 @@ def test_a_check_in_hands_on_the_chargers_of_those_online() -> None:
         alone &= av.charger.on_for(c, times)
         alone &= av._churn_on(c, av._epoch(c, times))
         assert on.tolist() == alone.tolist() and av.online(c, t).tolist() == alone.tolist()
-        direct = engine.model.charger.subset(c[on])
+        direct = engine.model.charger.of(c[on])
         for name in ("charge_w", "tz_h", "start_h", "length_h"):
             assert getattr(chargers, name).tobytes() == getattr(direct, name).tobytes(), name

@@ -1,0 +1,42 @@
+"""Dataclasses of equal-length arrays, one entry per session or client (a batch of
+sessions as planned or as they ended, their chargers, their thermal parameters): some
+entries of one, or several joined, as one of the same kind. One way to do both, for
+every such kind, so that a field added to one is carried along by itself."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+import numpy as np
+
+from edgetwin.common.arrays import I64, B
+
+Entries = TypeVar("Entries")  # a dataclass instance whose fields are equal-length arrays
+
+
+_NAMES: dict[type[Any], tuple[str, ...]] = {}  # each kind's fields, named once: hot paths
+
+
+def _names(kind: type[Any]) -> tuple[str, ...]:
+    names = _NAMES.get(kind)
+    if names is None:
+        names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
+
+
+def take(entries: Entries, i: I64 | B) -> Entries:
+    """Entries `i` (places, or a mask) of every field, as one of the same kind."""
+    if i.dtype == bool:  # a mask's places found once, not once a field
+        i = np.flatnonzero(i)
+    values: dict[str, Any] = {name: getattr(entries, name)[i]
+                              for name in _names(type(entries))}
+    return type(entries)(**values)
+
+
+def join(parts: list[Entries]) -> Entries:
+    """Several as one, their entries in order."""
+    kind = type(parts[0])
+    values: dict[str, Any] = {name: np.concatenate([getattr(p, name) for p in parts])
+                              for name in _names(kind)}
+    return kind(**values)
