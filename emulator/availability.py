@@ -191,11 +191,11 @@ class Availability:
     def _churn_on(self, c: I64, epoch: I64) -> B:
         return self.streams.uniform("availability", c, epoch) < self.online_fraction
 
-    def _epoch(self, c: I64, t_s: F64) -> I64:
+    def _epoch(self, c: I64, t_s: F64, phase_s: F64 | None = None) -> I64:
         """Churn epochs start at a phase of each client's own, so spells do not all
-        begin and end together."""
-        phase_s: F64 = self.phase_s[c]
-        return np.floor((t_s + phase_s) / self.epoch_s).astype(np.int64)
+        begin and end together (`phase_s`: theirs, where the caller has read them)."""
+        phase = self.phase_s[c] if phase_s is None else phase_s
+        return np.floor((t_s + phase) / self.epoch_s).astype(np.int64)
 
     def online(self, c: I64, t_s: F64 | float) -> B:
         """Whether clients `c` are online at `t_s` (one instant for all, or one each)."""
@@ -235,10 +235,14 @@ class Availability:
             read = None if read is None else take(read, churned_on)
         return on, read
 
-    def offline_at(self, c: I64, t_s: F64, charger: Charger | None = None) -> F64:
+    def offline_at(self, c: I64, t_s: F64, charger: Charger | None = None,
+                   until_s: F64 | None = None) -> F64:
         """For clients online at `t_s`: when they next go offline (`charger`: their
-        chargers, where the caller has them read)."""
+        chargers, where the caller has them read). With `until_s`, only up to then: inf
+        for those still online at it (a churn spell is not followed past it)."""
         t_s = np.broadcast_to(t_s, c.shape).astype(np.float64)
+        if until_s is not None and not np.isfinite(until_s).all():
+            until_s = None  # an infinite bound bounds nothing (and falls in no epoch)
         ch = self.charger.of(c) if charger is None and self.charging_only else charger
         if self.trace is not None:
             end = self.trace.end_s(c, t_s)
@@ -249,12 +253,20 @@ class Availability:
             assert ch is not None
             end = np.minimum(end, window_end_s(t_s, ch.tz_h, ch.start_h, ch.length_h))
         if self.epoch_s > 0:
-            end = np.minimum(end, self._churn_end_s(c, self._epoch(c, t_s) + 1))
-        return end
+            phase = self.phase_s[c]
+            # the epoch `until_s` falls in, and one more for the rounding: the last
+            # whose start can be at or before it
+            last = None if until_s is None else self._epoch(c, until_s, phase) + 1
+            end = np.minimum(end, self._churn_end_s(c, self._epoch(c, t_s, phase) + 1,
+                                                    phase, last))
+        return end if until_s is None else np.where(end <= until_s, end, np.inf)
 
-    def _churn_end_s(self, c: I64, epoch: I64) -> F64:
+    def _churn_end_s(self, c: I64, epoch: I64, phase_s: F64, last: I64 | None = None
+                     ) -> F64:
         """When each client's churn spell ends: the start of its first epoch from `epoch`
-        on that is off (inf after CHURN_EPOCHS epochs on). Spells are geometric: the
+        on that is off (inf after CHURN_EPOCHS epochs on; with `last`, none past the
+        latest of `last` is looked at, so an end found may lie past a client's own).
+        `phase_s`: the clients' epoch phases. Spells are geometric: the
         epochs are looked at first as many as end 95 % of spells (fewer for so many
         clients that their temporaries would pass `LOOK_PAIRS`), then twice as many
         again each time: one call finds most ends (a call costs more than the epochs it
@@ -262,14 +274,16 @@ class Availability:
         end = np.full(c.shape, np.inf)
         todo = np.arange(len(c))
         first, width = 0, max(1, min(self.first_look_epochs, LOOK_PAIRS // max(len(c), 1)))
-        while len(todo) and first < CHURN_EPOCHS:
-            width = min(width, CHURN_EPOCHS - first)
+        most = CHURN_EPOCHS if last is None else \
+            min(CHURN_EPOCHS, int((last - epoch).max(initial=-1)) + 1)
+        while len(todo) and first < most:
+            width = min(width, most - first)
             epochs = epoch[todo, None] + first + np.arange(width)
             off = ~self._churn_on(c[todo, None], epochs)
             found = off.any(axis=1)
             at = np.argmax(off, axis=1)[found]
             done = todo[found]
-            end[done] = epochs[found, at] * self.epoch_s - self.phase_s[c[done]]
+            end[done] = epochs[found, at] * self.epoch_s - phase_s[done]
             first, width = first + width, 2 * width
             todo = todo[~found]
         return end

@@ -34,6 +34,11 @@ from edgetwin.profiles.training_setup import EnergyAwareSleep
 STATUSES = ("completed", "offline", "deadline", "out_of_memory", "battery", "interrupted",
             "cancelled", "stale")
 COMPLETED, OFFLINE, DEADLINE, OOM, BATTERY, INTERRUPTED, CANCELLED, STALE = range(len(STATUSES))
+# Nothing cuts a session later than its deadline after its start (a synchronous round
+# closes by then, an asynchronous report is cut there, a Flower message's timeout is at
+# most that), so going offline later decides no outcome and no margin: it is looked for
+# only until then, and this much beyond (a round's close can round a hair past it).
+OFFLINE_BEYOND_DEADLINE_S = 1.0
 
 
 @dataclass
@@ -68,7 +73,8 @@ class Planned:
     compute_factor: F64  # the session's draw of its profile's variability (1: none)
     setup_s: F64  # the set-up before the first step, at the client's speed and its draw
     # when each failure would strike, whether or not it comes before the session's end:
-    # going offline, the user abandoning it while it trains (inf: neither)
+    # going offline, the user abandoning it while it trains (inf: neither; going offline
+    # only looked for until `OFFLINE_BEYOND_DEADLINE_S` past the deadline)
     offline_s: F64
     interrupt_s: F64
 
@@ -247,7 +253,8 @@ class SessionModel:
         battery_ul = self._charged(steps.battery_j - io_w * ul_s, cap, charger, compute_end,
                                    ul_end, None if thermal is None
                                    else thermal.charge_share(steps.temp_c))
-        offline_s = self.availability.offline_at(c, t0, charger)
+        offline_s = self.availability.offline_at(
+            c, t0, charger, t0 + (s.orchestration.deadline_s + OFFLINE_BEYOND_DEADLINE_S))
         interrupt_s = self._interrupt_at(c, keys, dl_end)
         stop, cause = _failure_race(oom, dl_end, compute_end, ul_end, steps.battery_fail_s,
                                     offline_s, interrupt_s)

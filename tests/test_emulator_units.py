@@ -300,3 +300,54 @@ def test_entries_are_taken_and_joined_whole_for_every_kind() -> None:
         assert all(np.array_equal(getattr(back, f.name), getattr(whole, f.name),
                                   equal_nan=True) for f in dataclasses.fields(whole))
         assert len(getattr(rest, dataclasses.fields(whole)[0].name)) == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_going_offline_past_the_deadline_is_not_looked_for_and_decides_nothing(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions of a churning fleet planned with going offline looked for only until just
+    past the deadline, and looked for as far as it goes: their outcomes at any cut up to
+    the deadline, and their margins, are the same; a look that stopped short of the
+    deadline would change them (so the comparison can fail)."""
+    import dataclasses
+
+    from edgetwin.emulator import session
+    from edgetwin.emulator.engine import Engine
+    from edgetwin.emulator.margins import Cut, timing
+    from edgetwin.emulator.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    # churn epochs of 300 s: several start within a session's 1,800 s deadline
+    s = load_scenario(root / "thousand_clients.yaml", [f"orchestration.mode={mode}",
+                                                       "availability.mean_session_s=1200"])
+    model = Engine(s, root, s.seed).model
+    t0_s, deadline_s = 5 * 3600.0, s.orchestration.deadline_s
+    c = np.arange(1000)
+    c = c[model.availability.online(c, t0_s)]
+    t0 = np.full(len(c), t0_s)
+
+    def planned(beyond_s: float) -> session.Planned:
+        monkeypatch.setattr(session, "OFFLINE_BEYOND_DEADLINE_S", beyond_s)
+        return model.plan(c, t0, 7)
+
+    looked, whole, short = planned(1.0), planned(np.inf), planned(-deadline_s / 2)
+    past = np.isfinite(whole.offline_s) & (whole.offline_s > t0 + deadline_s + 1.0)
+    assert past.sum() > len(c) // 10 and np.all(np.isinf(looked.offline_s[past]))
+    assert np.array_equal(looked.offline_s[~past], whole.offline_s[~past])
+
+    def decided(p: session.Planned) -> list[np.ndarray]:
+        out = []
+        for share in (0.25, 0.5, 1.0):
+            cut_s = t0 + share * deadline_s
+            o = model.account(p, cut_s, DEADLINE)
+            cut = Cut(at_s=cut_s, status=np.full(len(c), DEADLINE),
+                      stale_s=t0 + 0.8 * deadline_s if mode == "async" else None)
+            t = timing(p, o.status, cut, model.costs.session_cv[model.fleet.cost_index[c]])
+            out += [o.status, o.end_s, o.energy_j] + [getattr(t, f.name)
+                                                      for f in dataclasses.fields(t)]
+        return out
+
+    assert all(np.array_equal(a, b) for a, b in zip(decided(looked), decided(whole),
+                                                     strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(decided(short), decided(whole),
+                                                         strict=True))
