@@ -29,14 +29,14 @@ def take(entries: Entries, i: I64 | B) -> Entries:
     """Entries `i` (places, or a mask) of every field, as one of the same kind."""
     if i.dtype == bool:  # a mask's places found once, not once a field
         i = np.flatnonzero(i)
-    values: dict[str, Any] = {name: getattr(entries, name)[i]
-                              for name in _names(type(entries))}
-    return type(entries)(**values)
+    kind: Any = type(entries)  # (its fields in order, as its constructor takes them)
+    out: Entries = kind(*[getattr(entries, name)[i] for name in _names(kind)])
+    return out
 
 
 def join(parts: list[Entries]) -> Entries:
     """Several as one, their entries in order."""
-    kind = type(parts[0])
-    values: dict[str, Any] = {name: np.concatenate([getattr(p, name) for p in parts])
-                              for name in _names(kind)}
-    return kind(**values)
+    kind: Any = type(parts[0])
+    out: Entries = kind(*[np.concatenate([getattr(p, name) for p in parts])
+                          for name in _names(kind)])
+    return out
