@@ -6,7 +6,8 @@ no plots), end to end (the whole command), client sessions per engine second, an
 command's peak memory. Each case's goal is checked and said met or missed, and by how
 much; goals that are ratios compare cases measured in the same run. Each repeat runs
 every case once, in turn, so that the cases a ratio compares see the same stretch of a
-shared machine's time: a ratio's figure is the median of its repeats' own ratios.
+shared machine's time: a ratio's figure is the median of its repeats' own ratios, shown
+with their range (a goal inside it is one the machine's noise can decide).
 
 `--baseline DIR` measures an earlier edgetwin beside this one, case by case and
 alternating, so that both see the same machine: DIR holds that version installed
@@ -73,11 +74,18 @@ class Measured:
 
 
 def paired(m: dict[str, Measured], key: str, of: str, value: Callable[[Run, Run], float]
-           ) -> float:
-    """The median over repeats of `value(key's run, of's run)`: each pair measured in
-    the same repeat."""
-    return statistics.median(value(a, b) for a, b in zip(m[key].runs, m[of].runs,
-                                                          strict=True))
+           ) -> list[float]:
+    """`value(key's run, of's run)` of each repeat: each pair measured in the same one."""
+    return [value(a, b) for a, b in zip(m[key].runs, m[of].runs, strict=True)]
+
+
+def ratio_verdict(name: str, repeats: list[float], goal: float, *, at_most: bool) -> str:
+    """A ratio goal's line: the median of its repeats' own ratios, their range, and
+    whether the goal lies inside it (where it does, the machine's noise can decide)."""
+    low, high = min(repeats), max(repeats)
+    inside = ", the goal inside it" if low <= goal <= high else ""
+    return verdict(name, statistics.median(repeats), goal, at_most=at_most) + \
+        f"; repeats {low:,.2f}-{high:,.2f}{inside}"
 
 
 Goal = Callable[[dict[str, Measured]], list[str]]  # lines: each goal, met or missed
@@ -110,8 +118,9 @@ def share_of(key: str, of: str, share: float) -> Goal:
     def check(m: dict[str, Measured]) -> list[str]:
         if of not in m:
             return [f"  {key} against {of}: not measured ({of} not run)"]
-        return [verdict(f"{key} rate / {of} rate", paired(m, key, of, lambda a, b: a.rate / b.rate),
-                        share, at_most=False)]
+        return [ratio_verdict(f"{key} rate / {of} rate",
+                              paired(m, key, of, lambda a, b: a.rate / b.rate), share,
+                              at_most=False)]
     return check
 
 
@@ -141,8 +150,8 @@ def tenfold(key: str, of: str, most: float) -> Goal:
             return [f"  {key} against {of}: not measured ({of} not run)"]
         engine = paired(m, key, of, lambda a, b: a.engine_s / b.engine_s)
         wall = paired(m, key, of, lambda a, b: a.wall_s / b.wall_s)
-        return [verdict(f"{key} / {of} engine", engine, most, at_most=True),
-                verdict(f"{key} / {of} end to end", wall, most, at_most=True)]
+        return [ratio_verdict(f"{key} / {of} engine", engine, most, at_most=True),
+                ratio_verdict(f"{key} / {of} end to end", wall, most, at_most=True)]
     return check
 
 
