@@ -254,18 +254,19 @@ class Availability:
             end = np.minimum(end, window_end_s(t_s, ch.tz_h, ch.start_h, ch.length_h))
         if self.epoch_s > 0:
             phase = self.phase_s[c]
-            # the epoch `until_s` falls in, and one more for the rounding: the last
-            # whose start can be at or before it
-            last = None if until_s is None else self._epoch(c, until_s, phase) + 1
-            end = np.minimum(end, self._churn_end_s(c, self._epoch(c, t_s, phase) + 1,
-                                                    phase, last))
+            nxt = self._epoch(c, t_s, phase) + 1
+            most = CHURN_EPOCHS
+            if until_s is not None:  # up to the epoch `until_s` falls in, and one more for
+                # the rounding (the last whose start can be at or before it), for all
+                ahead = int((self._epoch(c, until_s, phase) - nxt).max(initial=-2))
+                most = min(CHURN_EPOCHS, ahead + 2)
+            end = np.minimum(end, self._churn_end_s(c, nxt, phase, most))
         return end if until_s is None else np.where(end <= until_s, end, np.inf)
 
-    def _churn_end_s(self, c: I64, epoch: I64, phase_s: F64, last: I64 | None = None
+    def _churn_end_s(self, c: I64, epoch: I64, phase_s: F64, most: int = CHURN_EPOCHS
                      ) -> F64:
         """When each client's churn spell ends: the start of its first epoch from `epoch`
-        on that is off (inf after CHURN_EPOCHS epochs on; with `last`, none past the
-        latest of `last` is looked at, so an end found may lie past a client's own).
+        on that is off, among the `most` epochs from there (inf if all are on).
         `phase_s`: the clients' epoch phases. Spells are geometric: the
         epochs are looked at first as many as end 95 % of spells (fewer for so many
         clients that their temporaries would pass `LOOK_PAIRS`), then twice as many
@@ -274,8 +275,6 @@ class Availability:
         end = np.full(c.shape, np.inf)
         todo = np.arange(len(c))
         first, width = 0, max(1, min(self.first_look_epochs, LOOK_PAIRS // max(len(c), 1)))
-        most = CHURN_EPOCHS if last is None else \
-            min(CHURN_EPOCHS, int((last - epoch).max(initial=-1)) + 1)
         while len(todo) and first < most:
             width = min(width, most - first)
             epochs = epoch[todo, None] + first + np.arange(width)
