@@ -7,7 +7,9 @@ built by transformers from the same config.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from edgetwin.profiles.models import ModelArch
 
@@ -48,7 +50,8 @@ def layer_prefix(model: ModelArch, layer: int) -> str:
     return f"transformer.h.{layer}" if model.family == "gpt2" else f"model.layers.{layer}"
 
 
-def linears(model: ModelArch) -> list[Linear]:
+@cache  # a model's modules are asked for per layer and per group: listed once
+def linears(model: ModelArch) -> tuple[Linear, ...]:
     """Every projection, in forward order, the output head last."""
     out: list[Linear] = []
     h, q, kv, inter = model.hidden, model.q_dim, model.kv_dim, model.intermediate
@@ -73,10 +76,20 @@ def linears(model: ModelArch) -> list[Linear]:
                 Linear(f"{p}.mlp.down_proj", "down", i, inter, h, mb),
             ]
     out.append(Linear("lm_head", "lm_head", -1, h, model.vocab, False))
+    return tuple(out)
+
+
+@cache
+def layer_linears(model: ModelArch) -> Mapping[int, Mapping[str, Linear]]:
+    """The projections of each layer by role (-1: outside the decoder stack)."""
+    out: dict[int, dict[str, Linear]] = {}
+    for lin in linears(model):
+        out.setdefault(lin.layer, {})[lin.role] = lin
     return out
 
 
-def other_tensors(model: ModelArch) -> list[Tensor]:
+@cache
+def other_tensors(model: ModelArch) -> tuple[Tensor, ...]:
     """Embeddings and norm scales/biases (LayerNorm has both, RMSNorm a scale only)."""
     h = model.hidden
     if model.family == "gpt2":
@@ -86,7 +99,7 @@ def other_tensors(model: ModelArch) -> list[Tensor]:
             p = layer_prefix(model, i)
             out += [Tensor(f"{p}.ln_1", i, (2, h)), Tensor(f"{p}.ln_2", i, (2, h))]
         out.append(Tensor("transformer.ln_f", -1, (2, h)))
-        return out
+        return tuple(out)
     out = [Tensor("model.embed_tokens", -1, (model.vocab, h))]
     norms = ["input_layernorm", "post_attention_layernorm"]
     if model.family == "gemma3":
@@ -98,9 +111,10 @@ def other_tensors(model: ModelArch) -> list[Tensor]:
             out += [Tensor(f"{p}.self_attn.q_norm", i, (model.head_dim,)),
                     Tensor(f"{p}.self_attn.k_norm", i, (model.head_dim,))]
     out.append(Tensor("model.norm", -1, (h,)))
-    return out
+    return tuple(out)
 
 
+@cache
 def total_params(model: ModelArch) -> int:
     """Unique parameters: a tied output head shares the embedding and adds nothing."""
     heads = [lin for lin in linears(model) if lin.role != "lm_head" or not model.tied_embeddings]

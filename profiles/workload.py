@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from edgetwin.profiles.memory import MemoryBreakdown, peak_memory
 from edgetwin.profiles.method import Method
 from edgetwin.profiles.models import ModelArch
-from edgetwin.profiles.modules import Linear, layer_prefix, linears, other_tensors, total_params
+from edgetwin.profiles.modules import (
+    Linear,
+    layer_linears,
+    layer_prefix,
+    linears,
+    other_tensors,
+    total_params,
+)
 from edgetwin.profiles.ops import (
     ADAMW_FLOPS_PER_PARAM,
     ADAMW_PASSES,
@@ -77,7 +84,7 @@ class _StepBuilder(BlockOps):
     def decoder_layer(self, i: int, x_rg: bool) -> bool:
         m, T, b = self.m, self.T, self.b
         H, inter = m.hidden, m.intermediate
-        lins = {lin.role: lin for lin in linears(m) if lin.layer == i}
+        lins = layer_linears(m)[i]
         p = layer_prefix(m, i)
         x = f"L{i}.x"
         if self.s.activation_checkpointing:
@@ -152,7 +159,7 @@ class _StepBuilder(BlockOps):
         m, T = self.m, self.T
         final = "transformer.ln_f" if m.family == "gpt2" else "model.norm"
         n_rg = self.norm(final, -1, "final.x", T * m.hidden, T, x_rg)
-        head = next(lin for lin in linears(m) if lin.role == "lm_head")
+        head = layer_linears(m)[-1]["lm_head"]
         self.linear(head, "final.n", n_rg)
         logits = T * m.vocab
         if logits * 4 >= FRESH_PAGES_MIN_BYTES:  # logits and log-probs; their two gradients
