@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,20 @@ def under_flowers_own_simulation(app: Path, out_env: str, out: Path, nodes: int 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, env={**os.environ, out_env: str(out)})
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def benchmark_script(name: str) -> Any:
+    """A script of `benchmarks/`, imported from its file (the path and the sibling it
+    imports left as they were)."""
+    path = SCENARIOS.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up)
+    before = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = before
+        sys.modules.pop("fleet_speed", None)
+    return module

@@ -5,7 +5,6 @@ each with the clients the earlier ones invited held busy; its stopping rules; an
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from edgetwin.emulator.engine import Engine
 from edgetwin.emulator.observer import Observer
 from edgetwin.emulator.session import CANCELLED
 
-from .emulator_helpers import SCENARIOS, build, small_scenario
+from .emulator_helpers import SCENARIOS, benchmark_script, build, small_scenario
 
 
 def _engine(clients: int, policy: str) -> Engine:
@@ -125,25 +124,6 @@ def test_the_asynchronous_server_stops_by_each_rule(stop: dict[str, float], reas
         assert len(r.rounds) == 0 and taken.sum() > 0
 
 
-def _benchmark(name: str) -> Any:
-    """A script of `benchmarks/`, imported from its file (the path and the sibling it
-    imports left as they were)."""
-    import importlib.util
-
-    path = SCENARIOS.parent / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (its dataclasses look their module up)
-    before = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = before
-        sys.modules.pop("fleet_speed", None)
-    return module
-
-
 def test_the_step_benchmark_counts_each_session_kept_once() -> None:
     """`benchmarks/async_steps.py` counts what the server kept: every session it kept is
     in the run's log (those planned in vain are not), every phase is timed within the
@@ -151,7 +131,7 @@ def test_the_step_benchmark_counts_each_session_kept_once() -> None:
     from edgetwin.emulator.async_rounds import AsyncRounds
     from edgetwin.emulator.session import SessionModel
 
-    bench = _benchmark("async_steps")
+    bench = benchmark_script("async_steps")
     parts = [(AsyncRounds, "step"), (AsyncRounds, "scan"), (AsyncRounds, "_launch"),
              (async_rounds, "select_batch"), (async_launches, "choose"),
              (SessionModel, "plan"), (SessionModel, "account")]
@@ -173,7 +153,7 @@ def test_the_step_benchmark_tells_why_a_step_ended() -> None:
     """The reason a step kept fewer launches than it made, as `_launch` decides it: a
     new session's report before the next launch, a launch short of clients (counted
     from the sessions kept), or the first launch the selection did not settle."""
-    bench = _benchmark("async_steps")
+    bench = benchmark_script("async_steps")
     made = [Launch(at_s=float(i), count=2, version=0) for i in range(4)]
 
     def kept(per_launch: list[int]) -> tuple[None, np.ndarray]:
