@@ -11,7 +11,7 @@ import yaml
 
 from edgetwin.common.errors import InputError
 from edgetwin.profiles.models import CATALOGUE, load_model
-from edgetwin.profiles.modules import total_params
+from edgetwin.profiles.modules import layer_linears, linears, total_params
 
 from .conftest import REFERENCE
 
@@ -31,6 +31,27 @@ def test_total_params_match_a_model_built_by_transformers(name: str) -> None:
     model = build_model(arch, Method("full"), device="meta")
     total, trainable = count_params(model)
     assert total == trainable == total_params(arch) == KNOWN_TOTALS[name]
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE))
+def test_each_layers_projections_are_transformers_modules_of_that_layer(name: str) -> None:
+    """`layer_linears` (a step's layers read their projections there) holds every entry of
+    `linears` once, under its layer and role, each the module of that name in a model built
+    by transformers, with its shape."""
+    arch = CATALOGUE[name]
+    model = build_model(arch, Method("full"), device="meta")
+    by_layer = layer_linears(arch)
+    assert [lin for layer in by_layer.values() for lin in layer.values()] == list(linears(arch))
+    assert sorted(by_layer) == [-1, *range(arch.layers)]
+    for layer, roles in by_layer.items():
+        for role, lin in roles.items():
+            assert (lin.layer, lin.role) == (layer, role)
+            assert f".{layer}." in f".{lin.name}." or layer == -1
+            weight = model.get_submodule(lin.name).weight
+            stored = (lin.in_features, lin.out_features) \
+                if arch.family == "gpt2" and role != "lm_head" else \
+                (lin.out_features, lin.in_features)
+            assert tuple(weight.shape) == stored
 
 
 @pytest.mark.parametrize("name", list(CATALOGUE))
