@@ -6,6 +6,7 @@ every such kind, so that a field added to one is carried along by itself."""
 from __future__ import annotations
 
 import dataclasses
+from functools import cache
 from typing import Any, TypeVar
 
 import numpy as np
@@ -15,14 +16,9 @@ from edgetwin.common.arrays import I64, B
 Entries = TypeVar("Entries")  # a dataclass instance whose fields are equal-length arrays
 
 
-_NAMES: dict[type[Any], tuple[str, ...]] = {}  # each kind's fields, named once: hot paths
-
-
+@cache  # each kind's fields, named once: take and join are on hot paths
 def _names(kind: type[Any]) -> tuple[str, ...]:
-    names = _NAMES.get(kind)
-    if names is None:
-        names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
-    return names
+    return tuple(f.name for f in dataclasses.fields(kind))
 
 
 def take(entries: Entries, i: I64 | B) -> Entries:

@@ -20,7 +20,7 @@ from edgetwin.common.arrays import F64, I64, B
 from edgetwin.emulator import battery as batt
 from edgetwin.emulator import thermal
 from edgetwin.emulator.availability import Charger
-from edgetwin.emulator.entries import take
+from edgetwin.emulator.entries import join, take
 from edgetwin.profiles.training_setup import EnergyAwareSleep
 
 
@@ -104,14 +104,9 @@ def _steps(x: StepInputs) -> StepResult:
         parts.append((~steady, _step_by_step(_subset(x, ~steady))))
     if len(parts) == 1:
         return parts[0][1]
-    merged = {}
-    for f in dataclasses.fields(StepResult):
-        first = getattr(parts[0][1], f.name)
-        col = np.empty(x.planned.shape, dtype=first.dtype)
-        for m, part in parts:
-            col[m] = getattr(part, f.name)
-        merged[f.name] = col
-    return StepResult(**merged)
+    # the parts joined, then put back in the batch's order (each part's places in it)
+    places = np.concatenate([np.flatnonzero(m) for m, _ in parts])
+    return take(join([part for _, part in parts]), np.argsort(places))
 
 
 def _mask(outer: B, inner: B) -> B:

@@ -294,7 +294,7 @@ class _StepBuilder(BlockOps):
 
 def _layer_params(model: ModelArch) -> int:
     """Parameters of one decoder layer: the unit sharding brings back at a time."""
-    return sum(lin.params for lin in linears(model) if lin.layer == 0) + sum(
+    return sum(lin.params for lin in layer_linears(model)[0].values()) + sum(
         t.params for t in other_tensors(model) if t.layer == 0)
 
 
