@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from types import MappingProxyType
 
 from edgetwin.profiles.models import ModelArch
 
@@ -85,7 +86,8 @@ def layer_linears(model: ModelArch) -> Mapping[int, Mapping[str, Linear]]:
     out: dict[int, dict[str, Linear]] = {}
     for lin in linears(model):
         out.setdefault(lin.layer, {})[lin.role] = lin
-    return out
+    # read-only, as the cached lists are tuples: every caller shares them
+    return MappingProxyType({layer: MappingProxyType(roles) for layer, roles in out.items()})
 
 
 @cache

@@ -90,17 +90,19 @@ def under_flowers_own_simulation(app: Path, out_env: str, out: Path, nodes: int 
 
 
 def benchmark_script(name: str) -> Any:
-    """A script of `benchmarks/`, imported from its file (the path and the sibling it
-    imports left as they were)."""
+    """A script of `benchmarks/`, imported from its file (the path, and the modules as
+    they were: the siblings it imports by name are not left behind)."""
     path = SCENARIOS.parent / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    path_before, modules_before = list(sys.path), set(sys.modules)
     sys.modules[spec.name] = module  # (its dataclasses look their module up)
-    before = list(sys.path)
     try:
         spec.loader.exec_module(module)
     finally:
-        sys.path[:] = before
-        sys.modules.pop("fleet_speed", None)
+        sys.path[:] = path_before
+        for added in set(sys.modules) - modules_before - {spec.name}:
+            if Path(getattr(sys.modules[added], "__file__", None) or "").parent == path.parent:
+                del sys.modules[added]
     return module
